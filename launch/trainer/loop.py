@@ -1,0 +1,311 @@
+"""The generic training loop shared by SAT3D and FRL-DGT: `train_and_evaluate(config, workdir)`.
+
+Reads top to bottom: build the task and the mesh, create or restore the trainable state, then
+step -> (every log_every) check finiteness and log -> (every checkpoint_every) save, until
+`total_steps` or a termination signal. See `launch.trainer.task` for what a task supplies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import pathlib
+import platform
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from launch.trainer import checkpoint as ckpt_lib
+from launch.trainer import logs as logs_lib
+from launch.trainer import mesh as mesh_lib
+from launch.trainer.task import InputSpec, Task
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a step produced a non-finite loss (or other metric); names the step."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Driver fields every training config starts from (the task adds its own)."""
+  c = ml_collections.ConfigDict()
+  c.task = ""                 # module defining make_task(config), e.g. 'sat3d_jax.task'
+  c.seed = 0
+  c.total_steps = 100
+  c.log_every = 10            # also how often finiteness is checked (no per-step host sync)
+  c.checkpoint_every = 50
+  c.keep_checkpoints = 3
+  c.async_checkpoints = True
+  c.summary_every = 0         # image summaries; 0 = only at the end (if the task has any)
+  c.eval_every = 0            # 0 = only at the end (if the task has an eval step)
+  c.num_devices = 0           # 0 = every device of every process
+  c.model_sharding = "models"  # tasks with num_models > 0: 'models' or 'batch' (see task.py)
+  c.tensorboard = True
+  return c
+
+
+def load_task(config: ml_collections.ConfigDict) -> Task:
+  """Imports `config.task` and calls its `make_task(config)`."""
+  if not config.task:
+    raise ValueError("config.task is empty: it must name a module with make_task(config)")
+  module = importlib.import_module(config.task)
+  if not hasattr(module, "make_task"):
+    raise ValueError(f"task module {config.task!r} has no make_task(config)")
+  return module.make_task(config)
+
+
+def library_versions() -> dict:
+  """Versions of the libraries a run depends on, written into the workdir."""
+  import importlib.metadata as md  # pylint: disable=g-import-not-at-top
+  versions = {"python": platform.python_version()}
+  for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections",
+               "transformers", "tensorflow-cpu", "tensorflow", "tensorflow-datasets", "numpy"):
+    try:
+      versions[name] = md.version(name)
+    except md.PackageNotFoundError:
+      pass
+  versions["backend"] = jax.default_backend()
+  versions["devices"] = [str(d) for d in jax.devices()]
+  versions["process_count"] = jax.process_count()
+  return versions
+
+
+def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict,
+                    task: Task) -> None:
+  previous = workdir / "config.json"
+  resolved = json.loads(config.to_json_best_effort())
+  if previous.exists():
+    old = json.loads(previous.read_text())
+    changed = sorted(k for k in set(old) | set(resolved) if old.get(k) != resolved.get(k))
+    if changed:
+      logging.warning("config differs from the previous run in this workdir: %s", changed)
+      print(f"note: config fields changed since the last run here: {', '.join(changed)}")
+  previous.write_text(json.dumps(resolved, indent=2, sort_keys=True))
+  (workdir / "versions.json").write_text(json.dumps(library_versions(), indent=2))
+  if task.describe is not None:
+    (workdir / "task.json").write_text(json.dumps(task.describe(), indent=2))
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+class _SignalFlag:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (save, then exit)."""
+
+  def __init__(self):
+    self.received: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _handle(self, signum, _frame):
+    if self.received is not None:  # a second signal: stop waiting for the save
+      raise KeyboardInterrupt
+    self.received = signum
+    print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint, then stopping",
+          flush=True)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What `train_and_evaluate` returns: the final state and how the run ended."""
+  state: Any
+  frozen: Any
+  step: int
+  stopped_by_signal: Optional[int]
+  mesh: Any
+  task: Task
+  train_step: Any  # the jitted step, for inspection (e.g. its compiled shardings)
+
+
+def _make_step_fns(task: Task, num_models: int, seed: int):
+  base_key = jax.random.key(seed)
+  train_key = jax.random.fold_in(base_key, 1)
+
+  def init(rng):
+    if num_models:
+      return jax.vmap(lambda m: task.init_state(jax.random.fold_in(rng, m)))(
+          jnp.arange(num_models))
+    return task.init_state(rng)
+
+  def train(state, frozen, batch, step):
+    rng = jax.random.fold_in(train_key, step)
+    if num_models:
+      rngs = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(num_models))
+      return jax.vmap(task.train_step, in_axes=(0, None, 0, 0))(state, frozen, batch, rngs)
+    return task.train_step(state, frozen, batch, rng)
+
+  def summaries(state, frozen, step):
+    rng = jax.random.fold_in(jax.random.fold_in(base_key, 2), step)
+    if num_models:  # images of the first model only
+      state = jax.tree.map(lambda x: x[0], state)
+    return task.summaries(state, frozen, rng)
+
+  def evaluate(state, frozen, batch):
+    if num_models:
+      return jax.vmap(task.eval_step, in_axes=(0, None, 0))(state, frozen, batch)
+    return task.eval_step(state, frozen, batch)
+
+  return jax.random.fold_in(base_key, 0), init, train, summaries, evaluate
+
+
+def _first_non_finite(pending: list[tuple[int, dict]]) -> Optional[tuple[int, str, float]]:
+  host = jax.device_get([m for _, m in pending])
+  for (step, _), metrics in zip(pending, host):
+    for name in sorted(metrics, key=lambda k: k != "loss"):  # the loss first
+      value = np.asarray(metrics[name])
+      if not np.all(np.isfinite(value)):
+        return step, name, float(value.flat[np.argmax(~np.isfinite(value.ravel()))])
+  return None
+
+
+def _mean_metrics(pending: list[tuple[int, dict]]) -> dict:
+  host = jax.device_get([m for _, m in pending])
+  return {k: float(np.mean([np.mean(m[k]) for m in host])) for k in host[-1]}
+
+
+def run_eval(task: Task, eval_fn, state, frozen, mesh, split_axis: int) -> dict:
+  """Runs the task's eval pipeline once; returns summed metrics divided by their count."""
+  spec = InputSpec(0, jax.process_index(), jax.process_count(), split_axis)
+  totals: dict = {}
+  for local in task.eval_pipeline(spec):
+    batch = mesh_lib.global_batch(local, mesh, split_axis)
+    metrics = jax.device_get(eval_fn(state, frozen, batch))
+    for k, v in metrics.items():
+      totals[k] = totals.get(k, 0.0) + float(np.sum(v))
+  count = totals.pop("count", None)
+  if not count:
+    return totals
+  return {k: v / count for k, v in totals.items()} | {"count": count}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       task: Optional[Task] = None) -> RunResult:
+  """Trains `config.task` in `workdir`, resuming from the newest checkpoint found there."""
+  workdir = pathlib.Path(workdir).absolute()
+  task = task or load_task(config)
+  mesh = mesh_lib.make_mesh(config.num_devices or None)
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_run_info(workdir, config, task)
+
+  for field in ("log_every", "checkpoint_every", "total_steps"):
+    if int(config[field]) <= 0:
+      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+  num_models = task.num_models
+  shard_models = bool(num_models) and config.model_sharding == "models"
+  if config.model_sharding not in ("models", "batch"):
+    raise ValueError(f"config.model_sharding must be 'models' or 'batch', "
+                     f"got {config.model_sharding!r}")
+  if shard_models and num_models % mesh.size:
+    raise ValueError(f"{num_models} models cannot be sharded over {mesh.size} devices; use "
+                     "config.model_sharding='batch' or a device count that divides it")
+  split_axis = 1 if (num_models and not shard_models) else 0
+
+  init_key, init_fn, train_fn, summary_fn, eval_fn = _make_step_fns(task, num_models,
+                                                                    config.seed)
+  state_shapes = jax.eval_shape(init_fn, init_key)
+  state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
+  checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+                                     async_save=config.async_checkpoints)
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    state, meta = checkpoints.restore(
+        latest, ckpt_lib.abstract_like(state_shapes, state_sharding))
+    start = int(meta["input_position"])
+    if is_main:
+      print(f"resuming from checkpoint step {latest} in {checkpoints.directory}", flush=True)
+  else:
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_key)
+    start = 0
+
+  frozen = task.frozen() if task.frozen is not None else None
+  frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
+
+  train_step = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
+  all_finite = jax.jit(_all_finite)
+  total = int(config.total_steps)
+  log = logs_lib.RunLog(workdir, total, enabled=is_main, tensorboard=config.tensorboard)
+
+  def save(step: int) -> None:
+    if not bool(all_finite(state)):
+      raise NonFiniteLossError(f"the state after step {step} is not finite; not saving it")
+    checkpoints.save(step, state, {"step": step, "input_position": step,
+                                   "time": time.time()})
+
+  step = start
+  saved_step = latest
+  pending: list[tuple[int, dict]] = []
+  stopped = None
+  try:
+    with _SignalFlag() as signals:
+      if start < total:
+        batches = task.input_pipeline(InputSpec(start, jax.process_index(),
+                                                jax.process_count(), split_axis))
+        log.start(start)
+        if is_main:
+          print(f"training steps {start}..{total} on {mesh.size} device(s) "
+                f"({jax.default_backend()}), workdir {workdir}", flush=True)
+      while step < total and signals.received is None:
+        batch = mesh_lib.global_batch(next(batches), mesh, split_axis)
+        state, metrics = train_step(state, frozen, batch, jnp.asarray(step, jnp.int32))
+        pending.append((step, metrics))
+        step += 1
+        boundary = (step % config.log_every == 0 or step == total
+                    or step % config.checkpoint_every == 0)
+        if boundary or signals.received is not None:
+          bad = _first_non_finite(pending)
+          if bad is not None:
+            bad_step, name, value = bad
+            raise NonFiniteLossError(
+                f"non-finite {name} ({value}) at step {bad_step}; stopping. The latest "
+                f"checkpoint (step {checkpoints.latest_step()}) predates it and is finite.")
+          if step % config.log_every == 0 or step == total:
+            record = log.scalars(step, _mean_metrics(pending))
+            log.progress(step, record)
+          pending = []
+        if step % config.checkpoint_every == 0 or step == total:
+          save(step)
+          saved_step = step
+        if task.summaries is not None and config.summary_every and \
+            step % config.summary_every == 0:
+          log.images(step, jax.device_get(summary_fn(state, frozen, step)))
+        if task.eval_step is not None and config.eval_every and step % config.eval_every == 0:
+          log.scalars(step, run_eval(task, eval_fn, state, frozen, mesh, split_axis), "eval")
+      stopped = signals.received
+      if stopped is not None and saved_step != step:
+        save(step)  # `pending` was checked for finiteness when the signal was seen
+      if stopped is None:
+        if task.summaries is not None and not (config.summary_every and
+                                               step % config.summary_every == 0):
+          log.images(step, jax.device_get(summary_fn(state, frozen, step)))
+        if task.eval_step is not None and task.eval_pipeline is not None and \
+            not (config.eval_every and step % config.eval_every == 0):
+          log.scalars(step, run_eval(task, eval_fn, state, frozen, mesh, split_axis), "eval")
+  finally:
+    checkpoints.close()
+    log.close()
+  if is_main:
+    how = f"stopped by {signal.Signals(stopped).name}" if stopped else "finished"
+    print(f"{how} at step {step}; checkpoints in {checkpoints.directory}, "
+          f"metrics in {workdir / 'metrics.jsonl'}", flush=True)
+  return RunResult(state, frozen, step, stopped, mesh, task, train_step)

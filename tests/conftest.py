@@ -1,0 +1,22 @@
+"""Test-wide setup: 8 fake CPU devices so multi-device code is exercised on any machine."""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keep TensorFlow (tf.data) off any accelerator and from grabbing every core.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pathlib
+
+import pytest
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+EG3D_FIXTURES = SHARED / "fixtures" / "eg3d"
+
+
+@pytest.fixture(scope="session")
+def eg3d_fixture_dir():
+  """Directory of the official EG3D reference fixtures; skips when ../shared is absent."""
+  if not EG3D_FIXTURES.is_dir():
+    pytest.skip("../shared/fixtures/eg3d not available")
+  return EG3D_FIXTURES

@@ -1,0 +1,233 @@
+"""The generic training driver: sharding, checkpoints, resume, non-finite guard, multi-process.
+
+Uses tests/driver_task.py (a small regression task) through the real entry point
+`launch/train.py` in subprocesses, and `train_and_evaluate` in-process where that is enough.
+"""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from launch.trainer import NonFiniteLossError, train_and_evaluate
+from launch.trainer import cli
+from launch.trainer import mesh as mesh_lib
+from tests import driver_task
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = "tests/driver_task.py"
+
+
+def _env(devices: int = 8) -> dict:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  return env
+
+
+def _train_cmd(workdir, *overrides, config=CONFIG):
+  return [sys.executable, str(ROOT / "launch" / "train.py"), f"--config={config}",
+          f"--workdir={workdir}", *[f"--config.{o}" for o in overrides]]
+
+
+def _run(workdir, *overrides, devices=8, check=True):
+  proc = subprocess.run(_train_cmd(workdir, *overrides), cwd=ROOT, env=_env(devices),
+                        capture_output=True, text=True, timeout=300)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+  return proc
+
+
+def _restore_params(workdir, step=None):
+  """Reads the saved params of a run with Orbax directly (independent of the driver)."""
+  directory = pathlib.Path(workdir) / "checkpoints"
+  if step is None:
+    step = max(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+  checkpointer = ocp.StandardCheckpointer()
+  path = directory / str(step) / "state"
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  restored = checkpointer.restore(path, target)
+  return step, jax.tree.map(np.asarray, restored["params"])
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_default_workdir_named_after_config():
+  assert cli.default_workdir("configs/sat3d_ffhq.py") == pathlib.Path("workdirs/sat3d_ffhq")
+  assert cli.default_workdir("configs/sat3d_ffhq.py:tiny") == pathlib.Path(
+      "workdirs/sat3d_ffhq_tiny")
+
+
+def test_global_batch_is_split_across_eight_devices(tmp_path):
+  assert jax.device_count() == 8
+  config = driver_task.get_config()
+  config.total_steps = 5
+  result = train_and_evaluate(config, tmp_path)
+  mesh = result.mesh
+  assert mesh.size == 8
+  batch = mesh_lib.global_batch(
+      {"x": np.zeros((32, 16), np.float32), "y": np.zeros((32, 1), np.float32)}, mesh, 0)
+  shards = batch["x"].addressable_shards
+  assert len(shards) == 8 and {s.data.shape for s in shards} == {(4, 16)}
+  assert len({s.device for s in shards}) == 8
+  compiled = result.train_step.lower(result.state, result.frozen, batch,
+                                     np.int32(5)).compile()
+  batch_sharding = compiled.input_shardings[0][2]["x"]
+  assert batch_sharding.shard_shape((32, 16)) == (4, 16)
+  state_sharding = jax.tree.leaves(compiled.input_shardings[0][0])[0]
+  assert state_sharding.is_fully_replicated
+
+
+def test_metrics_tensorboard_images_and_run_info(tmp_path):
+  config = driver_task.get_config()
+  config.total_steps = 10
+  config.tensorboard = True
+  train_and_evaluate(config, tmp_path)
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train = [r for r in records if "loss" in r]
+  assert [r["step"] for r in train] == [5, 10]
+  assert all(np.isfinite(r["loss"]) for r in train)
+  assert any("eval/mse" in r for r in records)
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert list((tmp_path / "images").glob("w1_*.png"))
+  assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 10
+  assert "jax" in json.loads((tmp_path / "versions.json").read_text())
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+  straight = tmp_path / "straight"
+  _run(straight, "total_steps=60")
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(_train_cmd(killed, "total_steps=60", "seconds_per_step=0.15"),
+                          cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and not (killed / "checkpoints" / "20").is_dir():
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  step, _ = _restore_params(killed)
+  assert 20 <= step < 60, "the run was not killed part-way"
+  _run(killed, "total_steps=60")
+  _, params_resumed = _restore_params(killed, 60)
+  _, params_straight = _restore_params(straight, 60)
+  _assert_trees_equal(params_resumed, params_straight)
+
+
+def test_second_command_with_more_steps_continues(tmp_path):
+  first = _run(tmp_path, "total_steps=20")
+  assert "resuming" not in first.stdout
+  second = _run(tmp_path, "total_steps=30")
+  assert "resuming from checkpoint step 20" in second.stdout
+  steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()
+           if "loss" in json.loads(l)]
+  assert steps == [5, 10, 15, 20, 25, 30]
+
+
+def test_nan_loss_stops_run_and_latest_checkpoint_is_finite(tmp_path):
+  config = driver_task.get_config()
+  config.total_steps = 40
+  config.nan_at_step = 23
+  with pytest.raises(NonFiniteLossError, match="at step 23"):
+    train_and_evaluate(config, tmp_path)
+  step, params = _restore_params(tmp_path)
+  assert step == 20
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+def test_nan_via_command_line_is_a_clear_error(tmp_path):
+  proc = _run(tmp_path, "total_steps=20", "nan_at_step=12", check=False)
+  assert proc.returncode != 0
+  assert "non-finite loss" in proc.stderr and "at step 12" in proc.stderr
+
+
+def test_config_typo_is_an_error(tmp_path):
+  proc = _run(tmp_path, "totl_steps=5", check=False)
+  assert proc.returncode != 0
+  assert "totl_steps" in proc.stderr
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+  proc = subprocess.Popen(_train_cmd(tmp_path, "total_steps=400", "checkpoint_every=1000",
+                                     "seconds_per_step=0.1"),
+                          cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  deadline = time.time() + 240
+  metrics = tmp_path / "metrics.jsonl"
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err
+  step, params = _restore_params(tmp_path)
+  assert 5 <= step < 400
+  assert f"stopped by SIGTERM at step {step}" in out
+
+
+def test_checkpoint_from_eight_devices_resumes_on_four(tmp_path):
+  reference = tmp_path / "reference"
+  _run(reference, "total_steps=30")
+  moved = tmp_path / "moved"
+  _run(moved, "total_steps=10")
+  proc = _run(moved, "total_steps=30", devices=4)
+  assert "on 4 device(s)" in proc.stdout and "resuming from checkpoint step 10" in proc.stdout
+  _, a = _restore_params(moved, 30)
+  _, b = _restore_params(reference, 30)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_models_are_sharded_and_independent(tmp_path):
+  config = driver_task.get_config()
+  config.total_steps = 5
+  config.num_models = 8
+  result = train_and_evaluate(config, tmp_path / "stacked")
+  w = result.state["params"]["w1"]
+  assert w.shape[0] == 8
+  assert {s.data.shape[0] for s in w.addressable_shards} == {1}
+  # Model m of the stack equals a single model trained alone on the same rng and batches.
+  assert not np.allclose(np.asarray(w[0]), np.asarray(w[1]))
+  config.model_sharding = "batch"
+  replicated = train_and_evaluate(config, tmp_path / "replicated")
+  np.testing.assert_allclose(np.asarray(replicated.state["params"]["w1"]), np.asarray(w),
+                             rtol=1e-5, atol=1e-6)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+  single = tmp_path / "single"
+  _run(single, "total_steps=20")
+  multi = tmp_path / "multi"
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _train_cmd(multi, "total_steps=20") + [f"--coordinator_address=localhost:{port}",
+                                             "--num_processes=2", f"--process_id={i}"],
+      cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, f"{out}\n{err}"
+  assert "on 8 device(s)" in outs[0][0]
+  _, a = _restore_params(multi, 20)
+  _, b = _restore_params(single, 20)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
