@@ -31,6 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.nan_at_step = -1
   c.seconds_per_step = 0.0
   c.num_models = 0
+  c.model_id = -1  # >= 0: train model `model_id` of the stack alone
   c.tensorboard = False
   return c
 
@@ -78,6 +79,9 @@ def make_task(config) -> Task:
       if models:
         b = batch_for_step(step, models * config.global_batch_size)
         return {k: tf.reshape(v, [models, config.global_batch_size, -1]) for k, v in b.items()}
+      if config.model_id >= 0:  # the rows model `model_id` gets in the stacked layout
+        b = batch_for_step(step, (config.model_id + 1) * config.global_batch_size)
+        return {k: v[-config.global_batch_size:] for k, v in b.items()}
       return batch_for_step(step, config.global_batch_size)
     ds = tf.data.Dataset.range(spec.start_step, config.total_steps).map(make)
     for batch in ds.as_numpy_iterator():
@@ -104,4 +108,5 @@ def make_task(config) -> Task:
               eval_step=eval_step if not config.num_models else None,
               eval_pipeline=eval_pipeline,
               summaries=summaries if not config.num_models else None,
-              num_models=config.num_models)
+              num_models=config.num_models,
+              model_ids=(config.model_id,) if config.model_id >= 0 else None)

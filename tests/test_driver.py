@@ -199,8 +199,14 @@ def test_stacked_models_are_sharded_and_independent(tmp_path):
   w = result.state["params"]["w1"]
   assert w.shape[0] == 8
   assert {s.data.shape[0] for s in w.addressable_shards} == {1}
-  # Model m of the stack equals a single model trained alone on the same rng and batches.
   assert not np.allclose(np.asarray(w[0]), np.asarray(w[1]))
+  # Model m of the stack equals model m trained alone (same rngs via model_ids, same batches).
+  alone = driver_task.get_config()
+  alone.total_steps = 5
+  alone.model_id = 3
+  single = train_and_evaluate(alone, tmp_path / "alone")
+  np.testing.assert_allclose(np.asarray(single.state["params"]["w1"]), np.asarray(w[3]),
+                             rtol=1e-5, atol=1e-6)
   config.model_sharding = "batch"
   replicated = train_and_evaluate(config, tmp_path / "replicated")
   np.testing.assert_allclose(np.asarray(replicated.state["params"]["w1"]), np.asarray(w),

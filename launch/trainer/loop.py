@@ -139,19 +139,27 @@ class RunResult:
 def _make_step_fns(task: Task, num_models: int, seed: int):
   base_key = jax.random.key(seed)
   train_key = jax.random.fold_in(base_key, 1)
+  ids = task.model_ids
+  if ids is not None and len(ids) != max(num_models, 1):
+    raise ValueError(f"task.model_ids has {len(ids)} entries for {num_models} models")
+  ids = jnp.asarray(ids if ids is not None else range(num_models), jnp.int32)
+
+  def per_model(rng):
+    """One rng per model (stacked), or the single model's rng (folded with its id if given)."""
+    if num_models:
+      return jax.vmap(lambda m: jax.random.fold_in(rng, m))(ids)
+    return jax.random.fold_in(rng, ids[0]) if task.model_ids is not None else rng
 
   def init(rng):
     if num_models:
-      return jax.vmap(lambda m: task.init_state(jax.random.fold_in(rng, m)))(
-          jnp.arange(num_models))
-    return task.init_state(rng)
+      return jax.vmap(task.init_state)(per_model(rng))
+    return task.init_state(per_model(rng))
 
   def train(state, frozen, batch, step):
-    rng = jax.random.fold_in(train_key, step)
+    rngs = per_model(jax.random.fold_in(train_key, step))
     if num_models:
-      rngs = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(num_models))
       return jax.vmap(task.train_step, in_axes=(0, None, 0, 0))(state, frozen, batch, rngs)
-    return task.train_step(state, frozen, batch, rng)
+    return task.train_step(state, frozen, batch, rngs)
 
   def summaries(state, frozen, step):
     rng = jax.random.fold_in(jax.random.fold_in(base_key, 2), step)

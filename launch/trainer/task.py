@@ -34,6 +34,10 @@ Contract
   axis over the devices (``config.model_sharding = 'models'``, each device trains its own models,
   no gradient all-reduce) or replicates the models and shards each model's batch
   (``'batch'``). Batches then have shape ``[num_models, per_model_batch, ...]``.
+* ``model_ids`` (optional): the identity of each model, folded into its init and step rngs
+  (default ``range(num_models)``). A run that trains one of those models alone (FRL-DGT fold by
+  fold) sets ``num_models=0, model_ids=(k,)`` and gets exactly the rngs model k gets in the
+  stacked run, so both modes can be compared like for like.
 """
 from __future__ import annotations
 
@@ -82,5 +86,6 @@ class Task:
   eval_pipeline: Optional[Callable[[InputSpec], Iterator[Batch]]] = None
   summaries: Optional[Callable[[PyTree, PyTree, Any], dict]] = None
   num_models: int = 0
+  model_ids: Optional[tuple[int, ...]] = None
   # Optional hook: metadata about the run (e.g. fold names) written next to the config.
   describe: Optional[Callable[[], dict]] = None

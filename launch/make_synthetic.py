@@ -1,0 +1,78 @@
+r"""Writes a generated micro-expression corpus in the CASME II / SAMM / SMIC-HS layouts.
+
+  python launch/make_synthetic.py --out /tmp/me_corpus
+  python launch/make_synthetic.py --out /tmp/me_corpus --subjects 2 --clips_per_subject 4 --seed 3
+
+Defaults: 4 subjects per database x 6 composite clips (72 clips, about 41 negative /
+18 positive / 13 surprise like the MEGC2019 composite's 250/109/83) plus 6 clips outside the
+composite. What is written and why: frldgt_jax/data/synthetic.py.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
+_OUT = flags.DEFINE_string("out", None, "Corpus root directory (created; must be empty).")
+_SUBJECTS = flags.DEFINE_integer("subjects", 4, "Subjects per database.")
+_CLIPS = flags.DEFINE_integer("clips_per_subject", 6, "Composite clips per subject.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed (the corpus is deterministic for it).")
+_DATABASES = flags.DEFINE_list("databases", list(synthetic.DATABASES),
+                               "Databases to write: casme2, samm, smic.")
+_EXTRA = flags.DEFINE_bool("extra_clips", True,
+                           "Also write clips outside the composite (CASME II others/fear/sadness, "
+                           "SAMM Other) that the builders must filter out.")
+_FAULTS = flags.DEFINE_bool("faults", True, "Reproduce the real files' annotation faults.")
+_DISTRACTORS = flags.DEFINE_bool("distractors", True,
+                                 "Blinks, head drift, flicker and sensor noise.")
+_CROPPED = flags.DEFINE_bool("cropped", True, "Also write the registered face-crop sets.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a corpus generated earlier in --out.")
+flags.mark_flag_as_required("out")
+
+
+def main(argv):
+  del argv
+  import cv2  # pylint: disable=g-import-not-at-top
+  import tqdm  # pylint: disable=g-import-not-at-top
+  cv2.setNumThreads(1)  # small images: threads cost more than they give on shared machines
+  config = synthetic.CorpusConfig(
+      subjects=_SUBJECTS.value, clips_per_subject=_CLIPS.value, seed=_SEED.value,
+      databases=tuple(_DATABASES.value), extra_clips=_EXTRA.value, faults=_FAULTS.value,
+      distractors=_DISTRACTORS.value, cropped=_CROPPED.value)
+  print(f"Generating a synthetic micro-expression corpus in {_OUT.value}: "
+        f"{config.subjects} subject(s) x {config.clips_per_subject} composite clip(s) per "
+        f"database ({', '.join(config.databases)}), seed {config.seed}")
+  bar = tqdm.tqdm(total=len(synthetic.plan_corpus(config)), unit="clip")
+
+  def progress(done, total, plan):
+    del total
+    bar.set_postfix_str(f"{plan.database}/{plan.subject_dir}/{plan.sample_dir}")
+    bar.n = done
+    bar.refresh()
+
+  try:
+    manifest = synthetic.generate_corpus(_OUT.value, config, overwrite=_OVERWRITE.value,
+                                         progress=progress)
+  except FileExistsError as e:
+    bar.close()
+    raise app.UsageError(str(e))
+  bar.close()
+  counts = manifest["counts"]
+  print(f"{counts['clips']} clips ({counts['composite']} in the composite: "
+        f"{counts['negative']} negative, {counts['positive']} positive, "
+        f"{counts['surprise']} surprise; {counts['outside']} outside) in "
+        f"{manifest['seconds']:.1f} s")
+  for database, c in counts["per_database"].items():
+    print(f"  {database}: {c['clips']} clips, {c['composite']} composite "
+          f"({c['negative']}/{c['positive']}/{c['surprise']})")
+  print(f"Corpus: {os.path.abspath(_OUT.value)}")
+  print(f"  manifest: {os.path.join(os.path.abspath(_OUT.value), 'manifest.json')}")
+  print(f"  composite list: {os.path.join(os.path.abspath(_OUT.value), 'composite_3class.csv')}")
+
+
+if __name__ == "__main__":
+  app.run(main)
