@@ -39,10 +39,13 @@ def main(argv):
   import cv2  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
   cv2.setNumThreads(1)  # small images: threads cost more than they give on shared machines
-  config = synthetic.CorpusConfig(
-      subjects=_SUBJECTS.value, clips_per_subject=_CLIPS.value, seed=_SEED.value,
-      databases=tuple(_DATABASES.value), extra_clips=_EXTRA.value, faults=_FAULTS.value,
-      distractors=_DISTRACTORS.value, cropped=_CROPPED.value)
+  try:
+    config = synthetic.CorpusConfig(
+        subjects=_SUBJECTS.value, clips_per_subject=_CLIPS.value, seed=_SEED.value,
+        databases=tuple(_DATABASES.value), extra_clips=_EXTRA.value, faults=_FAULTS.value,
+        distractors=_DISTRACTORS.value, cropped=_CROPPED.value)
+  except ValueError as e:
+    raise app.UsageError(str(e))
   print(f"Generating a synthetic micro-expression corpus in {_OUT.value}: "
         f"{config.subjects} subject(s) x {config.clips_per_subject} composite clip(s) per "
         f"database ({', '.join(config.databases)}), seed {config.seed}")

@@ -1,0 +1,1 @@
+"""FRL-DGT data: alignment, annotation readers, TFDS builders, input pipeline, synthetic corpus."""
