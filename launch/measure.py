@@ -63,6 +63,10 @@ def main(argv):
   if not paths:
     raise app.UsageError("give one or more image files after the flags")
   from sat3d_jax import qmm as qmm_lib  # after flag parsing: importing transformers takes seconds
+  import transformers
+  # Hides transformers' notice that its Flax classes end in v5 (the project pins <5); the QMM's
+  # own warnings (e.g. a missing preprocessor config) go through `warnings` and still show.
+  transformers.logging.set_verbosity_error()
 
   print(f"loading CLIP from {_CLIP.value} and descriptors {_DESCRIPTORS.value!r}"
         f"{' (held-out phrasings)' if _HELDOUT.value else ''}")
@@ -71,7 +75,7 @@ def main(argv):
     qmm = qmm_lib.QMM.from_pretrained(_CLIP.value, _DESCRIPTORS.value, heldout=_HELDOUT.value,
                                       attributes=_ATTRIBUTES.value)
   except (OSError, ValueError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
     sys.exit(1)
   clip = qmm.spec.clip
   print(f"CLIP {clip.source}: input {clip.image_size}px, logit scale {qmm.logit_scale:.2f}, "
