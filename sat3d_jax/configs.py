@@ -65,7 +65,7 @@ def sat3d_config(*, domain: str, variant: str, generator: str, tiny_generator: s
     c.log_every = 10
     c.checkpoint_every = 50
     c.summary_every = 50
-    c.global_batch_size = 8
+    c.global_batch_size = 4
     c.views.count = 2
     c.optimizer.warmup_steps = 5
   elif variant == "bench":

@@ -1,0 +1,102 @@
+"""SAT3D through the real driver on :tiny (random micro EG3D + tiny CLIP), 8 fake devices."""
+import json
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs.sat3d_ffhq import get_config
+from launch.trainer import InputSpec, train_and_evaluate
+from sat3d_jax import pairs, task as sat3d_task
+
+
+def _tiny(**overrides):
+  config = get_config("tiny")
+  config.global_batch_size = 8  # one example per fake device
+  config.views.count = 1
+  config.total_steps = 2
+  config.log_every = 1
+  config.checkpoint_every = 2
+  config.summary_every = 2
+  config.tensorboard = False
+  for k, v in overrides.items():
+    setattr(config, k, v)
+  return config
+
+
+@pytest.fixture(scope="module")
+def model():
+  return sat3d_task.Sat3dModel(_tiny())
+
+
+def test_tiny_trains_data_parallel_and_checkpoints_only_the_mask(tmp_path, model):
+  config = _tiny()
+  result = train_and_evaluate(config, tmp_path, task=sat3d_task.make_task(config, model))
+  assert result.step == 2 and result.mesh.size == 8
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and "loss_target" in r for r in records)
+  assert sorted(p.name.split("_")[0] for p in (tmp_path / "images").glob("*.png")) == [
+      "edit", "reference", "source"]
+  # The checkpoint holds the mask and its optimiser state, nothing of EG3D or CLIP.
+  meta = ocp.StandardCheckpointer().metadata(tmp_path / "checkpoints" / "2" / "state")
+  tree = meta.item_metadata.tree
+  assert set(tree) == {"mask", "opt"}
+  assert tuple(tree["mask"].shape) == (len(model.attributes) + 1, model.num_channels)
+  # Frozen params were not donated: still alive and equal to the generator's.
+  name = next(iter(model.generator.params))
+  np.testing.assert_array_equal(np.asarray(result.frozen["generator"][name]),
+                                np.asarray(model.generator.params[name]))
+  assert json.loads((tmp_path / "task.json").read_text())["num_style_channels"] == \
+      model.num_channels
+  # Resuming (also after a kill) is the driver's, tested on every task in test_driver.py.
+
+
+def test_pairs_pipeline_is_step_indexed_and_process_sharded():
+  kwargs = dict(seed=3, total_steps=10, batch_size=8, z_dim=16, num_attributes=5,
+                target_attributes=[0, 2, 4], max_targets=2, views=3, yaw_mean=0.0,
+                yaw_std=0.3, yaw_limit=0.8, pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35)
+  full = list(pairs.make_pairs_pipeline(InputSpec(0), **kwargs))
+  resumed = list(pairs.make_pairs_pipeline(InputSpec(6), **kwargs))
+  for a, b in zip(full[6:], resumed):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  halves = [next(pairs.make_pairs_pipeline(InputSpec(0, i, 2), **kwargs)) for i in range(2)]
+  for k in full[0]:
+    np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), full[0][k])
+  targets = np.concatenate([b["targets"] for b in full])
+  assert set(np.unique(targets.sum(1))) <= {1.0, 2.0}
+  assert targets[:, [1, 3]].sum() == 0  # only the allowed target attributes
+  views = np.concatenate([b["views"] for b in full])
+  assert np.abs(views[..., 0]).max() <= 0.8 and np.abs(views[..., 1]).max() <= 0.35
+
+
+def test_latent_files_round_trip_and_bad_files_are_clear(tmp_path):
+  path = tmp_path / "lat.npz"
+  ws = np.random.default_rng(0).normal(size=(3, 14, 512)).astype(np.float32)
+  pairs.write_latent_file(path, ws, c=np.zeros((3, 25)), generator="tuned/")
+  out = pairs.read_latent_file(path)
+  np.testing.assert_array_equal(out["ws"], ws)
+  assert out["generator"] == "tuned/"
+  np.savez(tmp_path / "bad.npz", w=ws)
+  with pytest.raises(ValueError, match="no 'ws' array"):
+    pairs.read_latent_file(tmp_path / "bad.npz")
+  (tmp_path / "junk.npz").write_bytes(b"not a zip")
+  with pytest.raises(ValueError, match="junk.npz"):
+    pairs.read_latent_file(tmp_path / "junk.npz")
+
+
+def test_missing_weights_say_where_they_go():
+  config = get_config("")
+  with pytest.raises(FileNotFoundError, match="convert_eg3d.py"):
+    sat3d_task.build_generator(config)
+  config.clip = "/nonexistent/clip"
+  with pytest.raises(FileNotFoundError, match="Hugging Face CLIP"):
+    sat3d_task.build_qmm(config)
+
+
+def test_unknown_variant_is_an_error():
+  with pytest.raises(ValueError, match="unknown variant 'tinny'"):
+    get_config("tinny")
