@@ -1,0 +1,1 @@
+"""FRL-DGT in JAX/Flax."""

@@ -1,0 +1,222 @@
+"""The FRL-DGT model (frldgt.md): DGM displacement -> patch tokens -> AU-region transformer fusion.
+
+    onset, apex [B,S,S,1] in [0,1]
+      -> DGM U-Net -> displacement [B,S,S,2] (dx, dy) pixels, warp(onset, d) ~ apex
+      -> patch embeddings of the displacement (and of the apex frame), fused linearly per patch
+         before any attention (or, as an ablation, concatenated as one longer sequence)
+      -> (+ position embeddings) -> local transformers inside K AU regions -> K region tokens
+      -> global transformer over the region tokens; full-face transformer over all tokens
+      -> classifier on [mean region token, global summary, full-face summary] -> logits.
+
+Horizontal flips. The data pipeline flips both frames; the DGM then sees mirrored frames, so the
+displacement it produces is the mirrored field with dx negated (frldgt_jax.warp documents why) --
+nothing in the model negates dx. `flipped[b] = True` tells the model that example b was
+mirrored: right after the patch embedding, its token grid is mirrored back (columns reversed), so
+every token, position embedding and AU-region slot refers to the same facial location as in the
+unflipped example; in particular the left and right regions swap back (the AU regions are mirror
+images of each other, regions.py). What the flip still changes is the content of each token (the
+mirrored pixels / negated dx inside a patch). Consequently, when the tokeniser is mirror-
+equivariant, model(flip(x), flipped=True) == model(x) exactly (tested). Pass flipped=False (or
+None) to use flips as plain augmentation instead.
+
+Zero-displacement ablation (config.displacement = 'zero'): there is no DGM and the displacement is
+exactly zero, so the displacement tokens are the same constant for every clip. What remains
+informative is the apex frame's appearance (if 'apex' is among config.inputs): the static face at
+the apex, its identity and any visible expression, but no onset-to-apex motion. With inputs =
+('displacement',) only, every clip gets the same logits (the model can only learn a class prior).
+The returned DGM terms are then those of the identity warp (photometric = |onset - apex|
+penalty, smoothness 0): constants without gradient.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from frldgt_jax import regions as regions_lib
+from frldgt_jax.dgm import dgm_from_config, dgm_loss_terms
+from frldgt_jax.fusion import (FullFaceFusion, GlobalRegionFusion, LinearTokenFusion,
+                               LocalRegionFusion)
+
+_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+INPUTS = ('displacement', 'apex')
+
+
+def default_model_config(variant: str = 'default') -> ml_collections.ConfigDict:
+  """Every size of the FRL-DGT model. variant: 'default' (S=128) or 'tiny' (S=64, for tests)."""
+  c = ml_collections.ConfigDict()
+  c.image_size = 128             # S: aligned grayscale crops [S, S, 1]
+  c.num_classes = 3              # MEGC2019 composite: negative, positive, surprise
+  c.compute_dtype = 'float32'    # or 'bfloat16': params float32, matmuls/convs bf16, losses f32
+  c.displacement = 'dgm'         # 'dgm' | 'zero' (ablation: no DGM, zero field)
+  c.inputs = INPUTS              # which per-patch inputs are tokenised: displacement, apex
+  c.token_fusion = 'linear'      # 'linear': one Dense over the concatenated per-patch embeddings
+                                 # (before attention); 'sequence': modality tokens concatenated
+  c.regions = regions_lib.DEFAULT_REGIONS  # add 'mouth_chin' for a sixth region
+  c.patch_size = 8               # tokens on an (S / patch_size)^2 grid
+  c.token_dim = 64
+  c.num_heads = 4
+  c.mlp_ratio = 2.0
+  c.dropout = 0.1
+  c.attention_dropout = 0.0
+  c.local_depth = 1
+  c.global_depth = 1
+  c.full_depth = 2
+  c.local_shared_weights = False  # one transformer per AU region (False) or one for all
+  c.dgm = ml_collections.ConfigDict()
+  c.dgm.input_stride = 4          # space-to-depth fold: the U-Net runs at S/4, S/8, S/16
+  c.dgm.widths = (16, 32, 32)     # U-Net channels per level
+  c.dgm.convs_per_level = 2
+  c.dgm.photometric = 'charbonnier'  # or 'l1'
+  c.dgm.charbonnier_eps = 1e-3
+  c.dgm.charbonnier_alpha = 0.45
+  c.dgm.smooth_weight = 0.1
+  c.dgm.edge_alpha = 0.0          # > 0: edge-aware smoothness, weights exp(-edge_alpha |grad I|)
+  c.dgm_weight = 0.1              # lambda in L = L_CE + lambda * L_DGM (stage 2)
+  if variant == 'tiny':
+    c.image_size = 64
+    c.patch_size = 8
+    c.token_dim = 32
+    c.num_heads = 2
+    c.full_depth = 1
+    c.dgm.input_stride = 2
+    c.dgm.widths = (8, 16)
+  elif variant != 'default':
+    raise ValueError(f"unknown model config variant {variant!r}; use 'default' or 'tiny'")
+  return c
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  """The jnp dtype named by config.compute_dtype ('float32' or 'bfloat16')."""
+  if config.compute_dtype not in _DTYPES:
+    raise ValueError(f'model.compute_dtype must be one of {list(_DTYPES)}, '
+                     f'got {config.compute_dtype!r}')
+  return _DTYPES[config.compute_dtype]
+
+
+def validate_config(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field when the model config is inconsistent."""
+  compute_dtype(c)
+  if c.displacement not in ('dgm', 'zero'):
+    raise ValueError(f"model.displacement must be 'dgm' or 'zero', got {c.displacement!r}")
+  if not c.inputs or any(i not in INPUTS for i in c.inputs) or len(set(c.inputs)) != len(c.inputs):
+    raise ValueError(f'model.inputs must be a non-empty subset of {INPUTS}, got {c.inputs}')
+  if c.token_fusion not in ('linear', 'sequence'):
+    raise ValueError(f"model.token_fusion must be 'linear' or 'sequence', got {c.token_fusion!r}")
+  if c.image_size % c.patch_size:
+    raise ValueError(f'model.image_size {c.image_size} is not a multiple of patch_size '
+                     f'{c.patch_size}')
+  if c.token_dim % c.num_heads:
+    raise ValueError(f'model.token_dim {c.token_dim} is not a multiple of num_heads {c.num_heads}')
+  regions_lib.partner_permutation(c.regions)  # checks names and mirror partners
+
+
+class FRLDGT(nn.Module):
+  """FRL-DGT. Build with `build_model(config)`; see the module docstring."""
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, onset, apex, flipped=None, train: bool = False):
+    """Returns (logits [B, num_classes] float32, aux).
+
+    Args:
+      onset, apex: [B,S,S,1] grayscale frames in [0, 1].
+      flipped: optional bool [B]; True where the data pipeline mirrored the example.
+      train: enables dropout (then pass rngs={'dropout': key}).
+    aux: 'displacement' [B,S,S,2] float32; per-example [B] DGM terms 'photometric',
+      'smoothness', 'dgm_loss'; 'region_tokens' [B,K,D] float32 (local-fusion outputs, in the
+      order of config.regions).
+    """
+    c = self.config
+    dtype = compute_dtype(c)
+    size = c.image_size
+    for name, x in (('onset', onset), ('apex', apex)):
+      if x.ndim != 4 or x.shape[1:] != (size, size, 1):
+        raise ValueError(f'FRLDGT: {name} must be [B,{size},{size},1], got {x.shape}')
+    batch = onset.shape[0]
+    deterministic = not train
+
+    if c.displacement == 'dgm':
+      displacement = dgm_from_config(c.dgm, dtype, name='dgm')(onset, apex)
+    else:
+      displacement = jnp.zeros(onset.shape[:3] + (2,), jnp.float32)
+    terms = dgm_loss_terms(onset, apex, displacement, c.dgm)
+
+    sources = {'displacement': displacement, 'apex': apex.astype(jnp.float32) * 2.0 - 1.0}
+    p, d = c.patch_size, c.token_dim
+    grid = size // p
+    embeds = []
+    for name in c.inputs:
+      e = nn.Conv(d, (p, p), strides=(p, p), padding='VALID', dtype=dtype,
+                  param_dtype=jnp.float32, name=f'embed_{name}')(sources[name].astype(dtype))
+      if flipped is not None:  # mirror flipped examples' token grids back (module docstring)
+        e = jnp.where(jnp.asarray(flipped, bool).reshape(batch, 1, 1, 1), e[:, :, ::-1], e)
+      embeds.append(e.reshape(batch, grid * grid, d))
+
+    indices, valid = regions_lib.region_patch_indices(grid, c.regions)
+    position = self.param('position_embedding', nn.initializers.normal(0.02), (grid * grid, d),
+                          jnp.float32).astype(dtype)
+    if c.token_fusion == 'linear':
+      tokens = LinearTokenFusion(d, dtype, name='token_fusion')(embeds) + position
+    else:
+      modality = self.param('modality_embedding', nn.initializers.normal(0.02),
+                            (len(embeds), d), jnp.float32).astype(dtype)
+      tokens = jnp.concatenate([e + position + modality[m] for m, e in enumerate(embeds)], 1)
+      n = grid * grid
+      indices = np.concatenate([indices + m * n for m in range(len(embeds))], axis=1)
+      valid = np.concatenate([valid] * len(embeds), axis=1)
+
+    blocks = dict(num_heads=c.num_heads, mlp_ratio=c.mlp_ratio, dropout=c.dropout,
+                  attention_dropout=c.attention_dropout, deterministic=deterministic, dtype=dtype)
+    region_tokens = LocalRegionFusion(indices, valid, c.local_depth,
+                                      shared_weights=c.local_shared_weights, **blocks,
+                                      name='local_fusion')(tokens)
+    global_summary = GlobalRegionFusion(c.global_depth, **blocks,
+                                        name='global_fusion')(region_tokens)
+    full_summary = FullFaceFusion(c.full_depth, **blocks, name='full_face_fusion')(tokens)
+
+    h = jnp.concatenate([jnp.mean(region_tokens, axis=1), global_summary, full_summary], -1)
+    h = nn.LayerNorm(dtype=jnp.float32, param_dtype=jnp.float32, name='head_norm')(
+        h.astype(jnp.float32))
+    h = nn.Dropout(c.dropout, deterministic=deterministic)(h)
+    logits = nn.Dense(c.num_classes, dtype=jnp.float32, param_dtype=jnp.float32, name='head')(h)
+    aux = dict(terms, displacement=displacement,
+               region_tokens=region_tokens.astype(jnp.float32))
+    return logits, aux
+
+
+def build_model(config: ml_collections.ConfigDict) -> FRLDGT:
+  """Validates `config` (from default_model_config) and returns the Flax module."""
+  validate_config(config)
+  return FRLDGT(ml_collections.FrozenConfigDict(config))
+
+
+def init_variables(model: FRLDGT, rng: jax.Array, batch: int = 1):
+  """Initialises the model's variables (jitted) from dummy [batch,S,S,1] zero frames."""
+  size = model.config.image_size
+  frames = jnp.zeros((batch, size, size, 1), jnp.float32)
+  return jax.jit(model.init)(rng, frames, frames)
+
+
+def with_pretrained_dgm(variables, dgm_variables):
+  """Returns `variables` with the DGM's params replaced by stage-1 `dgm_variables`.
+
+  `dgm_variables` are what DGM.init / dgm.pretrain_loss use ({'params': ...}). Raises if the
+  model has no DGM or the shapes differ (a different dgm config).
+  """
+  params = dict(variables['params'])
+  if 'dgm' not in params:
+    raise ValueError("with_pretrained_dgm: the model has no DGM (config.displacement == 'zero'?)")
+  new = dgm_variables['params']
+  old_shapes = jax.tree.map(jnp.shape, params['dgm'])
+  new_shapes = jax.tree.map(jnp.shape, new)
+  if old_shapes != new_shapes:
+    raise ValueError(f'with_pretrained_dgm: DGM params differ in structure/shape: model '
+                     f'{old_shapes} vs given {new_shapes}')
+  params['dgm'] = new
+  return dict(variables, params=params)
+
+
+def count_params(variables) -> int:
+  """Number of scalars in a params tree."""
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables)))
