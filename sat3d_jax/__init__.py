@@ -1,0 +1,1 @@
+"""SAT3D in JAX/Flax."""
