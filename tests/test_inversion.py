@@ -1,0 +1,281 @@
+"""EG3D inversion: similarity measures against skimage / TensorFlow, the EG3D-like face crop, camera
+estimation, W/W+ inversion of a rendered image, pivotal tuning and the command line end to end.
+
+The generator is the eg3d_tiny128 reference fixture (random weights, 128 px); its images are not
+faces, so a photograph cannot be reconstructed well: the photo test checks the pipeline, the
+rendered-image test checks the optimisation (PSNR > 25 dB, data range 2).
+"""
+import json
+import math
+import pathlib
+
+import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sat3d_jax import eg3d, face_crop, inversion
+
+# The fixture's latent 0 (psi 0.7) rendered from the fixture's second camera (yaw +0.35,
+# pitch -0.15 from the frontal view; eg3d_tiny128.json "cameras").
+KNOWN_ROW, KNOWN_CAMERA_ROW = 0, 1
+
+
+@pytest.fixture(scope="module")
+def generator(eg3d_fixture_dir):
+  return eg3d.load_generator(eg3d_fixture_dir / "eg3d_tiny128.npz")
+
+
+@pytest.fixture(scope="module")
+def known(generator, eg3d_fixture_dir):
+  with np.load(eg3d_fixture_dir / "eg3d_tiny128.npz") as npz:
+    ws = npz["io/ws"][KNOWN_ROW:KNOWN_ROW + 1]
+    c = npz["io/c"][KNOWN_CAMERA_ROW:KNOWN_CAMERA_ROW + 1]
+  return ws, c, inversion.render(generator, ws, c)
+
+
+def _face_free_image():
+  y, x = np.mgrid[0:160, 0:200]
+  return np.stack([x * 255 // 199, y * 255 // 159, np.full_like(x, 90)], -1).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------ similarity
+
+def _test_pair(size=96):
+  import skimage.data
+  import skimage.transform
+  a = skimage.transform.resize(skimage.data.astronaut()[40:240, 150:350], (size, size),
+                               anti_aliasing=True).astype(np.float32) * 2 - 1
+  noise = np.random.default_rng(0).normal(0, 0.15, a.shape).astype(np.float32)
+  b = np.clip(a + noise, -1, 1) * 0.9 + 0.05
+  return a, b
+
+
+def test_ssim_matches_skimage_single_scale():
+  from skimage.metrics import structural_similarity
+  a, b = _test_pair()
+  reference = structural_similarity(a, b, data_range=2.0, channel_axis=-1, gaussian_weights=True,
+                                    sigma=1.5, use_sample_covariance=False)
+  ours = float(inversion.ssim(jnp.asarray(a[None]), jnp.asarray(b[None]))[0])
+  assert abs(ours - reference) < 1e-5, (ours, reference)
+  assert float(inversion.ssim(jnp.asarray(a[None]), jnp.asarray(a[None]))[0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("size,scales", [(181, 5), (128, 4)])  # 181: odd sizes get padded
+def test_ms_ssim_matches_tensorflow(size, scales):
+  import tensorflow as tf
+  a, b = _test_pair(size)
+  factors = inversion.ms_ssim_power_factors(size)
+  assert len(factors) == scales and sum(factors) == pytest.approx(1.0, abs=1e-4)
+  if scales == 5:
+    assert factors == pytest.approx(inversion.MS_SSIM_POWER_FACTORS)
+  reference = float(tf.image.ssim_multiscale(a[None], b[None], max_val=2.0,
+                                             power_factors=factors)[0])
+  ours = float(jax.jit(inversion.ms_ssim)(jnp.asarray(a[None]), jnp.asarray(b[None]))[0])
+  assert abs(ours - reference) < 1e-5, (ours, reference)
+
+
+def test_psnr_closed_form():
+  x = jnp.zeros((1, 4, 4, 3))
+  assert float(inversion.psnr(x, x + 0.02)[0]) == pytest.approx(10 * math.log10(4 / 0.02 ** 2),
+                                                               rel=1e-5)
+
+
+def test_clip_feature_loss_compares_embeddings():
+  from sat3d_jax import clip_utils
+  spec, params = clip_utils.tiny_clip(0)
+  a, b = (jnp.asarray(v[None]) for v in _test_pair(32))
+  weights = inversion.LossWeights(l2=0, l1=0, ms_ssim=0, clip=1).as_array()
+  target = inversion.clip_target(spec, params, a)
+
+  @jax.jit
+  def run(x):
+    loss = lambda x: inversion.reconstruction_loss(x, a, weights, params, target.target_embeds,
+                                                   spec)
+    (other, parts), grad = jax.value_and_grad(loss, has_aux=True)(x)
+    same, _ = loss(a)
+    cosine = jnp.sum(clip_utils.image_embeddings(params, a, spec)
+                     * clip_utils.image_embeddings(params, x, spec))
+    return same, other, parts["clip"], grad, cosine
+
+  same, other, clip_part, grad, cosine = run(b)
+  assert float(same) == pytest.approx(0.0, abs=1e-6)
+  assert float(other) == pytest.approx(1 - float(cosine), abs=1e-6)
+  assert float(other) > 1e-4 and float(clip_part) == pytest.approx(float(other))
+  assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
+
+
+# ------------------------------------------------------------------------------ face crop
+
+def test_crop_matrix_inverts_a_known_similarity():
+  """Landmarks = the template moved by a known rotation/scale/shift: the crop must undo it."""
+  size, angle, scale, shift = 256, math.radians(12.0), 1.7, np.array([40.0, -25.0])
+  rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+  template = face_crop.template_pixels(size)
+  photo_points = template @ (scale * rot).T + shift
+  landmarks = face_crop.Landmarks.from_array(photo_points)
+  template_roll = face_crop.ffhq_roll(face_crop.Landmarks.from_array(template))
+  assert abs(template_roll) < 2e-3  # the standard face is level (0.07 degrees)
+  assert face_crop.ffhq_roll(landmarks) == pytest.approx(angle + template_roll, abs=1e-9)
+  matrix = face_crop.crop_matrix(landmarks, size)
+  mapped = photo_points @ matrix[:, :2].T + matrix[:, 2]
+  np.testing.assert_allclose(mapped, template, atol=1e-9)
+  np.testing.assert_allclose(matrix[:, :2], (rot / scale).T, atol=1e-12)
+
+
+def test_eg3d_template_from_standard_face():
+  """The template is the frontal projection of Deep3DFaceRecon's standard landmarks into EG3D's
+  crop (700 / 300 units wide, centred on the 3D origin), recomputed here by hand."""
+  left, right, mouth = face_crop.EG3D_TEMPLATE
+  assert left == pytest.approx((0.5 - 0.31148657 * 300 / 700, 0.5 - 0.29036078 * 300 / 700))
+  assert right == pytest.approx((0.5 + 0.30979887 * 300 / 700, 0.5 - 0.28972036 * 300 / 700))
+  assert mouth == pytest.approx((0.5 + (0.2484662 - 0.25216928) / 2 * 300 / 700,
+                                 0.5 + (0.38133916 + 0.38128236) / 2 * 300 / 700))
+
+
+def test_astronaut_crop_lands_on_template():
+  import skimage.data
+  crop = face_crop.crop_face(skimage.data.astronaut(), 128, "astronaut")
+  assert crop.image.shape == (128, 128, 3) and crop.image.dtype == np.uint8
+  mapped = crop.landmarks.as_array() @ crop.matrix[:, :2].T + crop.matrix[:, 2]
+  # Three points, four degrees of freedom: the fit leaves a residual, a few pixels at most.
+  assert np.abs(mapped - face_crop.template_pixels(128)).max() < 6
+  assert abs(crop.roll_degrees) < 10  # the astronaut's head is nearly upright
+
+
+def test_no_face_is_a_clear_error(tmp_path, eg3d_fixture_dir):
+  with pytest.raises(face_crop.FaceNotFoundError, match="gradient.png: no face found"):
+    face_crop.crop_face(_face_free_image(), 128, "gradient.png")
+  from launch import invert as invert_cli
+  path = tmp_path / "gradient.png"
+  iio.imwrite(path, _face_free_image())
+  code = invert_cli.main(["--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(path), "--out",
+                          str(tmp_path / "out"), "--quiet"])
+  assert code == 2
+  assert not (tmp_path / "out").exists()  # nothing written before the failure
+
+
+def test_camera_label_file_errors(tmp_path):
+  good = tmp_path / "good.json"
+  good.write_text(json.dumps(list(np.asarray(eg3d.orbit_labels(0.1, 0.0, (0, 0, 0.2), 2.7))
+                                  .astype(float))))
+  assert inversion.read_camera_label(good).shape == (1, 25)
+  short = tmp_path / "short.json"
+  short.write_text(json.dumps([1.0] * 24))
+  with pytest.raises(ValueError, match="short.json.*25 numbers"):
+    inversion.read_camera_label(short)
+  bad_row = tmp_path / "bad_row.json"
+  bad_row.write_text(json.dumps([1.0] * 25))
+  with pytest.raises(ValueError, match="bad_row.json.*last row"):
+    inversion.read_camera_label(bad_row)
+
+
+# ------------------------------------------------------------------------------ optimisation
+
+def test_inversion_of_a_rendered_image_reconstructs_it(generator, known):
+  ws_true, c_true, target = known
+  config = inversion.InversionConfig(w_steps=40, wplus_steps=30)
+  result = inversion.invert(generator, target, camera=c_true[0], config=config, progress=False)
+  assert result.ws.shape == (1, generator.num_ws, generator.w_dim)
+  np.testing.assert_array_equal(result.c, c_true)
+  assert result.angles is None
+  # PSNR recomputed here from an independent rendering of the returned latent.
+  image = np.asarray(inversion.render(generator, result.ws, result.c), np.float64)
+  mse = np.mean((image - np.asarray(target, np.float64)) ** 2)
+  psnr = 10 * np.log10(2.0 ** 2 / mse)
+  print(f"inversion of a rendered image: PSNR {psnr:.2f} dB after {len(result.history)} steps "
+        f"(start {result.history[0]['psnr']:.2f} dB)")
+  assert psnr > 25.0
+  assert psnr == pytest.approx(result.psnr, abs=1e-3)
+  assert result.history[-1]["loss"] < 0.05 * result.history[0]["loss"]
+
+
+def test_camera_estimation_recovers_yaw_and_pitch(generator, known):
+  ws_true = known[0]
+  rig = inversion.CameraRig.of(generator)
+  truth = (0.2, -0.1)
+  target = inversion.render(generator, ws_true, rig.labels(jnp.asarray([truth])))
+  yaws, pitches = (-0.3, 0.0, 0.3), (-0.2, 0.0, 0.2)
+  start, _ = inversion.grid_camera(generator, target, ws_true, yaws, pitches)
+  (yaw, pitch), history = inversion.estimate_camera(generator, target, ws_true, yaws=yaws,
+                                                    pitches=pitches, steps=25, lr=0.02)
+  print(f"camera: truth {truth}, grid start {start}, estimate ({yaw:.4f}, {pitch:.4f})")
+  assert abs(yaw - truth[0]) < 0.03 and abs(pitch - truth[1]) < 0.03
+  assert math.hypot(yaw - truth[0], pitch - truth[1]) < math.hypot(start[0] - truth[0],
+                                                                   start[1] - truth[1])
+  assert history[-1]["loss"] < history[0]["loss"]
+
+
+# ------------------------------------------------------------------------------ command line
+
+def _read_mp4_frames(path):
+  import imageio_ffmpeg
+  reader = imageio_ffmpeg.read_frames(str(path))
+  meta = next(reader)
+  frames = sum(1 for _ in reader)
+  return meta, frames
+
+
+def test_photograph_end_to_end(tmp_path, generator, eg3d_fixture_dir):
+  import skimage.data
+  from launch import invert as invert_cli
+  from sat3d_jax import pairs
+  photo = tmp_path / "astronaut.png"
+  iio.imwrite(photo, skimage.data.astronaut())
+  out = tmp_path / "out"
+  code = invert_cli.main([
+      "--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(photo),
+      "--out", str(out), "--w-steps", "3", "--wplus-steps", "2", "--camera-yaws=-0.2,0,0.2",
+      "--camera-pitches", "0", "--frames", "3", "--quiet"])
+  assert code == 0
+  latent = pairs.read_latent_file(str(out / "latent.npz"))
+  assert latent["ws"].shape == (1, generator.num_ws, generator.w_dim)
+  assert latent["c"].shape == (1, 25) and "generator" not in latent
+  # The camera is an orbit camera at the generator's radius looking at its pivot.
+  origin = latent["c"][0, :16].reshape(4, 4)[:3, 3]
+  assert np.linalg.norm(origin) == pytest.approx(2.7, rel=1e-4)
+  assert iio.imread(out / "astronaut_aligned.png").shape == (128, 128, 3)
+  assert iio.imread(out / "astronaut_reconstruction.png").shape == (128, 256, 3)
+  assert iio.imread(out / "astronaut_loss.png").ndim == 3
+  meta, frames = _read_mp4_frames(out / "astronaut_turntable.mp4")
+  assert tuple(meta["size"]) == (128, 128) and frames == 3
+  summary = json.loads((out / "summary.json").read_text())
+  entry = summary["images"][0]
+  assert entry["camera"] == "estimated" and entry["steps"] == {"w": 3, "w+": 2}
+  assert "frontalface" in entry["landmark_source"]
+
+
+def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
+                                                    eg3d_fixture_dir):
+  from launch import invert as invert_cli
+  from sat3d_jax import pairs
+  _, c_true, target = known
+  image = tmp_path / "rendered.png"
+  iio.imwrite(image, np.clip(np.asarray(target[0]) * 127.5 + 128, 0, 255).astype(np.uint8))
+  label = tmp_path / "label.json"
+  label.write_text(json.dumps(np.asarray(c_true[0], float).tolist()))
+  out = tmp_path / "out"
+  code = invert_cli.main([
+      "--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(image),
+      "--aligned", "--camera", str(label), "--out", str(out), "--w-steps", "2",
+      "--wplus-steps", "2", "--pti-steps", "3", "--frames", "0", "--quiet"])
+  assert code == 0
+  latent = pairs.read_latent_file(str(out / "latent.npz"))
+  np.testing.assert_allclose(latent["c"], c_true, atol=1e-6)
+  tuned_dir = pathlib.Path(latent["generator"])
+  assert tuned_dir == (out / "tuned_generator").absolute()
+  tuned = eg3d.load_generator(tuned_dir)
+  note = json.loads((tuned_dir / "config.json").read_text())["pivotal_tuning"]
+  assert note["steps"] == 3 and note["images"] == [str(image)]
+  changed = {k for k in generator.params
+             if not np.array_equal(np.asarray(generator.params[k]), np.asarray(tuned.params[k]))}
+  assert changed and changed <= set(inversion.tunable_names(generator))
+  assert not any(k.startswith("backbone.mapping.") for k in changed)
+  # The tuned generator renders the latent closer to the (quantised) image than the original.
+  photo = jnp.asarray(iio.imread(image)[None].astype(np.float32) / 127.5 - 1)
+  before = float(jnp.mean((inversion.render(generator, latent["ws"], latent["c"]) - photo) ** 2))
+  after = float(jnp.mean((inversion.render(tuned, latent["ws"], latent["c"]) - photo) ** 2))
+  print(f"pivotal tuning (3 steps): MSE {before:.5f} -> {after:.5f}")
+  assert after < before
+  assert iio.imread(out / "rendered_reconstruction.png").shape == (128, 384, 3)
