@@ -1,0 +1,78 @@
+"""Benchmark every hot path: EG3D synthesis, the SAT3D and FRL-DGT training steps, the LOSO sweep.
+
+  python launch/bench.py --quick --out b.json                  # reduced widths, minutes on a CPU
+  python launch/bench.py --out bench/h100.json --profile traces  # full architectures
+  python launch/bench.py --suite eg3d --quick --out eg3d.json --readme README.md
+
+For each case: compile time apart from steady state, median and IQR of timed steps after warm-up
+(each blocked on its result), throughput, analytic matmul/conv FLOPs next to XLA's cost
+analysis, achieved TFLOP/s as a fraction of this machine's matmul peak (measured in the same
+run) and of the vendor's peak (known GPUs/TPUs), and peak memory. Writes FILE.json and the
+Markdown table FILE.md (and, with --readme, between the README's benchmark-table markers).
+Parts whose model is not built yet are reported as missing.
+"""
+import os
+import pathlib
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+SUITES = ("eg3d", "sat3d", "frldgt")
+
+_SUITE = flags.DEFINE_list("suite", list(SUITES), f"Suites to run, of {', '.join(SUITES)}.")
+_QUICK = flags.DEFINE_bool("quick", False,
+                           "Reduced widths (the fixtures' architectures, tiny configs).")
+_PROFILE = flags.DEFINE_string("profile", None, "Write a jax.profiler trace of each suite to "
+                               "DIR/<suite> (view with TensorBoard or Perfetto).")
+_OUT = flags.DEFINE_string("out", None, "JSON report path; the Markdown table goes next to it "
+                           "(same name, .md).", required=True)
+_RUNS = flags.DEFINE_integer("runs", None, "Timed steps per case (default 5; --quick 3).")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per case after compilation.")
+_README = flags.DEFINE_string("readme", None, "Also put the table between the benchmark-table "
+                              "markers of this README.")
+_NOTE = flags.DEFINE_multi_string("note", [], "A remark printed with the table (e.g. that the "
+                                  "machine was shared).")
+_EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default tiny128 with "
+                                   "--quick, ffhq512 without).")
+_EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,2 with "
+                                  "--quick, 1,8 without).")
+_SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
+                                    "configs/sat3d_ffhq.py:tiny / :bench).")
+_FRLDGT_CONFIG = flags.DEFINE_string("frldgt_config", None, "FRL-DGT config (default "
+                                     "configs/frldgt_composite.py:synthetic_tiny / :synthetic).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  unknown = [s for s in _SUITE.value if s not in SUITES]
+  if unknown:
+    raise app.UsageError(f"unknown suite(s) {unknown}; known: {', '.join(SUITES)}")
+  out = pathlib.Path(_OUT.value)
+  if out.suffix != ".json":
+    raise app.UsageError(f"--out must name a .json file, got {out}")
+  if _README.value and not pathlib.Path(_README.value).is_file():
+    raise app.UsageError(f"--readme {_README.value} does not exist")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # jax logs each backend it does not find at INFO
+
+  from launch.benchmarks import runner  # pylint: disable=g-import-not-at-top  # jax after flags
+  report = runner.run_all(
+      suites=_SUITE.value, quick=_QUICK.value, runs=_RUNS.value, warmup=_WARMUP.value,
+      profile_dir=_PROFILE.value, notes=_NOTE.value,
+      command=shlex.join(["python", "launch/bench.py", *sys.argv[1:]]),
+      eg3d_preset=_EG3D_PRESET.value,
+      eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
+      sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value)
+  json_path, md_path = runner.write(report, out, readme=_README.value)
+  print(f"\nreport: {json_path}\ntable:  {md_path}"
+        + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))
+
+
+if __name__ == "__main__":
+  app.run(main)

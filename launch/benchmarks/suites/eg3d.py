@@ -1,0 +1,101 @@
+"""EG3D generator throughput: synthesis(ws, c) images/s.
+
+Cases: batch x compute dtype (float32, bfloat16) x modulated convolution ('fused' = one grouped
+convolution with a group per sample, the official inference path; 'nonfused' = styles applied
+to the activations around one shared convolution). /work/shared/design/eg3d.md notes the two
+differ a lot in speed by backend, which is why both are kept and measured.
+
+What is timed: `apply_synthesis(params, arch, ws, c)` (backbone, tri-plane rendering with
+importance sampling, super-resolution; deterministic renderer, noise 'const'), jitted with the
+params as an argument (as a frozen generator is used in training), all three outputs returned
+(image, image_raw, image_depth) so nothing is dead code. The mapping network is not included.
+
+Quick: the fixtures' 'tiny128' architecture (128 px, Hybrid2X, 12 + 12 samples) at batch 1 and 2
+(a 2-core CPU compiles and runs the 512 px fixture architecture 'ffhq512_small' at ~200 GFLOP
+per image far too slowly for the 5-minute budget). Full: the released FFHQ-512 architecture
+('ffhq512': 512 px, neural resolution 128, 48 + 48 samples) at batch 1 and 8.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from launch.benchmarks import harness
+from launch.benchmarks.suites import SuiteOptions
+
+QUICK_PRESET, FULL_PRESET = "tiny128", "ffhq512"
+QUICK_BATCHES, FULL_BATCHES = (1, 2), (1, 8)
+DTYPES = ("float32", "bfloat16")
+MODCONVS = ("fused", "nonfused")
+_MODCONV_LABEL = {"fused": "grouped (fused) modconv", "nonfused": "non-fused modconv"}
+
+
+def _inputs(eg3d, params, config, arch, batch: int, seed: int = 0):
+  """ws of random z under the frontal conditioning camera (psi 0.7, cutoff 14, as the
+  generation scripts) and rendering cameras spread over small yaw/pitch offsets."""
+  rendering = config["init_kwargs"]["rendering_kwargs"]
+  pivot = rendering.get("avg_camera_pivot", (0.0, 0.0, 0.0))
+  radius = rendering.get("avg_camera_radius", 2.7)
+  cond = eg3d.orbit_labels(jnp.zeros(batch), jnp.zeros(batch), pivot, radius)
+  z = jax.random.normal(jax.random.key(seed), (batch, arch.z_dim), jnp.float32)
+  ws = jax.jit(eg3d.apply_mapping, static_argnames=("arch", "truncation_cutoff"))(
+      params, arch, z, cond, 0.7, 14)
+  yaws = jnp.linspace(-0.4, 0.4, batch)
+  cams = eg3d.orbit_labels(yaws, 0.1 * jnp.ones(batch), pivot, radius)
+  return ws, cams
+
+
+def run(options: SuiteOptions, preset: Optional[str] = None,
+        batches: Optional[Sequence[int]] = None, dtypes: Sequence[str] = DTYPES,
+        modconvs: Sequence[str] = MODCONVS) -> dict:
+  """Measures every (batch, dtype, modconv) case; the suite dict."""
+  try:
+    from sat3d_jax import eg3d  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return harness.missing_suite(f"sat3d_jax.eg3d cannot be imported ({e})")
+  preset = preset or (QUICK_PRESET if options.quick else FULL_PRESET)
+  batches = tuple(batches or (QUICK_BATCHES if options.quick else FULL_BATCHES))
+  log = options.log
+
+  start = time.perf_counter()
+  config = eg3d.get_preset(preset)
+  arch = eg3d.parse_config(config)
+  params = jax.jit(functools.partial(eg3d.init_params, config))(jax.random.key(0))
+  harness.block(params)
+  setup_s = time.perf_counter() - start
+  n_params = sum(math.prod(p.shape) for p in params.values())
+  log(f"  [eg3d] preset {preset}: {n_params / 1e6:.2f} M params, random init "
+      f"{setup_s:.1f} s")
+
+  cases = []
+  for batch in batches:
+    ws, cams = _inputs(eg3d, params, config, arch, batch)
+    for dtype in dtypes:
+      for modconv in modconvs:
+        opts = eg3d.Options(modconv=modconv, dtype=jnp.dtype(dtype))
+
+        def synthesis(params, ws, c, opts=opts):
+          return eg3d.apply_synthesis(params, arch, ws, c, opts)
+
+        case = f"synthesis, {_MODCONV_LABEL[modconv]}"
+        try:
+          cases.append(harness.measure(
+              "eg3d", case, synthesis, [params, ws, cams], items_per_call=batch,
+              item="images", batch=batch, dtype=dtype, warmup=options.warmup,
+              runs=options.runs, peaks=options.peaks, log=log))
+        except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
+          log(f"  [eg3d] {case} batch {batch} {dtype}: {type(e).__name__}: {e}")
+          cases.append(harness.error_case("eg3d", case, e, batch=batch, dtype=dtype))
+  notes = [f"preset '{preset}' ({arch.img_resolution} px, neural resolution "
+           f"{arch.neural_rendering_resolution}, "
+           f"{n_params / 1e6:.2f} M params, random weights), batches {list(batches)}"]
+  if options.quick and (preset, batches) == (QUICK_PRESET, QUICK_BATCHES):
+    notes.append("quick: batches 1 and 2 of the 'tiny128' fixture architecture (batch 8 and "
+                 "the 512 px architecture do not fit the quick budget on a 2-core CPU)")
+  return {"status": "ok", "cases": cases, "notes": notes,
+          "setup": {"preset": preset, "params": n_params, "init_s": setup_s}}

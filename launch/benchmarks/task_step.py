@@ -1,0 +1,213 @@
+"""Benchmarks of a task's training step, set up exactly as the generic driver runs it.
+
+Any task of the driver contract (launch/trainer/task.py) can be measured from its config file:
+
+  config = load_config("configs/sat3d_ffhq.py:tiny")
+  case = bench_task_step(config, suite="sat3d", case="train step", item="images", peaks=...)
+
+The step is the driver's own: the task's train_step wrapped by the driver's step functions (vmap
+over stacked models, rng = fold_in(seed, step) and the model ids), jitted with the state's
+sharding on the driver's ('data',) mesh and the state donated, fed one global batch from the
+task's input pipeline (the batch of `start_step`, the same one every timed step: the input
+pipeline is not part of the measurement). Throughput counts examples: the batch's leading axis,
+times the number of stacked models.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from launch.benchmarks import harness
+from launch.trainer import loop
+from launch.trainer import mesh as mesh_lib
+from launch.trainer.task import InputSpec, Task
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def split_ref(ref: str) -> tuple[pathlib.Path, str]:
+  """'configs/x.py:variant' -> (absolute path, 'variant'); relative paths are taken from the
+  repository root when they do not exist from the working directory."""
+  path, _, arg = ref.partition(":")
+  p = pathlib.Path(path)
+  if not p.is_absolute() and not p.exists():
+    p = REPO_ROOT / p
+  return p, arg
+
+
+def missing_reason(ref: str) -> Optional[str]:
+  """Why the config `ref` cannot be benchmarked yet (its file is absent), else None. A missing
+  task module shows up later, as a ModuleNotFoundError (see task_suite)."""
+  path, _ = split_ref(ref)
+  if not path.is_file():
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    return f"config file {shown} does not exist yet"
+  return None
+
+
+def load_config(ref: str, overrides: Optional[dict] = None) -> ml_collections.ConfigDict:
+  """Loads 'path.py[:arg]' as `--config path.py:arg` does (get_config(arg)), applies field
+  overrides (existing fields only, as `--config.field=value`) and locks the config."""
+  path, arg = split_ref(ref)
+  if not path.is_file():
+    raise FileNotFoundError(f"config file {path} does not exist")
+  spec = importlib.util.spec_from_file_location(f"bench_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"{path} has no get_config(arg)")
+  config = module.get_config(arg) if arg else module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ValueError(f"{path}: get_config({arg!r}) returned {type(config).__name__}, "
+                     "not a ConfigDict")
+  config.lock()
+  return apply_overrides(config, overrides, f"{path}:{arg}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Optional[dict],
+                    source: str = "config") -> ml_collections.ConfigDict:
+  """Sets existing (possibly dotted) fields, as `--config.a.b=value` does; unknown ones fail."""
+  for key, value in (overrides or {}).items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    if leaf not in target:
+      raise KeyError(f"{source}: override of unknown config field {key!r}")
+    target[leaf] = value
+  return config
+
+
+@dataclasses.dataclass
+class StepSetup:
+  """A task's jitted training step and its arguments, as the driver builds them.
+
+  `state` is replaced by each measured step's output (the step donates its input state), so
+  one setup serves several cases (e.g. the batches of different training stages).
+  """
+  task: Task
+  mesh: Any
+  step_fn: Callable  # jitted (state, frozen, batch, step) -> (state, metrics)
+  state: Any
+  frozen: Any
+  num_models: int
+  split_axis: int
+  setup_s: float
+
+  def batch(self, step: int) -> dict:
+    """The global batch the driver would feed at `step` (from the task's input pipeline)."""
+    batches = self.task.input_pipeline(InputSpec(step, jax.process_index(),
+                                                 jax.process_count(), self.split_axis))
+    local = next(iter(batches))
+    if hasattr(batches, "close"):
+      batches.close()
+    return mesh_lib.global_batch(local, self.mesh, self.split_axis)
+
+  def examples(self, batch: dict) -> int:
+    """Examples in a batch: its leading axis, times the stacked models."""
+    leaf = jax.tree.leaves(batch)[0]
+    return int(leaf.shape[0] * (leaf.shape[1] if self.num_models else 1))
+
+
+def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None) -> StepSetup:
+  """Builds the task (unless given), the mesh and the initial state as train_and_evaluate does,
+  and the step jitted with the driver's shardings and donation."""
+  start = time.perf_counter()
+  task = task or loop.load_task(config)
+  mesh = mesh_lib.make_mesh(config.num_devices or None)
+  num_models = task.num_models
+  if config.model_sharding not in ("models", "batch"):
+    raise ValueError(f"config.model_sharding must be 'models' or 'batch', "
+                     f"got {config.model_sharding!r}")
+  shard_models = bool(num_models) and config.model_sharding == "models"
+  if shard_models and num_models % mesh.size:
+    raise ValueError(f"{num_models} models cannot be sharded over {mesh.size} devices")
+  split_axis = 1 if (num_models and not shard_models) else 0
+  # The driver's own step functions, so the benchmark runs exactly what training runs.
+  init_key, init_fn, train_fn, _, _ = loop._make_step_fns(  # pylint: disable=protected-access
+      task, num_models, config.seed)
+  state_shapes = jax.eval_shape(init_fn, init_key)
+  state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
+  state = jax.jit(init_fn, out_shardings=state_sharding)(init_key)
+  frozen = task.frozen() if task.frozen is not None else None
+  frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
+  step_fn = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
+  harness.block(state)
+  return StepSetup(task, mesh, step_fn, state, frozen, num_models, split_axis,
+                   time.perf_counter() - start)
+
+
+def config_dtype(config: ml_collections.ConfigDict) -> str:
+  """The compute dtype a config declares (a 'compute_dtype' or 'dtype' field, at the top or in
+  config.model), else float32."""
+  for scope in (config, config.get("model")):
+    if not isinstance(scope, ml_collections.ConfigDict):
+      continue
+    for field in ("compute_dtype", "dtype"):
+      if field in scope and isinstance(scope[field], str) and scope[field]:
+        return jnp.dtype(scope[field]).name
+  return "float32"
+
+
+def bench_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str, item: str,
+                    peaks: Optional[dict] = None, runs: int = 5, warmup: int = 1,
+                    setup: Optional[StepSetup] = None, start_step: int = 0,
+                    notes: Sequence[str] = (), log: Callable[[str], None] = print) -> dict:
+  """Times the training step of `config`'s task on the batch of `start_step` (see the module
+  docstring); returns a case dict. Pass `setup` (prepare_step) to share one task and state
+  between cases."""
+  setup = setup or prepare_step(config)
+  batch = setup.batch(start_step)
+  examples = setup.examples(batch)
+
+  def next_args(args, out):
+    setup.state = out[0]  # the input state was donated: keep the live one for later cases
+    return [out[0], *args[1:]]
+
+  models = f", {setup.num_models} models stacked" if setup.num_models else ""
+  result = harness.measure(
+      suite, case, setup.step_fn,
+      [setup.state, setup.frozen, batch, jnp.asarray(start_step, jnp.int32)],
+      items_per_call=examples, item=item, batch=examples,
+      dtype=config_dtype(config), warmup=warmup, runs=runs, next_args=next_args,
+      peaks=peaks, notes=[f"{setup.mesh.size} device(s){models}; batch of step {start_step}; "
+                          f"setup (task, state) {setup.setup_s:.1f} s", *notes], log=log)
+  result["setup_s"] = setup.setup_s
+  return result
+
+
+# Top-level packages whose absence means "not built yet" rather than a broken install.
+PROJECT_PACKAGES = ("sat3d_jax", "frldgt_jax", "configs")
+
+
+def task_suite(suite: str, ref: str, *, item: str, options, overrides: Optional[dict] = None,
+               missing_hint: str = "") -> dict:
+  """A suite dict with the training-step case of config `ref`: 'missing' when the config file or
+  a module of this project it needs does not exist yet, 'error' when building or running fails.
+
+  `options` is a suites.SuiteOptions.
+  """
+  hint = f" ({missing_hint})" if missing_hint else ""
+  reason = missing_reason(ref)
+  if reason:
+    return harness.missing_suite(reason + hint)
+  try:
+    config = load_config(ref, overrides)
+    case = bench_task_step(config, suite=suite, case=f"train step ({pathlib.Path(ref).name})",
+                           item=item, peaks=options.peaks, runs=options.runs,
+                           warmup=options.warmup, log=options.log)
+  except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] in PROJECT_PACKAGES:
+      return harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
+    return {"status": "error", "reason": f"{type(e).__name__}: {e}", "cases": []}
+  except Exception as e:  # pylint: disable=broad-except  # reported, never replaced by numbers
+    options.log(f"  [{suite}] {ref}: {type(e).__name__}: {e}")
+    return {"status": "error", "reason": harness.error_case(suite, ref, e)["error"], "cases": []}
+  return {"status": "ok", "cases": [case], "notes": [f"config {ref}"]}
