@@ -124,6 +124,8 @@ def apply_sample(params: Params, arch: Arch, coordinates: jax.Array, directions:
   """Official G.sample_mixed: {'sigma': [B, N, 1], 'rgb': [B, N, 32]} at points [B, N, 3].
 
   The official decoder ignores the directions; they are accepted for the same signature.
+  noise_mode defaults to 'const' (deterministic, as the fixtures); the official sample_mixed
+  called without synthesis kwargs uses the backbone default 'random'.
   """
   del directions
   planes = apply_planes(params, arch, apply_styles(params, arch, ws), options, noise_mode, rng)
@@ -178,8 +180,8 @@ class Generator:
   `apply_*` methods are the pure functions with params as their first argument (bind nothing
   else), for callers that jit/grad themselves and keep params frozen.
   """
-  params: Mapping[str, jax.Array]
-  config: Mapping[str, Any]
+  params: Mapping[str, jax.Array] = dataclasses.field(repr=False)
+  config: Mapping[str, Any] = dataclasses.field(repr=False)
   options: Options = Options()
 
   @functools.cached_property

@@ -23,6 +23,12 @@ LRELU_ALPHA = 0.2  # bias_act's 'lrelu' default slope.
 RESAMPLE_FILTER_2D = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float32) / 64.0
 
 
+def precision_for(dtype) -> lax.Precision:
+  """float32 compute means float32 arithmetic (HIGHEST: no TF32 / bf16 passes on GPU / TPU);
+  lower compute dtypes use the backend default."""
+  return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
+
+
 def normalize_2nd_moment(x: jax.Array, axis: int = -1, eps: float = 1e-8) -> jax.Array:
   """x * rsqrt(mean(x^2) + eps) over `axis` (StyleGAN2's normalize_2nd_moment)."""
   return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
@@ -68,15 +74,10 @@ def fully_connected(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], 
   """
   weight_gain = lr_multiplier / np.sqrt(weight.shape[1])
   w = weight * weight_gain
-  y = jnp.matmul(x.astype(dtype), w.T.astype(dtype), preferred_element_type=jnp.float32)
+  y = jnp.matmul(x.astype(dtype), w.T.astype(dtype), preferred_element_type=jnp.float32,
+                 precision=precision_for(dtype))
   b = None if bias is None else bias * lr_multiplier
   return bias_act(y, b, act=activation)
-
-
-def _pad_axis(x: jax.Array, axis: int, before: int, after: int) -> jax.Array:
-  pads = [(0, 0)] * x.ndim
-  pads[axis] = (before, after)
-  return jnp.pad(x, pads)
 
 
 def _polyphase_2x(phases: dict, row_taps: tuple, col_taps: tuple, n: int, m: int) -> jax.Array:
@@ -129,7 +130,7 @@ def _conv_nhwc(x: jax.Array, w_hwio: jax.Array, padding, groups: int, dtype) -> 
   return lax.conv_general_dilated(
       x.astype(dtype), w_hwio.astype(dtype), window_strides=(1, 1), padding=padding,
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
-      preferred_element_type=jnp.float32)
+      preferred_element_type=jnp.float32, precision=precision_for(dtype))
 
 
 def _to_hwio(w: jax.Array) -> jax.Array:
@@ -171,7 +172,7 @@ def _conv_or_upconv(x, w, up: int, groups: int, dtype):
     if groups != 1:
       raise ValueError("1x1 grouped conv is written as a batched matmul, not here")
     return jnp.einsum("bhwi,oi->bhwo", x.astype(dtype), w[..., 0, 0].astype(dtype),
-                      preferred_element_type=jnp.float32)
+                      preferred_element_type=jnp.float32, precision=precision_for(dtype))
   p = kh // 2
   return _conv_nhwc(x, _to_hwio(w), ((p, p), (p, p)), groups, dtype)
 
@@ -200,7 +201,8 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
   if demodulate:
     # sum_{i,kh,kw} (W[o,i,kh,kw] * s[b,i])^2 == sum_i s[b,i]^2 * sum_{kh,kw} W[o,i,kh,kw]^2.
     wsq = jnp.sum(jnp.square(weight), axis=(2, 3))  # [O, I]
-    dcoefs = lax.rsqrt(jnp.square(styles) @ wsq.T + 1e-8)  # [B, O]
+    dcoefs = lax.rsqrt(jnp.matmul(jnp.square(styles), wsq.T, precision=lax.Precision.HIGHEST)
+                       + 1e-8)  # [B, O]
 
   if not fused:
     y = _conv_or_upconv(x * styles[:, None, None, :].astype(x.dtype), weight, up, 1, dtype)
@@ -215,7 +217,7 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
     w = w * dcoefs[:, :, None, None, None]
   if kh == 1 and kw == 1 and up == 1:
     y = jnp.einsum("bhwi,boi->bhwo", x.astype(dtype), w[..., 0, 0].astype(dtype),
-                   preferred_element_type=jnp.float32)
+                   preferred_element_type=jnp.float32, precision=precision_for(dtype))
   else:
     _, h, wd, _ = x.shape
     xg = x.transpose(1, 2, 0, 3).reshape(1, h, wd, batch * i)  # samples as channel groups

@@ -83,6 +83,11 @@ def sample_from_planes(planes: jax.Array, coordinates: jax.Array, box_warp: floa
   return (per_plane[0] + per_plane[1] + per_plane[2]) / p
 
 
+def softplus(x: jax.Array) -> jax.Array:
+  """torch.nn.functional.softplus (beta 1, threshold 20): x if x > 20 else log1p(exp(x))."""
+  return jnp.where(x > 20, x, jnp.log1p(jnp.exp(jnp.minimum(x, 20))))
+
+
 def decoder(params: Mapping[str, jax.Array], arch: Arch, features: jax.Array,
             dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
   """OSGDecoder: FC 32->64, softplus, FC 64->33; (sigma [.., 1] raw, rgb [.., 32]).
@@ -92,7 +97,7 @@ def decoder(params: Mapping[str, jax.Array], arch: Arch, features: jax.Array,
   lr = arch.decoder_lr_multiplier
   x = ops.fully_connected(features, params["decoder.net.0.weight"], params["decoder.net.0.bias"],
                           lr_multiplier=lr, dtype=dtype)
-  x = jax.nn.softplus(x)
+  x = softplus(x)
   x = ops.fully_connected(x, params["decoder.net.2.weight"], params["decoder.net.2.bias"],
                           lr_multiplier=lr, dtype=dtype)
   rgb = jax.nn.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
@@ -107,28 +112,55 @@ def run_model(params, arch: Arch, planes: jax.Array, coordinates: jax.Array,
   return decoder(params, arch, feats, dtype)
 
 
+def march_weights(densities: jax.Array, depths: jax.Array) -> jax.Array:
+  """MipRayMarcher2's weights [..., S-1] of the S-1 intervals between depth-sorted samples.
+
+  sigma = softplus(mean density of the interval - 1); alpha = 1 - exp(-sigma * delta);
+  weights = alpha * exclusive cumprod(1 - alpha + 1e-10).
+  """
+  deltas = depths[..., 1:] - depths[..., :-1]
+  densities_mid = softplus((densities[..., :-1] + densities[..., 1:]) / 2 - 1)
+  alpha = 1 - jnp.exp(-densities_mid * deltas)
+  shifted = jnp.concatenate([jnp.ones_like(alpha[..., :1]), 1 - alpha + 1e-10], axis=-1)
+  return alpha * jnp.cumprod(shifted, axis=-1)[..., :-1]
+
+
+def sample_weights(weights: jax.Array) -> jax.Array:
+  """Per-sample compositing weights [..., S] from interval weights [..., S-1]:
+  sum_k w_k (c_k + c_{k+1}) / 2 == sum_k c_k (w_{k-1} + w_k) / 2 (colours are interval means)."""
+  pad = jnp.zeros_like(weights[..., :1])
+  return (jnp.concatenate([pad, weights], -1) + jnp.concatenate([weights, pad], -1)) / 2
+
+
+def composite(sample_w: jax.Array, colors: jax.Array) -> jax.Array:
+  """sum_s sample_w[..., s] * colors[..., s, :] in full float32 (a batched matrix-vector product,
+  instead of materialising interval colours)."""
+  return jnp.einsum("...s,...sc->...c", sample_w, colors.astype(jnp.float32),
+                    precision=lax.Precision.HIGHEST)
+
+
+def _finish(rgb, weights, depths, white_back):
+  depths_mid = (depths[..., :-1] + depths[..., 1:]) / 2
+  weight_total = jnp.sum(weights, axis=-1)
+  depth = jnp.sum(weights * depths_mid, axis=-1) / weight_total
+  depth = jnp.where(jnp.isnan(depth), jnp.inf, depth)
+  if white_back:  # ShapeNet cars: composite onto white
+    rgb = rgb + 1 - weight_total[..., None]
+  return rgb * 2 - 1, depth
+
+
 def ray_march(colors: jax.Array, densities: jax.Array, depths: jax.Array,
               white_back: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """MipRayMarcher2 over samples [..., S]: (rgb [..., C] in [-1, 1], depth [...], weights [..., S-1]).
+  """MipRayMarcher2 over depth-sorted samples [..., S]:
+  (rgb [..., C] in [-1, 1], depth [...], weights [..., S-1]).
 
   The depth is returned before the official clamp to the global [min, max] of the sample
   depths (NaN -> +inf), which `render` applies over the whole batch.
   """
-  deltas = depths[..., 1:] - depths[..., :-1]
-  colors_mid = (colors[..., :-1, :] + colors[..., 1:, :]) / 2
-  densities_mid = (densities[..., :-1] + densities[..., 1:]) / 2
-  depths_mid = (depths[..., :-1] + depths[..., 1:]) / 2
-  densities_mid = jax.nn.softplus(densities_mid - 1)  # clamp_mode 'softplus'
-  alpha = 1 - jnp.exp(-densities_mid * deltas)
-  shifted = jnp.concatenate([jnp.ones_like(alpha[..., :1]), 1 - alpha + 1e-10], axis=-1)
-  weights = alpha * jnp.cumprod(shifted, axis=-1)[..., :-1]
-  rgb = jnp.sum(weights[..., None] * colors_mid, axis=-2)
-  weight_total = jnp.sum(weights, axis=-1)
-  depth = jnp.sum(weights * depths_mid, axis=-1) / weight_total
-  depth = jnp.where(jnp.isnan(depth), jnp.inf, depth)
-  if white_back:
-    rgb = rgb + 1 - weight_total[..., None]
-  return rgb * 2 - 1, depth, weights
+  weights = march_weights(densities, depths)
+  rgb = composite(sample_weights(weights), colors)
+  rgb, depth = _finish(rgb, weights, depths, white_back)
+  return rgb, depth, weights
 
 
 def sample_pdf(bins: jax.Array, weights: jax.Array, u: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -200,23 +232,33 @@ def _render_rays(params, arch: Arch, planes, origins, dirs, randoms, dtype):
   if "noise_coarse" in randoms:
     densities = densities + randoms["noise_coarse"] * spec.density_noise
   n_imp = spec.depth_resolution_importance
-  if n_imp > 0:
-    _, _, weights = ray_march(colors, densities, depths, spec.white_back)
-    u = randoms.get("u")
-    if u is None:
-      u = jnp.broadcast_to(jnp.linspace(0.0, 1.0, n_imp, dtype=jnp.float32), (b, m, n_imp))
-    depths_fine = sample_importance(depths, weights, u)
-    densities_fine, colors_fine = model(depths_fine)
-    if "noise_fine" in randoms:
-      densities_fine = densities_fine + randoms["noise_fine"] * spec.density_noise
-    all_depths = jnp.concatenate([depths, depths_fine], axis=-1)
-    order = jnp.argsort(all_depths, axis=-1)
-    depths = jnp.take_along_axis(all_depths, order, axis=-1)
-    densities = jnp.take_along_axis(jnp.concatenate([densities, densities_fine], -1), order, -1)
-    colors = jnp.take_along_axis(jnp.concatenate([colors, colors_fine], axis=-2),
-                                 order[..., None], axis=-2)
-  rgb, depth, _ = ray_march(colors, densities, depths, spec.white_back)
-  return rgb, depth, jnp.min(depths), jnp.max(depths)
+  if n_imp == 0:
+    rgb, depth, _ = ray_march(colors, densities, depths, spec.white_back)
+    return rgb, depth, jnp.min(depths), jnp.max(depths)
+  # The coarse march only feeds importance sampling (its colours are unused).
+  weights = march_weights(densities, depths)
+  u = randoms.get("u")
+  if u is None:
+    u = jnp.broadcast_to(jnp.linspace(0.0, 1.0, n_imp, dtype=jnp.float32), (b, m, n_imp))
+  depths_fine = sample_importance(depths, weights, u)
+  densities_fine, colors_fine = model(depths_fine)
+  if "noise_fine" in randoms:
+    densities_fine = densities_fine + randoms["noise_fine"] * spec.density_noise
+  # Merge and sort by depth (official unify_samples). Only depths and densities are sorted; the
+  # per-sample weights are mapped back to the unsorted samples, so the [.., S, 32] colours are
+  # neither concatenated nor gathered.
+  all_depths = jnp.concatenate([depths, depths_fine], axis=-1)
+  order = jnp.argsort(all_depths, axis=-1)
+  sorted_depths = jnp.take_along_axis(all_depths, order, axis=-1)
+  sorted_densities = jnp.take_along_axis(jnp.concatenate([densities, densities_fine], -1), order,
+                                         axis=-1)
+  weights = march_weights(sorted_densities, sorted_depths)
+  inverse = jnp.argsort(order, axis=-1)
+  sw = jnp.take_along_axis(sample_weights(weights), inverse, axis=-1)
+  s = depths.shape[-1]
+  rgb = composite(sw[..., :s], colors) + composite(sw[..., s:], colors_fine)
+  rgb, depth = _finish(rgb, weights, sorted_depths, spec.white_back)
+  return rgb, depth, sorted_depths[..., 0].min(), sorted_depths[..., -1].max()
 
 
 def _draw_randoms(spec: RenderSpec, key: Optional[jax.Array], b: int, m: int) -> dict:
