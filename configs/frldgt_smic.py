@@ -1,0 +1,14 @@
+"""FRL-DGT, leave-one-subject-out on SMIC-HS alone (3 composite classes).
+
+  python launch/sweep.py --config configs/frldgt_smic.py               # prepared real data
+  python launch/sweep.py --config configs/frldgt_smic.py:synthetic     # generated corpus
+  python launch/sweep.py --config configs/frldgt_smic.py:synthetic,zero --config.folds=0,1
+
+The real data must be prepared first (python launch/prepare_data.py --dataset smic ...). Variants
+and every field: frldgt_jax/config_lib.py.
+"""
+from frldgt_jax.config_lib import frldgt_config
+
+
+def get_config(arg: str = ""):
+  return frldgt_config(dataset="smic", variant=arg)

@@ -1,0 +1,69 @@
+"""Leave-one-subject-out sweep of FRL-DGT: train every fold, predict its held-out subject, score.
+
+  python launch/sweep.py --config configs/frldgt_composite.py[:variant] [--workdir W]
+  python launch/sweep.py --config configs/frldgt_composite.py:synthetic            # any machine
+  python launch/sweep.py --config configs/frldgt_composite.py:synthetic,shuffled   # control
+  python launch/sweep.py --config configs/frldgt_composite.py:synthetic,zero       # control
+  python launch/sweep.py --config configs/frldgt_composite.py:synthetic --compare_modes
+
+Without --workdir the sweep runs in workdirs/<config name>[_<variant>]. Every fold trains with
+the same fixed budget; nothing is selected on the held-out subject. Outputs in W: predictions.csv,
+results.json, megc_log.txt, confusion.png, results.md (frldgt_jax/results.py). Running the same
+command again resumes: finished folds are not retrained (frldgt_jax/loso.py).
+--config.sweep_mode=stacked|per_fold chooses all folds in one program or fold by fold (default
+'auto': stacked on GPU/TPU, fold by fold on CPU);
+--config.folds=0,3 (indices or subject keys such as samm/6) runs a subset; --compare_modes runs
+both modes and writes W/benchmark.json (wall times, agreement).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from launch.trainer import cli  # noqa: E402
+
+_COMPARE = flags.DEFINE_bool("compare_modes", False,
+                             "Run the sweep stacked and fold by fold (W/stacked_mode, "
+                             "W/per_fold_mode) and write W/benchmark.json.")
+_XLA_CACHE = flags.DEFINE_string("xla_cache_dir", "workdirs/xla_cache",
+                                 "Persistent cache of compiled programs, shared by sweeps: "
+                                 "folds run one by one and restarted sweeps reuse compiled "
+                                 "programs. '' disables it.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not cli.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  cli.maybe_start_distributed()
+  from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
+  from launch.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  config = cli.FLAGS.config
+  if _XLA_CACHE.value:
+    loso.use_compilation_cache(_XLA_CACHE.value)
+  workdir = cli.resolve_workdir()
+  try:
+    if _COMPARE.value:
+      loso.compare_modes(config, workdir)
+      print(f"benchmark: {workdir / 'benchmark.json'}")
+      return
+    loso.run_sweep(config, workdir)
+  except loso.SweepInterrupted as e:
+    print(f"interrupted: {e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  for name in ("predictions.csv", "results.json", "megc_log.txt", "confusion.png", "results.md"):
+    print(f"{name}: {workdir / name}")
+
+
+if __name__ == "__main__":
+  cli.define_flags("FRL-DGT config file, e.g. configs/frldgt_composite.py:synthetic.")
+  app.run(main)

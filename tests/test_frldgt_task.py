@@ -1,0 +1,307 @@
+"""FRL-DGT task, configs and results files, on the tiny generated corpus (no full training run).
+
+References: LOSO leakage is checked against the fold's own index sets; stacked and fold-by-fold
+batches against each other; class weights against losses.class_weights; scores against
+scikit-learn's f1_score / recall_score.
+"""
+import csv
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import f1_score, recall_score
+
+from frldgt_jax import config_lib
+from frldgt_jax import losses
+from frldgt_jax import results as results_lib
+from frldgt_jax import task as task_lib
+from launch.trainer import InputSpec
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ["frldgt_composite", "frldgt_casme2", "frldgt_samm", "frldgt_smic",
+           "frldgt_casme2_5class"]
+
+
+def tiny_config(tmp_root, variant="synthetic_tiny"):
+  config = config_lib.frldgt_config(dataset="composite", variant=variant)
+  config.data.synthetic_root = str(tmp_root)
+  return config
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+  """One tiny corpus per test session (test_sweep.py finds and reuses it)."""
+  return tmp_path_factory.getbasetemp() / "frldgt_synthetic"
+
+
+@pytest.fixture(scope="module")
+def tiny(synthetic_root):
+  config = tiny_config(synthetic_root)
+  return config, task_lib.load_loso_data(config)
+
+
+def _load_config(name, arg):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("arg", ["", "synthetic", "synthetic_tiny,zero,shuffled,per_fold,bf16"])
+def test_every_config_and_variant_is_consistent(name, arg):
+  config = _load_config(name, arg)
+  task_lib.validate_config(config)
+  assert config.task == "frldgt_jax.task" and config.model.image_size == config.data.resolution
+  assert config.model.num_classes == len(config.data.class_names)
+  if "zero" in arg:
+    assert config.model.displacement == "zero" and config.labels_shuffled
+    assert config.sweep_mode == "per_fold" and config.model.compute_dtype == "bfloat16"
+  # The resolution is shared by reference: overriding it moves the model's size too.
+  config.data.resolution = 96
+  assert config.model.image_size == 96
+
+
+def test_unknown_variant_is_named():
+  with pytest.raises(ValueError, match="synthtic"):
+    config_lib.frldgt_config(dataset="composite", variant="synthtic")
+  with pytest.raises(ValueError, match="5-class"):
+    config_lib.frldgt_config(dataset="samm", five_class=True)
+
+
+def test_missing_real_dataset_says_how_to_prepare_it(tmp_path):
+  config = config_lib.frldgt_config(dataset="samm")
+  config.data.data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="prepare_data.py --dataset samm"):
+    task_lib.load_loso_data(config)
+
+
+def test_synthetic_dataset_is_generated_and_every_subject_is_one_fold(tiny):
+  config, data = tiny
+  corpus, _ = task_lib.synthetic_dirs(config)
+  manifest = json.loads((corpus / "manifest.json").read_text())
+  composite = [c for c in manifest["clips"] if c["in_composite"]]
+  assert len(data.labels) == len(composite)
+  subjects = sorted({f"{c['database']}/{c['subject']}" for c in composite})
+  assert sorted(f.test_subject for f in data.folds) == subjects
+  held_out = np.concatenate([f.test_idx for f in data.folds])
+  assert sorted(held_out.tolist()) == list(range(len(data.labels)))  # each clip exactly once
+  for f in data.folds:
+    keys = data.prepared.subject_keys
+    assert set(keys[f.test_idx]) == {f.test_subject}
+    assert f.test_subject not in set(keys[f.train_idx])
+
+
+def test_fold_selection(tiny):
+  config, data = tiny
+  assert task_lib.selected_folds(config, data.folds) == list(range(len(data.folds)))
+  subject = data.folds[3].test_subject
+  config = config.copy_and_resolve_references()
+  config.folds = f"1,{subject}"
+  assert task_lib.selected_folds(config, data.folds) == [1, 3]
+  for bad, message in (("99", "does not exist"), ("nobody", "neither"), ("1,1", "twice")):
+    config.folds = bad
+    with pytest.raises(ValueError, match=message):
+      task_lib.selected_folds(config, data.folds)
+
+
+def _batches(task, start, count, spec=None):
+  spec = spec or InputSpec(start_step=start)
+  it = task.input_pipeline(spec)
+  return [next(it) for _ in range(count)]
+
+
+def test_batches_never_contain_the_held_out_subject_and_carry_fold_weights(tiny):
+  config, data = tiny
+  config = config.copy_and_resolve_references()
+  config.class_balanced = True
+  task = task_lib.make_task(config, data=data, device_multiple=1)
+  pre = config.dgm_pretrain_steps
+  slots = task.slots
+  stage1 = _batches(task, 0, pre)
+  stage2 = _batches(task, pre, config.total_steps - pre)
+  assert len(stage1) == pre and set(stage1[0]) == {"pair_clip", "pair_i", "pair_j"}
+  assert set(stage2[0]) == {"index", "label", "class_weights"}
+  for m, slot in enumerate(slots):
+    fold = data.folds[slot.fold]
+    for b in stage1:
+      assert np.isin(b["pair_clip"][m], fold.train_idx).all()
+      assert (b["pair_i"][m] < b["pair_j"][m]).all() and (b["pair_j"][m] < config.data.frames).all()
+    weights = losses.class_weights(data.labels[fold.train_idx], data.num_classes)
+    for b in stage2:
+      assert b["index"].shape == (len(slots), config.batch_size)
+      assert np.isin(b["index"][m], fold.train_idx).all()
+      assert not np.isin(b["index"][m], fold.test_idx).any()
+      np.testing.assert_array_equal(b["label"][m], data.labels[b["index"][m]])
+      np.testing.assert_allclose(b["class_weights"][m], np.tile(weights, (config.batch_size, 1)))
+
+
+def test_pipeline_is_step_indexed_and_splits_over_processes(tiny):
+  config, data = tiny
+  task = task_lib.make_task(config, data=data, device_multiple=1)
+  every = _batches(task, 0, config.total_steps)
+  resumed = _batches(task, 6, config.total_steps - 6)
+  for a, b in zip(every[6:], resumed):
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+  for axis in (0, 1):
+    halves = [_batches(task, 5, 2, InputSpec(5, i, 2, axis)) for i in range(2)]
+    for step in range(2):
+      for key, value in every[5 + step].items():
+        joined = np.concatenate([halves[0][step][key], halves[1][step][key]], axis=axis)
+        np.testing.assert_array_equal(joined, value)
+
+
+def test_a_fold_alone_gets_its_batches_and_identity_from_the_stack(tiny):
+  config, data = tiny
+  stacked = task_lib.make_task(config, data=data, device_multiple=1)
+  alone = task_lib.make_task(config, data=data, fold_ids=[4], stacked=False)
+  assert alone.num_models == 0 and alone.model_ids == (4,)
+  assert stacked.num_models == len(data.folds) and stacked.model_ids[4] == 4
+  for a, b in zip(_batches(stacked, 0, config.total_steps), _batches(alone, 0, config.total_steps)):
+    for key in a:
+      np.testing.assert_array_equal(a[key][4], b[key])
+
+
+def test_stack_is_padded_with_dummy_folds_to_the_device_count(tiny):
+  config, data = tiny
+  assert jax.device_count() == 8  # tests/conftest.py
+  task = task_lib.make_task(config, data=data, fold_ids=[0, 2, 5])
+  assert task.num_models == 8
+  assert [s.fold for s in task.slots[:3]] == [0, 2, 5]
+  assert all(s.dummy for s in task.slots[3:]) and not any(s.dummy for s in task.slots[:3])
+  ids = [s.model_id for s in task.slots]
+  assert len(set(ids)) == 8 and min(ids[3:]) >= len(data.folds)
+  config = config.copy_and_resolve_references()
+  config.model_sharding = "batch"
+  assert task_lib.make_task(config, data=data, fold_ids=[0, 2, 5]).num_models == 3
+
+
+def test_shuffled_labels_stay_inside_each_folds_training_clips(tiny):
+  config, data = tiny
+  config = config.copy_and_resolve_references()
+  config.labels_shuffled = True
+  changed = 0
+  for fold in data.folds:
+    shuffled = task_lib.fold_labels(config, data, fold)
+    np.testing.assert_array_equal(shuffled[fold.test_idx], data.labels[fold.test_idx])
+    assert sorted(shuffled[fold.train_idx]) == sorted(data.labels[fold.train_idx])
+    np.testing.assert_array_equal(shuffled, task_lib.fold_labels(config, data, fold))
+    changed += int((shuffled != data.labels).sum())
+  assert changed > 0
+  task = task_lib.make_task(config, data=data, device_multiple=1)
+  batch = _batches(task, config.dgm_pretrain_steps, 1)[0]
+  for m, slot in enumerate(task.slots):
+    expected = task_lib.fold_labels(config, data, data.folds[slot.fold])[batch["index"][m]]
+    np.testing.assert_array_equal(batch["label"][m], expected)
+
+
+def test_stage_one_trains_only_the_dgm_and_stage_two_everything(tiny):
+  config, data = tiny
+  task = task_lib.make_task(config, data=data, fold_ids=[1], stacked=False)
+  state = jax.jit(task.init_state)(jax.random.key(0))
+  frozen = task.frozen()
+  step = jax.jit(task.train_step)
+  pre = config.dgm_pretrain_steps
+  b1 = _batches(task, 0, 1)[0]
+  after1, m1 = step(state, frozen, b1, jax.random.key(1))
+  def changed(a, b):
+    return jax.tree.map(lambda x, y: bool(np.any(np.asarray(x) != np.asarray(y))), a, b)
+  moved = changed(state["params"], after1["params"])
+  assert moved["dgm"]["head"]["kernel"]  # the zero-initialised head moves first
+  others = {k: v for k, v in moved.items() if k != "dgm"}
+  assert not any(jax.tree.leaves(others))
+  assert float(m1["stage"]) == 1 and np.isfinite(float(m1["loss"]))
+  b2, b3 = _batches(task, pre, 2)
+  after2, m2 = step(after1, frozen, b2, jax.random.key(2))  # warmup: learning rate 0 here
+  after3, _ = step(after2, frozen, b3, jax.random.key(3))
+  moved = changed(after1["params"], after3["params"])
+  assert moved["head"]["kernel"] and moved["embed_displacement"]["kernel"]
+  assert all(jax.tree.leaves(moved["dgm"]))  # the head is non-zero now: all of the DGM trains
+  assert float(m2["stage"]) == 2 and float(m2["ce"]) > 0
+  # L = L_CE + lambda * L_DGM
+  np.testing.assert_allclose(float(m2["loss"]), float(m2["ce"]) + config.model.dgm_weight *
+                             float(m2["dgm_loss"]), rtol=1e-5)
+
+
+def test_zero_displacement_control_has_no_dgm_and_a_noop_stage_one(tiny):
+  config, data = tiny
+  config = config.copy_and_resolve_references()
+  config.model.displacement = "zero"
+  task = task_lib.make_task(config, data=data, fold_ids=[0], stacked=False)
+  state = task.init_state(jax.random.key(0))
+  assert "dgm" not in state["params"] and "dgm_opt" not in state
+  after, metrics = task.train_step(state, task.frozen(), _batches(task, 0, 1)[0],
+                                   jax.random.key(1))
+  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), state, after)))
+  assert float(metrics["loss"]) == 0.0
+
+
+# ----------------------------------------------------------------------------- results files
+
+def _random_predictions(n=60, seed=0, classes=3):
+  rng = np.random.default_rng(seed)
+  dataset = rng.choice(["casme2", "samm", "smic"], n)
+  subject = np.asarray([f"s{int(k)}" for k in rng.integers(0, 5, n)])
+  order = np.lexsort((subject, dataset))
+  dataset, subject = dataset[order], subject[order]
+  keys = [f"{d}/{s}" for d, s in zip(dataset, subject)]
+  fold = np.asarray([sorted(set(keys), key=keys.index).index(k) for k in keys])
+  label = rng.integers(0, classes, n)
+  prediction = np.where(rng.random(n) < 0.6, label, rng.integers(0, classes, n))
+  return results_lib.Predictions(dataset, subject, np.asarray([f"clip{i}" for i in range(n)]),
+                                 label, prediction, fold)
+
+
+def test_results_match_scikit_learn_and_survive_the_csv(tmp_path):
+  names = ("negative", "positive", "surprise")
+  p = _random_predictions()
+  results = results_lib.write_all(tmp_path, p, names, {"steps_per_fold": 7, "wall_time_s": 1.0})
+  labels = list(range(3))
+  assert results["UF1"] == pytest.approx(f1_score(p.label, p.prediction, labels=labels,
+                                                  average="macro", zero_division=0))
+  assert results["UAR"] == pytest.approx(recall_score(p.label, p.prediction, labels=labels,
+                                                      average="macro", zero_division=0))
+  assert results["confusion"] == sk_confusion(p.label, p.prediction, labels=labels).tolist()
+  for name in ("casme2", "samm", "smic"):
+    sel = p.dataset == name
+    assert results["per_database"][name] == pytest.approx({
+        "UF1": f1_score(p.label[sel], p.prediction[sel], labels=labels, average="macro",
+                        zero_division=0),
+        "UAR": recall_score(p.label[sel], p.prediction[sel], labels=labels, average="macro",
+                            zero_division=0), "n": int(sel.sum())})
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  recomputed = results_lib.results_from_predictions_csv(tmp_path / "predictions.csv", names)
+  for key in ("UF1", "UAR", "per_database", "per_class", "confusion", "n", "folds"):
+    assert on_disk[key] == pytest.approx(recomputed[key]) if key in ("UF1", "UAR") \
+        else on_disk[key] == recomputed[key]
+  assert on_disk["steps_per_fold"] == 7
+  with open(tmp_path / "predictions.csv", newline="") as f:
+    rows = list(csv.reader(f))
+  assert tuple(rows[0]) == ("dataset", "subject", "sample", "label", "prediction")
+  assert len(rows) == len(p) + 1
+  # MEGC log: a header per fold, then '<sample> <gt> <pred>' for each of its clips.
+  log = (tmp_path / "megc_log.txt").read_text().splitlines()
+  expected = []
+  for k in dict.fromkeys(p.fold.tolist()):
+    rows_k = np.flatnonzero(p.fold == k)
+    expected.append(f"{p.dataset[rows_k[0]]} {p.subject[rows_k[0]]}")
+    expected += [f"{p.sample[i]} {p.label[i]} {p.prediction[i]}" for i in rows_k]
+  assert log == expected
+  assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  table = (tmp_path / "results.md").read_text()
+  assert f"| all (pooled) | {results['UF1']:.4f} | {results['UAR']:.4f} | {len(p)} |" in table
+
+
+def test_bad_predictions_csv_names_the_row(tmp_path):
+  path = tmp_path / "predictions.csv"
+  path.write_text("dataset,subject,sample,label,prediction\ncasme2,sub01,EP01,1,2\n"
+                  "casme2,sub01,EP02,1,x\n")
+  with pytest.raises(ValueError, match="row 3"):
+    results_lib.read_predictions_csv(path)
+  path.write_text("dataset,subject,sample,label,prediction\ncasme2,sub01,EP01,1,3\n")
+  with pytest.raises(ValueError, match="row 2: prediction 3"):
+    results_lib.read_predictions_csv(path)
