@@ -377,9 +377,10 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[LosoData] = N
     frames = frozen["frames"]
     source = _to_float(frames[batch["pair_clip"], batch["pair_i"]])
     target = _to_float(frames[batch["pair_clip"], batch["pair_j"]])
-    keys = jax.random.split(rng, source.shape[0])
-    source, target, _ = jax.vmap(lambda a, b, k: pipeline.augment(a, b, k, **aug_kwargs))(
-        source, target, keys)
+    if aug.stage1_geometric:
+      keys = jax.random.split(rng, source.shape[0])
+      source, target, _ = jax.vmap(lambda a, b, k: pipeline.augment(a, b, k, **aug_kwargs))(
+          source, target, keys)
     if brightness:
       target = match_brightness(source, target)
     def loss_fn(dgm_params):
