@@ -1,0 +1,205 @@
+"""The LOSO sweep end to end on the tiny generated corpus (frldgt_jax/loso.py, launch/sweep.py).
+
+Three folds of the tiny config are trained fold by fold and stacked (8 fake devices: the stack is
+padded with dummy folds); results.json is checked against scikit-learn on predictions.csv, the
+two modes against each other, and a fold-by-fold sweep killed (SIGKILL) while its second fold
+trains is restarted: it must not retrain the first, must resume the second from its checkpoint
+and must not change any prediction.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, recall_score
+
+from frldgt_jax import config_lib
+from frldgt_jax import loso
+from frldgt_jax import results as results_lib
+from frldgt_jax import task as task_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FOLDS = "0,1,2"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+  return tmp_path_factory.getbasetemp() / "frldgt_synthetic"  # shared with test_frldgt_task.py
+
+
+@pytest.fixture(scope="module")
+def xla_cache(tmp_path_factory):
+  path = tmp_path_factory.getbasetemp() / "frldgt_xla_cache"
+  loso.use_compilation_cache(path)
+  return path
+
+
+def tiny_config(root, mode):
+  config = config_lib.frldgt_config(dataset="composite", variant="synthetic_tiny")
+  config.data.synthetic_root = str(root)
+  config.folds = FOLDS
+  config.sweep_mode = mode
+  return config
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_root):
+  return task_lib.load_loso_data(tiny_config(synthetic_root, "per_fold"))
+
+
+def _sweep(mode, root, data, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp(mode)
+  return workdir, loso.run_sweep(tiny_config(root, mode), workdir, data=data)
+
+
+@pytest.fixture(scope="module")
+def per_fold(synthetic_root, xla_cache, data, tmp_path_factory):
+  del xla_cache
+  return _sweep("per_fold", synthetic_root, data, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def stacked(synthetic_root, xla_cache, data, tmp_path_factory):
+  del xla_cache
+  return _sweep("stacked", synthetic_root, data, tmp_path_factory)
+
+
+def test_results_json_agrees_with_predictions_csv(per_fold, data):
+  workdir, results = per_fold
+  on_disk = json.loads((workdir / "results.json").read_text())
+  p = results_lib.read_predictions_csv(workdir / "predictions.csv")
+  labels = [0, 1, 2]
+  assert on_disk["UF1"] == pytest.approx(f1_score(p.label, p.prediction, labels=labels,
+                                                  average="macro", zero_division=0))
+  assert on_disk["UAR"] == pytest.approx(recall_score(p.label, p.prediction, labels=labels,
+                                                      average="macro", zero_division=0))
+  for name, s in on_disk["per_database"].items():
+    sel = p.dataset == name
+    assert s["n"] == int(sel.sum())
+    assert s["UF1"] == pytest.approx(f1_score(p.label[sel], p.prediction[sel], labels=labels,
+                                              average="macro", zero_division=0))
+  assert on_disk["UF1"] == pytest.approx(results["UF1"])
+  assert on_disk["steps_per_fold"] == 12 and on_disk["wall_time_s"] > 0
+  assert on_disk["mode"] == "per_fold"
+  for name in ("megc_log.txt", "confusion.png", "results.md"):
+    assert (workdir / name).stat().st_size > 0
+
+
+def test_every_selected_subject_is_held_out_exactly_once(per_fold, data):
+  workdir, _ = per_fold
+  p = results_lib.read_predictions_csv(workdir / "predictions.csv")
+  folds = [data.folds[k] for k in map(int, FOLDS.split(","))]
+  keys = [f"{d}/{s}" for d, s in zip(p.dataset, p.subject)]
+  # One block of rows per fold, in fold order, holding exactly that subject's clips.
+  assert list(dict.fromkeys(keys)) == [f.test_subject for f in folds]
+  for f in folds:
+    rows = sorted(p.sample[np.asarray(keys) == f.test_subject].tolist())
+    assert rows == sorted(data.prepared.sample[f.test_idx].tolist())
+    np.testing.assert_array_equal(p.label[np.asarray(keys) == f.test_subject],
+                                  data.labels[f.test_idx])
+
+
+def test_held_out_subject_never_reaches_its_folds_training_batches(data, synthetic_root):
+  config = tiny_config(synthetic_root, "stacked")
+  config.folds = "all"
+  task = task_lib.make_task(config, data=data)
+  from launch.trainer import InputSpec  # pylint: disable=g-import-not-at-top
+  for step, batch in enumerate(task.input_pipeline(InputSpec())):
+    key = "pair_clip" if step < config.dgm_pretrain_steps else "index"
+    for m, slot in enumerate(task.slots):
+      fold = data.folds[slot.fold]
+      assert not np.isin(batch[key][m], fold.test_idx).any()
+      subjects = set(data.prepared.subject_keys[batch[key][m]])
+      assert fold.test_subject not in subjects
+
+
+def test_stacked_and_per_fold_sweeps_agree(per_fold, stacked):
+  (dir_a, a), (dir_b, b) = per_fold, stacked
+  assert b["mode"] == "stacked"
+  pa = results_lib.read_predictions_csv(dir_a / "predictions.csv")
+  pb = results_lib.read_predictions_csv(dir_b / "predictions.csv")
+  np.testing.assert_array_equal(pa.sample, pb.sample)
+  assert np.mean(pa.prediction == pb.prediction) >= 0.99
+  assert abs(a["UF1"] - b["UF1"]) <= 0.01
+  # Same seeds, same batches, same rngs: the logits agree up to float reassociation.
+  la, lb = np.load(dir_a / "logits.npz"), np.load(dir_b / "logits.npz")
+  np.testing.assert_array_equal(la["index"], lb["index"])
+  np.testing.assert_allclose(la["logits"], lb["logits"], atol=2e-3)
+  # The stack held dummy folds (3 folds on 8 devices) whose predictions were dropped.
+  task_json = json.loads((dir_b / "stacked" / "task.json").read_text())
+  assert sum(f["dummy"] for f in task_json["folds"]) == 5
+
+
+def _sweep_command(workdir, root, cache, folds):
+  return [sys.executable, str(REPO / "launch" / "sweep.py"),
+          "--config", str(REPO / "configs" / "frldgt_composite.py") + ":synthetic_tiny,per_fold",
+          f"--config.data.synthetic_root={root}", f"--config.folds={folds}",
+          f"--workdir={workdir}", f"--xla_cache_dir={cache}"]
+
+
+def _checkpointed(fold_dir: pathlib.Path) -> bool:
+  """True once a fold has a finalised checkpoint (Orbax renames a step's folder when done)."""
+  ckpt = fold_dir / "checkpoints"
+  return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def test_killed_sweep_resumes_without_retraining_finished_folds(per_fold, synthetic_root,
+                                                                 xla_cache, tmp_path):
+  """SIGKILL while fold 1 trains (fold 0 finished, fold 1 checkpointed), then the same command:
+  fold 0 is not retrained, fold 1 resumes from its checkpoint, predictions are unchanged."""
+  workdir = tmp_path / "killed"
+  command = _sweep_command(workdir, synthetic_root, xla_cache, "0,1")
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  fold1 = workdir / "fold_01"
+  deadline = time.time() + 900
+  while not _checkpointed(fold1) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  if proc.poll() is not None:
+    pytest.fail("the sweep ended before it could be killed: "
+                + proc.stderr.read().decode()[-3000:])
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (fold1 / loso.UNIT_FILE).exists()
+  fold0_mtime = (workdir / "fold_00" / loso.UNIT_FILE).stat().st_mtime_ns
+
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "fold 0 (" in done.stdout and "finished earlier, skipping" in done.stdout
+  assert "resuming from checkpoint step" in done.stdout
+  log = (workdir / loso.LOG_FILE).read_text()
+  assert log.count("start fold 0") == 1 and log.count("finished fold 0") == 1
+  assert log.count("start fold 1") == 2 and log.count("finished fold 1") == 1
+  assert (workdir / "fold_00" / loso.UNIT_FILE).stat().st_mtime_ns == fold0_mtime
+  # Same predictions and logits as the uninterrupted sweep's folds 0 and 1.
+  reference, _ = per_fold
+  ref = np.load(reference / "logits.npz")
+  got = np.load(workdir / "logits.npz")
+  keep = np.isin(ref["folds"], [0, 1])
+  np.testing.assert_array_equal(ref["index"][keep], got["index"])
+  np.testing.assert_allclose(ref["logits"][keep], got["logits"], atol=1e-5)
+
+
+def test_a_config_typo_is_an_error_naming_the_field(tmp_path):
+  command = [sys.executable, str(REPO / "launch" / "sweep.py"),
+             "--config", str(REPO / "configs" / "frldgt_composite.py") + ":synthetic_tiny",
+             "--config.batchsize=4", f"--workdir={tmp_path}"]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert done.returncode != 0
+  assert "batchsize" in done.stderr
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_a_workdir_of_another_config_is_refused(per_fold, synthetic_root, data):
+  workdir, _ = per_fold
+  config = tiny_config(synthetic_root, "per_fold")
+  config.optimizer.learning_rate = 0.5
+  with pytest.raises(ValueError, match="another config"):
+    loso.run_sweep(config, workdir, data=data)
