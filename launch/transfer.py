@@ -8,9 +8,12 @@ r"""Transfer attributes from a reference to a source with a trained SAT3D run, i
 --source / --reference: an integer seed (z = numpy RandomState(seed).randn(z_dim), mapped with the
 run's truncation and the frontal camera) or a latent file (.npz with 'ws' [N, num_ws, w_dim],
 optional 'c' [N, 25] and 'generator'; sat3d_jax/pairs.py), row --source_index /
---reference_index. A latent file's camera 'c' (the view its photo was taken from) adds a grid
-column rendered from that camera. A latent file's 'generator' (pivotal-tuned params of the same
-architecture) renders that input, and the result too when it is the source's.
+--reference_index. A latent file must come from the run's generator (its config.generator):
+invert photos with `launch/invert.py --generator <that path>`; a file whose ws rows do not fit
+(num_ws, w_dim) is refused, naming both. A latent file's camera 'c' (the view its photo was
+taken from) adds a grid column rendered from that camera. A latent file's 'generator'
+(pivotal-tuned params of the same architecture) renders that input, and the result too when it
+is the source's.
 
 Writes to --out:
   grid.png            rows source / reference / result; columns the input cameras (if any), then
@@ -75,8 +78,11 @@ def resolve_input(role: str, text: str, index: int, model, config) -> dict:
     raise InputError(f"{path}: --{role}_index {index} out of range (the file has "
                      f"{ws_all.shape[0]} rows)")
   if ws_all.shape[1:] != (gen.num_ws, gen.w_dim):
-    raise InputError(f"{path}: 'ws' rows are {ws_all.shape[1:]}, but this run's generator "
-                     f"needs (num_ws, w_dim) = {(gen.num_ws, gen.w_dim)}")
+    raise InputError(
+        f"{path}: its 'ws' rows are (num_ws, w_dim) = {tuple(ws_all.shape[1:])}, but the run's "
+        f"generator {config.generator} needs {(gen.num_ws, gen.w_dim)}: the latent was written "
+        "for another generator. Invert with the run's generator (launch/invert.py --generator "
+        "...), or train on the generator the latent came from (--config.generator=...).")
   params, tuned = gen.params, latents.get("generator")
   if tuned:
     tuned_path = pathlib.Path(tuned)

@@ -45,6 +45,15 @@ def sat3d_config(*, domain: str, variant: str, generator: str, tiny_generator: s
       count=2, yaw_mean=0.0, yaw_std=0.3, yaw_limit=0.8,  # see sat3d_jax/pairs.py
       pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35))
   c.stochastic_render = False        # True: the official stochastic ray sampling in training
+  c.pair_pool = 0                    # 0: fresh pairs every step; N: a fixed set of N, cycled
+
+  # Evaluation: the objective on a fixed set of pairs, logged as eval/loss (and eval/loss_*).
+  # Training losses are means over each step's random pairs, whose spread from batch to batch
+  # hides slow progress; this set is the same at every evaluation, so eval/loss is comparable
+  # across steps and runs. Drawn apart from the training stream (pairs.py).
+  c.eval_every = 500                 # also evaluated before the first step and at the end
+  c.eval_pairs = 64                  # a multiple of global_batch_size; 0 = no evaluation
+  c.eval_seed = 0                    # apart from c.seed, so runs with other seeds share the set
 
   c.objective = ml_collections.ConfigDict(dict(
       distance="sym_kl",             # 'sym_kl' or 'l1' (both recover the planted truth)
@@ -68,9 +77,22 @@ def sat3d_config(*, domain: str, variant: str, generator: str, tiny_generator: s
     c.global_batch_size = 4
     c.views.count = 2
     c.optimizer.warmup_steps = 5
+    # Random weights leave little to learn that generalises (measured: held-out loss -3 to -6 %
+    # in 100 steps), while a 10-step mean over fresh batch-4 pairs swings between 0.08 and 0.19
+    # from the pairs alone: a fixed pool of log_every * batch examples makes each logged
+    # training mean the loss over the whole training set, and eval/loss (held-out pairs) shows
+    # what generalises.
+    c.pair_pool = c.log_every * c.global_batch_size
+    # Kept from the defaults, measured on this variant with fresh pairs: learning_rate 0.05
+    # (0.1 lets the held-out loss drift back up after step 40, 0.01 barely moves it) and
+    # sparsity_weight 0.01 inside Adam (it lowers the attribute mass, 0.62 -> 0.28, and leaves
+    # the held-out target + preserve terms as low as without it).
+    c.eval_every = 20
+    c.eval_pairs = 32                  # 8 forward batches: a few seconds per evaluation on CPU
   elif variant == "bench":
     c.generator = bench_generator
     c.clip = "tiny"
     c.total_steps = 20
     c.global_batch_size = 8
+    c.eval_pairs = 0                   # throughput runs: no evaluation passes
   return c

@@ -133,6 +133,24 @@ def make_train_step(components: Components, cfg: ObjectiveConfig,
   return train_step
 
 
+def make_eval_step(components: Components, cfg: ObjectiveConfig):
+  """eval_step(state, frozen, batch) -> sums for the driver (launch/trainer/task.py): the total
+  loss and each term summed over the batch's examples, plus 'count'. The driver divides by the
+  count, so eval/loss is the mean objective per example over the whole evaluation set. Renders
+  deterministically (no rng), like training without stochastic_render."""
+
+  def eval_step(state, frozen, batch):
+    terms, _ = edit_and_measure(state["mask"], frozen, batch, None, components, cfg)
+    # Every term is a mean with equal weight per example (over its views; the mask terms do not
+    # depend on the example), so mean * B is the per-example sum.
+    b = batch["targets"].shape[0]
+    sums = {"loss": total_loss(terms, cfg) * b,
+            **{f"loss_{k}": v * b for k, v in terms.items()}}
+    return sums | {"count": jnp.asarray(b, jnp.float32)}
+
+  return eval_step
+
+
 def make_init_state(num_attributes: int, num_channels: int, other_logit: float,
                     optimizer: optax.GradientTransformation):
   """init_state(rng) for the driver: the mask logits and the optimiser state."""

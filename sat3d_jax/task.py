@@ -187,15 +187,25 @@ def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None
   elif config.source != "seeds":
     raise ValueError(f"config.source must be 'seeds' or 'latents', got {config.source!r}")
   v = config.views
+  draw = dict(batch_size=config.global_batch_size, z_dim=model.generator.z_dim,
+              num_attributes=len(model.attributes), target_attributes=targets,
+              max_targets=config.max_targets, views=v.count, yaw_mean=v.yaw_mean,
+              yaw_std=v.yaw_std, yaw_limit=v.yaw_limit, pitch_mean=v.pitch_mean,
+              pitch_std=v.pitch_std, pitch_limit=v.pitch_limit, num_latents=num_latents)
 
   def input_pipeline(spec: InputSpec):
-    return pairs.make_pairs_pipeline(
-        spec, seed=config.seed, total_steps=config.total_steps,
-        batch_size=config.global_batch_size, z_dim=model.generator.z_dim,
-        num_attributes=len(model.attributes), target_attributes=targets,
-        max_targets=config.max_targets, views=v.count, yaw_mean=v.yaw_mean, yaw_std=v.yaw_std,
-        yaw_limit=v.yaw_limit, pitch_mean=v.pitch_mean, pitch_std=v.pitch_std,
-        pitch_limit=v.pitch_limit, num_latents=num_latents)
+    return pairs.make_pairs_pipeline(spec, seed=config.seed, total_steps=config.total_steps,
+                                     pool_size=config.pair_pool, **draw)
+
+  def eval_pipeline(spec: InputSpec):
+    return pairs.make_eval_pipeline(spec, seed=config.eval_seed, num_pairs=config.eval_pairs,
+                                    **draw)
+
+  if config.eval_pairs < 0:
+    raise ValueError(f"config.eval_pairs must be >= 0 (0 = no evaluation), got "
+                     f"{config.eval_pairs}")
+  if config.eval_pairs:
+    eval_pipeline(InputSpec(0))  # checks the set size now, not at the first evaluation
 
   summary_targets = np.zeros((1, len(model.attributes)), np.float32)
   for name in [a for a in config.summary_targets.split(",") if a] or [model.attributes[0]]:
@@ -219,5 +229,8 @@ def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None
             "style_layers": [[n, d] for n, d in model.generator.style_layers],
             "generator": config.generator, "clip": config.clip}
 
+  evaluates = config.eval_pairs > 0
   return Task(init_state=init_state, train_step=train_step, input_pipeline=input_pipeline,
-              frozen=model.frozen, summaries=summaries, describe=describe)
+              frozen=model.frozen, summaries=summaries, describe=describe,
+              eval_step=objective.make_eval_step(components, cfg) if evaluates else None,
+              eval_pipeline=eval_pipeline if evaluates else None)

@@ -116,6 +116,25 @@ def test_metrics_tensorboard_images_and_run_info(tmp_path):
   assert "jax" in json.loads((tmp_path / "versions.json").read_text())
 
 
+def test_evaluation_before_the_first_step_and_every_eval_every(tmp_path, capsys):
+  config = driver_task.get_config()
+  config.total_steps, config.eval_every = 10, 5
+  train_and_evaluate(config, tmp_path)
+  config.total_steps = 15  # resumed: the step-0 evaluation is not repeated
+  train_and_evaluate(config, tmp_path)
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in records if "eval/mse" in r]
+  assert [r["step"] for r in evals] == [0, 5, 10, 15]
+  assert all(set(r) == {"step", "eval/mse", "eval/count"} for r in evals)  # no steps/s
+  assert evals[-1]["eval/mse"] < evals[0]["eval/mse"]
+  train = [r for r in records if "loss" in r]
+  assert [r["step"] for r in train] == [5, 10, 15]
+  assert all(r["steps_per_sec"] > 0 for r in train)
+  printed = capsys.readouterr().out
+  assert (f"train loss (mean over each logged interval): {train[0]['loss']:.5g} at step 5 -> "
+          f"{train[1]['loss']:.5g} at step 10") in printed
+
+
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path, reference_run):
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_train_cmd(killed, "total_steps=60", "seconds_per_step=0.15"),

@@ -279,3 +279,78 @@ def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
   print(f"pivotal tuning (3 steps): MSE {before:.5f} -> {after:.5f}")
   assert after < before
   assert iio.imread(out / "rendered_reconstruction.png").shape == (128, 384, 3)
+
+
+# ------------------------------------------------------------------------------ SAT3D chain
+
+def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator, known,
+                                                            eg3d_fixture_dir, monkeypatch,
+                                                            capsys):
+  """invert.py's latent file, used by transfer.py as the source and then as the reference, with
+  a SAT3D run on the generator it was inverted with. The run is written in the driver's format
+  with a planted mask ('hairstyle' owns every channel, P = 1), so a hairstyle transfer must turn
+  the source into the reference: the outcome is known in advance."""
+  import imageio_ffmpeg
+  from configs.sat3d_ffhq import get_config
+  from launch import invert as invert_cli
+  from launch import transfer as transfer_cli
+  from launch.trainer.checkpoint import Checkpoints
+  from sat3d_jax import pairs, run_io
+  from sat3d_jax.task import Sat3dModel, make_task
+
+  fixture = eg3d_fixture_dir / "eg3d_tiny128.npz"
+  config = get_config("tiny")
+  config.generator = str(fixture)  # as --config.generator=... would set it for train.py
+  model = Sat3dModel(config)
+  task = make_task(config, model)
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "config.json").write_text(json.dumps(json.loads(config.to_json_best_effort())))
+  (run / "task.json").write_text(json.dumps(task.describe()))
+  state = task.init_state(None)
+  mask = np.zeros(state["mask"].shape, np.float32)
+  mask[list(model.attributes).index("hairstyle")] = 50.0
+  checkpoints = Checkpoints(run / "checkpoints", async_save=False)
+  checkpoints.save(1, {"mask": jnp.asarray(mask), "opt": state["opt"]},
+                   {"step": 1, "input_position": 1, "time": 0.0})
+  checkpoints.close()
+  # transfer.py rebuilds this same model from config.json (test_sat3d_cli checks that); reusing
+  # it here saves building the tiny CLIP and compiling twice.
+  monkeypatch.setattr(run_io, "Sat3dModel", lambda cfg: model)
+
+  _, c_true, target = known
+  image = tmp_path / "rendered.png"
+  iio.imwrite(image, np.clip(np.asarray(target[0]) * 127.5 + 128, 0, 255).astype(np.uint8))
+  label = tmp_path / "label.json"
+  label.write_text(json.dumps(np.asarray(c_true[0], float).tolist()))
+  inverted = tmp_path / "inverted"
+  assert invert_cli.main(["--generator", str(fixture), "--image", str(image), "--aligned",
+                          "--camera", str(label), "--out", str(inverted), "--w-steps", "2",
+                          "--wplus-steps", "2", "--frames", "0", "--quiet"]) == 0
+  latent = inverted / "latent.npz"
+  assert pairs.read_latent_file(str(latent))["ws"].shape == (1, generator.num_ws,
+                                                              generator.w_dim)
+  # The W+ reconstruction invert.py rendered from the latent and its camera.
+  reconstruction = iio.imread(inverted / "rendered_reconstruction.png")[:, 128:256]
+  capsys.readouterr()
+
+  def transfer(source, reference, out):
+    assert transfer_cli.main(["--workdir", str(run), "--source", source, "--reference",
+                              reference, "--attributes", "hairstyle", "--views", "1",
+                              "--frames", "2", "--batch", "2", "--out", str(out)]) == 0
+    grid = iio.imread(out / "grid.png")
+    assert grid.shape == (3 * 128, 2 * 128, 3)  # the latent's camera, then one sweep view
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / "turntable.mp4"))
+    assert frames == 2
+    return grid.reshape(3, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).astype(int)
+
+  as_source = transfer(str(latent), "3", tmp_path / "as_source")
+  assert f"source: {latent} row 0" in capsys.readouterr().out
+  assert np.abs(as_source[0, 0] - reconstruction).max() <= 2  # the inverted person
+  assert np.abs(as_source[2] - as_source[1]).max() <= 2  # planted mask: result = reference
+  as_reference = transfer("3", str(latent), tmp_path / "as_reference")
+  assert f"reference: {latent} row 0" in capsys.readouterr().out
+  assert np.abs(as_reference[1, 0] - reconstruction).max() <= 2
+  assert np.abs(as_reference[2] - as_reference[1]).max() <= 2
+  # Seed 3 is the same person in both grids (the reference there, the source here).
+  assert np.abs(as_reference[0] - as_source[1]).max() <= 2

@@ -195,8 +195,8 @@ def test_transfer_from_seeds_and_latent_files(trained, reuse_model, tmp_path, ca
   assert np.abs(by_file[2].astype(int) - by_file[1].astype(int)).max() <= 2
 
 
-def test_clis_reject_bad_input(trained, tmp_path, capsys):
-  workdir, _, _ = trained
+def test_clis_reject_bad_input(trained, reuse_model, tmp_path, capsys):
+  workdir, model, _ = trained
   rc = transfer_cli.main(["--workdir", str(workdir), "--source", "1", "--reference", "2",
                           "--attributes", "hairstyle,baerd", "--out", str(tmp_path / "x")])
   err = capsys.readouterr().err
@@ -208,6 +208,19 @@ def test_clis_reject_bad_input(trained, tmp_path, capsys):
                           "--out", str(tmp_path / "x")])
   assert rc == 2 and "neither an integer seed nor an existing latent file" in \
       capsys.readouterr().err
+  # A latent inverted with another generator (EG3D FFHQ-512: 14 ws of 512) than the run's
+  # micro one (10 ws of 512), as source or as reference.
+  assert (model.generator.num_ws, model.generator.w_dim) == (10, 512)
+  other = tmp_path / "ffhq512_latent.npz"
+  pairs.write_latent_file(other, np.zeros((1, 14, 512), np.float32))
+  for role, source, reference in (("source", str(other), "1"), ("reference", "1", str(other))):
+    rc = transfer_cli.main(["--workdir", str(workdir), "--source", source, "--reference",
+                            reference, "--attributes", "beard", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2, role
+    assert f"{other}: its 'ws' rows are (num_ws, w_dim) = (14, 512), but the run's generator " \
+           "preset:micro needs (10, 512)" in err, err
+  assert not (tmp_path / "x").exists()
   rc = evaluate_cli.main(["--workdir", str(workdir), "--pairs", "1", "--attributes", "smiel",
                           "--out", str(tmp_path / "e.json")])
   err = capsys.readouterr().err

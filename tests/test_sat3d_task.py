@@ -32,12 +32,26 @@ def model():
 
 
 def test_tiny_trains_data_parallel_and_checkpoints_only_the_mask(tmp_path, model):
-  config = _tiny()
+  config = _tiny(eval_pairs=8, eval_every=2)
   result = train_and_evaluate(config, tmp_path, task=sat3d_task.make_task(config, model))
   assert result.step == 2 and result.mesh.size == 8
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in records] == [1, 2]
-  assert all(np.isfinite(r["loss"]) and "loss_target" in r for r in records)
+  train = [r for r in records if "loss" in r]
+  assert [r["step"] for r in train] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and "loss_target" in r for r in train)
+  # The fixed evaluation set: before the first step and at the end, every term, 8 pairs.
+  evals = [r for r in records if "eval/loss" in r]
+  assert [r["step"] for r in evals] == [0, 2]
+  a = len(model.attributes)
+  for r in evals:
+    assert r["eval/count"] == 8
+    o = config.objective
+    assert r["eval/loss"] == pytest.approx(
+        o.target_weight * r["eval/loss_target"] + o.preserve_weight * r["eval/loss_preserve"]
+        + o.sparsity_weight * r["eval/loss_sparsity"], rel=1e-5)
+  # The initial mask: every attribute row 0, "other" other_logit -> mass A / (A + e^other).
+  assert evals[0]["eval/loss_sparsity"] == pytest.approx(
+      a / (a + np.exp(config.objective.other_logit)), rel=1e-5)
   assert sorted(p.name.split("_")[0] for p in (tmp_path / "images").glob("*.png")) == [
       "edit", "reference", "source"]
   # The checkpoint holds the mask and its optimiser state, nothing of EG3D or CLIP.
@@ -71,6 +85,50 @@ def test_pairs_pipeline_is_step_indexed_and_process_sharded():
   assert targets[:, [1, 3]].sum() == 0  # only the allowed target attributes
   views = np.concatenate([b["views"] for b in full])
   assert np.abs(views[..., 0]).max() <= 0.8 and np.abs(views[..., 1]).max() <= 0.35
+
+
+_DRAW = dict(batch_size=8, z_dim=16, num_attributes=5, target_attributes=[0, 2, 4],
+             max_targets=2, views=3, yaw_mean=0.0, yaw_std=0.3, yaw_limit=0.8, pitch_mean=0.0,
+             pitch_std=0.1, pitch_limit=0.35)
+
+
+def test_eval_set_is_fixed_held_out_and_process_sharded():
+  full = list(pairs.make_eval_pipeline(InputSpec(0), seed=3, num_pairs=24, **_DRAW))
+  again = list(pairs.make_eval_pipeline(InputSpec(5), seed=3, num_pairs=24, **_DRAW))
+  assert len(full) == 3
+  for a, b in zip(full, again, strict=True):  # no step enters: the same set every time
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  train = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=50, **_DRAW))
+  train_z = np.concatenate([b["z_src"] for b in train] + [b["z_ref"] for b in train])
+  eval_z = np.concatenate([b["z_src"] for b in full] + [b["z_ref"] for b in full])
+  # Never a training latent (the first 50 steps' 800 of them).
+  assert np.min(np.abs(eval_z[:, None, :] - train_z[None]).max(-1)) > 0.1
+  halves = [list(pairs.make_eval_pipeline(InputSpec(0, i, 2), seed=3, num_pairs=24, **_DRAW))
+            for i in range(2)]
+  for k in full[0]:
+    np.testing.assert_array_equal(np.concatenate([h[1][k] for h in halves]), full[1][k])
+  other_seed = next(pairs.make_eval_pipeline(InputSpec(0), seed=4, num_pairs=8, **_DRAW))
+  assert not np.array_equal(other_seed["z_src"], full[0]["z_src"])
+  with pytest.raises(ValueError, match="evaluation set size 20 must be a positive multiple of "
+                                       "the batch size 8"):
+    pairs.make_eval_pipeline(InputSpec(0), seed=3, num_pairs=20, **_DRAW)
+
+
+def test_pair_pool_cycles_the_first_examples_of_the_stream():
+  fresh = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=2, **_DRAW))
+  pooled = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=5, pool_size=16,
+                                          **_DRAW))
+  resumed = list(pairs.make_pairs_pipeline(InputSpec(3), seed=3, total_steps=5, pool_size=16,
+                                           **_DRAW))
+  for step, batch in enumerate(pooled):
+    for k in batch:  # step s trains on draw s mod 2 of the fresh stream
+      np.testing.assert_array_equal(batch[k], fresh[step % 2][k])
+  for step, batch in enumerate(resumed, start=3):  # resuming at step 3 keeps the cycle
+    for k in batch:
+      np.testing.assert_array_equal(batch[k], pooled[step][k])
+  with pytest.raises(ValueError, match="pool_size=12 must be 0 .* multiple of the batch size 8"):
+    pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=5, pool_size=12, **_DRAW)
 
 
 def test_latent_files_round_trip_and_bad_files_are_clear(tmp_path):

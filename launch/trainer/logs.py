@@ -32,6 +32,7 @@ class RunLog:
     self._tb = None
     self._last_time: Optional[float] = None
     self._last_step: Optional[int] = None
+    self._losses: dict = {}  # prefix -> [(step, loss)] logged by this process, for the summary
     if not enabled:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
@@ -44,14 +45,22 @@ class RunLog:
   def start(self, step: int) -> None:
     self._last_time, self._last_step = time.perf_counter(), step
 
+  def exclude_time(self, seconds: float) -> None:
+    """Leaves `seconds` (e.g. an evaluation pass) out of the next steps/s measurement."""
+    if self._last_time is not None:
+      self._last_time += seconds
+
   def scalars(self, step: int, metrics: Mapping[str, float], prefix: str = "train") -> dict:
     """Logs one step's scalars; returns the logged record (with steps_per_sec when known)."""
     record = {"step": int(step)}
     record.update({k: float(v) for k, v in metrics.items()})
     now = time.perf_counter()
-    if self._last_time is not None and step > self._last_step:
-      record["steps_per_sec"] = (step - self._last_step) / (now - self._last_time)
-    self._last_time, self._last_step = now, step
+    if prefix == "train":  # evaluations neither get a rate nor restart the clock
+      if self._last_time is not None and step > self._last_step:
+        record["steps_per_sec"] = (step - self._last_step) / (now - self._last_time)
+      self._last_time, self._last_step = now, step
+    if "loss" in record:
+      self._losses.setdefault(prefix, []).append((record["step"], record["loss"]))
     if not self.enabled:
       return record
     if prefix != "train":
@@ -66,6 +75,22 @@ class RunLog:
             tf.summary.scalar(k if "/" in k else f"{prefix}/{k}", v)
       self._tb.flush()
     return record
+
+  def loss_summary(self) -> list[str]:
+    """One line per logged loss series of this invocation: its first and last value (training
+    losses are means over each logging interval; evaluations are whole-set means)."""
+    lines = []
+    for prefix, series in self._losses.items():
+      (first_step, first), (last_step, last) = series[0], series[-1]
+      what = ("train loss (mean over each logged interval)" if prefix == "train"
+              else f"{prefix}/loss")
+      if len(series) == 1:
+        lines.append(f"{what}: {first:.5g} at step {first_step}")
+        continue
+      change = f" ({(last - first) / abs(first):+.1%})" if first else ""
+      lines.append(f"{what}: {first:.5g} at step {first_step} -> {last:.5g} at step "
+                   f"{last_step}{change}")
+    return lines
 
   def progress(self, step: int, record: Mapping[str, float]) -> None:
     """Prints a one-line progress report with steps/s and the ETA."""

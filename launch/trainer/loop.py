@@ -42,7 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpoints = True
   c.summary_every = 0         # image summaries; 0 = only at the end (if the task has any)
-  c.eval_every = 0            # 0 = only at the end (if the task has an eval step)
+  c.eval_every = 0            # 0 = only at the end (if the task has an eval step); N > 0:
+                              # every N steps, at the end and before a fresh run's first step
   c.num_devices = 0           # 0 = every device of every process
   c.model_sharding = "models"  # tasks with num_models > 0: 'models' or 'batch' (see task.py)
   c.tensorboard = True
@@ -250,6 +251,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
 
   train_step = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
+  # Metrics and images come back replicated, so every process can read them.
+  replicated = mesh_lib.replicated(mesh)
+  eval_step = (jax.jit(eval_fn, out_shardings=replicated)
+               if task.eval_step is not None else None)
+  summary_step = (jax.jit(summary_fn, out_shardings=replicated)
+                  if task.summaries is not None else None)
+  evaluates = eval_step is not None and task.eval_pipeline is not None
   all_finite = jax.jit(_all_finite)
   total = int(config.total_steps)
   log = logs_lib.RunLog(workdir, total, enabled=is_main, tensorboard=config.tensorboard)
@@ -259,6 +267,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       raise NonFiniteLossError(f"the state after step {step} is not finite; not saving it")
     checkpoints.save(step, state, {"step": step, "input_position": step,
                                    "time": time.time()})
+
+  def evaluate(at_step: int) -> None:
+    began = time.perf_counter()
+    metrics = run_eval(task, eval_step, state, frozen, mesh, split_axis)
+    log.exclude_time(time.perf_counter() - began)
+    log.scalars(at_step, metrics, "eval")
 
   step = start
   saved_step = latest
@@ -273,6 +287,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         if is_main:
           print(f"training steps {start}..{total} on {mesh.size} device(s) "
                 f"({jax.default_backend()}), workdir {workdir}", flush=True)
+        if evaluates and config.eval_every and start == 0:
+          # The untrained state's evaluation: what the run's progress is measured against.
+          evaluate(0)
       while step < total and signals.received is None:
         batch = mesh_lib.global_batch(next(batches), mesh, split_axis)
         state, metrics = train_step(state, frozen, batch, jnp.asarray(step, jnp.int32))
@@ -296,23 +313,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           saved_step = step
         if task.summaries is not None and config.summary_every and \
             step % config.summary_every == 0:
-          log.images(step, jax.device_get(summary_fn(state, frozen, step)))
-        if task.eval_step is not None and config.eval_every and step % config.eval_every == 0:
-          log.scalars(step, run_eval(task, eval_fn, state, frozen, mesh, split_axis), "eval")
+          log.images(step, jax.device_get(summary_step(state, frozen, jnp.int32(step))))
+        if evaluates and config.eval_every and step % config.eval_every == 0:
+          evaluate(step)
       stopped = signals.received
       if stopped is not None and saved_step != step:
         save(step)  # `pending` was checked for finiteness when the signal was seen
       if stopped is None:
         if task.summaries is not None and not (config.summary_every and
                                                step % config.summary_every == 0):
-          log.images(step, jax.device_get(summary_fn(state, frozen, step)))
-        if task.eval_step is not None and task.eval_pipeline is not None and \
-            not (config.eval_every and step % config.eval_every == 0):
-          log.scalars(step, run_eval(task, eval_fn, state, frozen, mesh, split_axis), "eval")
+          log.images(step, jax.device_get(summary_step(state, frozen, jnp.int32(step))))
+        if evaluates and not (config.eval_every and step % config.eval_every == 0):
+          evaluate(step)
   finally:
     checkpoints.close()
     log.close()
   if is_main:
+    for line in log.loss_summary():
+      print(line, flush=True)
     how = f"stopped by {signal.Signals(stopped).name}" if stopped else "finished"
     print(f"{how} at step {step}; checkpoints in {checkpoints.directory}, "
           f"metrics in {workdir / 'metrics.jsonl'}", flush=True)
