@@ -4,7 +4,8 @@
   python launch/bench.py --out bench/h100.json --profile traces  # full architectures
   python launch/bench.py --suite eg3d --quick --out eg3d.json --readme README.md
 
-For each case: compile time apart from steady state, median and IQR of timed steps after warm-up
+For each case: compile time apart from steady state (the cases' programs compile side by side,
+--compile_workers at a time, before any is timed), median and IQR of timed steps after warm-up
 (each blocked on its result), throughput, analytic matmul/conv FLOPs next to XLA's cost
 analysis, achieved TFLOP/s as a fraction of this machine's matmul peak (measured in the same
 run) and of the vendor's peak (known GPUs/TPUs), and peak memory. Writes FILE.json and the
@@ -35,12 +36,14 @@ _RUNS = flags.DEFINE_integer("runs", None, "Timed steps per case (default 5; --q
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per case after compilation.")
 _README = flags.DEFINE_string("readme", None, "Also put the table between the benchmark-table "
                               "markers of this README.")
+_COMPILE_WORKERS = flags.DEFINE_integer(
+    "compile_workers", None, "Programs compiled at once (default: 2 with --quick on a CPU of 2+ "
+    "cores, else 1). Cases are timed one at a time, never beside a compilation.")
 _NOTE = flags.DEFINE_multi_string("note", [], "A remark printed with the table (e.g. that the "
                                   "machine was shared).")
 _EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default tiny128 with "
                                    "--quick, ffhq512 without).")
-_EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,2 with "
-                                  "--quick, 1,8 without).")
+_EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,8).")
 _SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
                                     "configs/sat3d_ffhq.py:tiny / :bench).")
 _FRLDGT_CONFIG = flags.DEFINE_string("frldgt_config", None, "FRL-DGT config (default "
@@ -68,7 +71,8 @@ def main(argv):
       command=shlex.join(["python", "launch/bench.py", *sys.argv[1:]]),
       eg3d_preset=_EG3D_PRESET.value,
       eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
-      sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value)
+      sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
+      compile_workers=_COMPILE_WORKERS.value)
   json_path, md_path = runner.write(report, out, readme=_README.value)
   print(f"\nreport: {json_path}\ntable:  {md_path}"
         + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))

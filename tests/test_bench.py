@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from launch.benchmarks import flops, harness, peak, report, task_step
+from launch.benchmarks import compile_events, flops, harness, peak, report, task_step
 from launch.benchmarks.suites import SuiteOptions, frldgt, sat3d
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -155,6 +155,40 @@ def test_task_step_case_has_the_documented_keys(toy_suite):
   memory = case["memory"]
   assert memory["device_peak_bytes"] is None and "memory_stats" in memory["device_peak_note"]
   assert memory["xla_executable_bytes"]["total"] > 0
+
+
+def test_pool_compiles_and_a_cache_read_is_not_reported_as_a_compilation():
+  """Cases prepared in a CompilePool run like inline ones; a program whose twin was compiled
+  earlier in the run is read from the persistent cache, and its case says so."""
+  before = harness.persistent_cache_dir()
+  restore = harness.use_persistent_cache()
+  assert harness.persistent_cache_dir() not in (None, before)  # a fresh, empty cache
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  pool = harness.CompilePool(2)
+  try:
+    x = jnp.ones((32, 48))
+    count = 2 * 32 * 48 * 32
+    first = harness.prepare("t", "first", lambda a: jnp.tanh(a @ a.T), [x], items_per_call=32,
+                            item="rows", pool=pool, log=lambda _: None)
+    first.compiled()
+    with compile_events.record() as events:  # an identical program from another function
+      twin = harness.prepare("t", "twin", lambda a: jnp.tanh(a @ a.T), [x], items_per_call=32,
+                             item="rows", pool=pool, log=lambda _: None)
+      twin.compiled()
+    assert events.cache_hits == 1 and events.cache_misses == 0
+    cases = [harness.run(p, warmup=1, runs=2, pool=pool, log=lambda _: None)
+             for p in (first, twin)]
+  finally:
+    pool.close()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+    restore()
+  assert harness.persistent_cache_dir() == before
+  for case, from_cache in zip(cases, (False, True)):
+    assert case["compile_from_cache"] is from_cache
+    assert any("persistent compilation cache" in n for n in case["notes"]) is from_cache
+    assert case["compile_workers"] == 2 and case["flops"]["total"] == count
+    assert len(case["step_s"]["all"]) == 2
 
 
 def test_summarise_times_matches_numpy():

@@ -3,11 +3,18 @@
   case = measure("eg3d", "synthesis", fn, [params, ws, c], items_per_call=8, item="images",
                  batch=8, dtype="float32", peaks=peaks)
 
-`measure` lowers and compiles `fn` ahead of time (`jax.jit(fn).lower(*args).compile()`, timed
-apart), counts its matmul/convolution FLOPs from the jaxpr and reads XLA's cost and memory
-analyses, runs `warmup` untimed calls, then `runs` timed calls, each ended by
-`jax.block_until_ready` on the outputs so that asynchronous dispatch cannot hide device time.
-It returns a plain dict (the JSON a case is written as; see `CASE_KEYS`).
+`measure` traces `fn` once (`jax.jit(fn).trace(*args)`), counts its matmul/convolution FLOPs
+from that jaxpr, lowers and compiles it ahead of time (timed apart: `lower_s` for tracing and
+lowering, `compile_s` for XLA's compilation), reads XLA's cost and memory analyses, runs
+`warmup` untimed calls, then `runs` timed calls, each ended by `jax.block_until_ready` on the
+outputs so that asynchronous dispatch cannot hide device time. It returns a plain dict (the JSON
+a case is written as; see `CASE_KEYS`).
+
+`measure` is `prepare` then `run`. A suite with several cases prepares them all first with a
+`CompilePool`, so that their compilations run side by side (two at a time on a 2-core CPU), and
+then runs them one after the other; `run` first waits until nothing compiles, so a timed step
+never shares the machine with a compilation. Cases compiled in a pool say so in their notes
+(their `compile_s` is wall time while other programs compiled too).
 
 Memory, three figures, each labelled with what it is:
   * device peak: `device.memory_stats()['peak_bytes_in_use']` (GPU/TPU) when this case raised
@@ -21,19 +28,25 @@ Memory, three figures, each labelled with what it is:
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
 import os
+import tempfile
+import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
 
+from launch.benchmarks import compile_events
 from launch.benchmarks import flops as flops_lib
 
 # Keys every case dict has (status 'ok'); 'error' cases have suite, case, status, error.
 CASE_KEYS = ("suite", "case", "status", "batch", "dtype", "item", "items_per_step", "devices",
-             "compile_s", "lower_s", "warmup", "runs", "step_s", "items_per_s", "flops",
+             "compile_s", "compile_workers", "compile_from_cache", "lower_s",
+             "warmup", "runs", "step_s", "items_per_s", "flops",
              "achieved_tflops", "fraction_of_measured_peak", "fraction_of_vendor_peak", "memory",
              "notes")
 
@@ -159,6 +172,119 @@ def maybe_trace(directory: Optional[str]):
     yield
 
 
+# --- Persistent compilation cache ---------------------------------------------------------------
+def persistent_cache_dir() -> Optional[str]:
+  """The persistent compilation cache directory jax uses now (None: no persistent cache)."""
+  return jax.config.jax_compilation_cache_dir or None
+
+
+def use_persistent_cache(directory: Optional[str] = None) -> Callable[[], None]:
+  """Makes jax keep compiled programs in `directory` (default: a new temporary directory), so
+  that a program compiled once in this process is read back where another function compiles the
+  same computation (e.g. the driver's step after the benchmark compiled it). Returns restore(),
+  which brings back the previous setting (and deletes the temporary directory).
+
+  A fresh directory matters: a cache holding programs from earlier runs would turn this run's
+  compile times into cache reads.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache
+  previous = jax.config.jax_compilation_cache_dir
+  temporary = None
+  if directory is None:
+    temporary = tempfile.TemporaryDirectory(prefix="bench_xla_cache_")
+    directory = temporary.name
+  os.makedirs(directory, exist_ok=True)
+  compilation_cache.set_cache_dir(os.path.abspath(directory))
+  compilation_cache.reset_cache()  # takes effect even after earlier compilations
+
+  def restore() -> None:
+    jax.config.update("jax_compilation_cache_dir", previous)
+    compilation_cache.reset_cache()
+    if temporary is not None:
+      temporary.cleanup()
+  return restore
+
+
+# --- Compiling several cases at once ------------------------------------------------------------
+class CompilePool:
+  """Compiles lowered programs in `workers` threads (XLA compiles outside the GIL).
+
+  A 2-core CPU compiles two programs in about the time of one, which is what makes the quick
+  benchmark fit its budget. `drain()` waits until nothing is compiling, so that no compilation
+  runs beside a timed step (see `run`). workers=1 still compiles in the background (while the
+  next case is traced); use no pool at all to compile inline.
+  """
+
+  def __init__(self, workers: int):
+    if workers < 1:
+      raise ValueError(f"workers must be >= 1, got {workers}")
+    self.workers = int(workers)
+    self._executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=self.workers, thread_name_prefix="bench-compile")
+    self._lock = threading.Lock()
+    self._pending: list[concurrent.futures.Future] = []
+
+  def submit(self, lowered) -> concurrent.futures.Future:
+    """Compiles `lowered` in a pool thread; the future gives what `_compile` returns."""
+    future = self._executor.submit(_compile, lowered)
+    with self._lock:
+      self._pending = [f for f in self._pending if not f.done()] + [future]
+    return future
+
+  def drain(self) -> None:
+    """Waits until every submitted compilation has finished (errors stay in their futures)."""
+    with self._lock:
+      pending = list(self._pending)
+    concurrent.futures.wait(pending)
+
+  def close(self) -> None:
+    self._executor.shutdown(wait=True)
+
+
+def _compile(lowered):
+  """(executable, wall seconds, whether it came from the persistent cache)."""
+  with compile_events.record(this_thread=True) as events:
+    wall = time.perf_counter()
+    compiled = lowered.compile()
+    wall = time.perf_counter() - wall
+  return compiled, wall, events.cache_hits > 0
+
+
+class Compilation:
+  """One XLA compilation of a lowered program: inline (pool None) or in `pool`."""
+
+  def __init__(self, lowered, pool: Optional[CompilePool] = None):
+    self.workers = pool.workers if pool is not None else 0
+    self._future = pool.submit(lowered) if pool is not None else None
+    self._result = _compile(lowered) if pool is None else None
+
+  def result(self) -> tuple:
+    """(executable, wall s, from the persistent cache); waits, and raises what XLA raised."""
+    if self._result is None:
+      self._result = self._future.result()
+      self._future = None
+    return self._result
+
+  @property
+  def executable(self):
+    return self.result()[0]
+
+  @property
+  def seconds(self) -> float:
+    """Wall time of the compilation (or of the cache read, see `from_cache`)."""
+    return self.result()[1]
+
+  @property
+  def from_cache(self) -> bool:
+    return self.result()[2]
+
+  def release(self) -> None:
+    """Drops the executable (keeps the times), e.g. once it is in the persistent cache."""
+    self.result()
+    self._result = (None, *self._result[1:])
+
+
 # --- One case -------------------------------------------------------------------------------
 def _times(value: Optional[float], n: int) -> Optional[float]:
   return None if value is None else value * n
@@ -182,33 +308,44 @@ def utilisation(flops_per_step: Optional[float], seconds: float,
   return flops_per_step / seconds / 1e12 / peak_tflops
 
 
-def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
-            items_per_call: int, item: str, batch: Optional[int] = None,
-            dtype: Optional[str] = None, warmup: int = 1, runs: int = 5,
-            next_args: Optional[Callable[[Sequence[Any], Any], Sequence[Any]]] = None,
-            jit_kwargs: Optional[dict] = None, peaks: Optional[dict] = None,
-            peak_dtype: Optional[str] = None, notes: Sequence[str] = (),
-            log: Callable[[str], None] = print) -> dict:
-  """Times fn(*args) and returns the case dict (keys `CASE_KEYS`).
+@dataclasses.dataclass
+class Prepared:
+  """A case traced, lowered and compiled (or compiling in a pool), not yet run (see `prepare`)."""
+  suite: str
+  case: str
+  label: str
+  args: list
+  items_per_call: int
+  item: str
+  batch: Optional[int]
+  dtype: Optional[str]
+  notes: list
+  count: flops_lib.FlopCount
+  lower_s: float
+  devices: int
+  compilation: Compilation
 
-  Args:
-    suite, case: names written into the result.
-    fn: the function; jitted here with `jit_kwargs` (e.g. donate_argnums, out_shardings) unless
-      it is already a jitted function (then `jit_kwargs` must be empty).
-    args: positional arguments (arrays / pytrees).
-    items_per_call: examples one call processes (images, clips); throughput = this / median.
-    item: what an item is ('images', 'clips').
-    batch, dtype: written into the result for the table.
-    warmup, runs: untimed and timed calls after compilation.
-    next_args: (args, outputs) -> args of the next call, for steps that consume their own
-      output (a training state, donated). Default: the same args every call.
-    peaks: {'measured': {dtype: TFLOP/s}, 'vendor': {dtype: TFLOP/s}} (see peak.py).
-    peak_dtype: which peak entry this case compares with (default: `dtype`).
-    notes: free-text remarks written with the case.
-    log: progress printer.
-  """
-  if runs < 1:
-    raise ValueError(f"runs must be >= 1, got {runs}")
+  def compiled(self):
+    """The executable (waits for its compilation; raises what the compilation raised)."""
+    return self.compilation.executable
+
+  @property
+  def compile_s(self) -> float:
+    return self.compilation.seconds
+
+  @property
+  def compile_workers(self) -> int:
+    return self.compilation.workers
+
+
+def prepare(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
+            items_per_call: int, item: str, batch: Optional[int] = None,
+            dtype: Optional[str] = None, jit_kwargs: Optional[dict] = None,
+            notes: Sequence[str] = (), pool: Optional[CompilePool] = None,
+            log: Callable[[str], None] = print) -> Prepared:
+  """Traces fn(*args) once (the FLOPs are counted on that jaxpr), lowers it and compiles it:
+  inline, or in `pool` (then the case's compile time is measured in the pool's thread, and
+  other compilations may run beside it). See `measure` for the arguments."""
   args = list(args)
   jitted = fn if hasattr(fn, "lower") else jax.jit(fn, **(jit_kwargs or {}))
   if jit_kwargs and jitted is fn:
@@ -217,14 +354,38 @@ def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
                     + ([dtype] if dtype else []))
   log(f"  [{suite}] {label}: compiling ...")
   t0 = time.perf_counter()
+  with jax.profiler.TraceAnnotation(f"{suite}: {label}: trace and lower"):
+    traced = jitted.trace(*args)
+    lowered = traced.lower()
+  lower_s = time.perf_counter() - t0
   with jax.profiler.TraceAnnotation(f"{suite}: {label}: compile"):
-    lowered = jitted.lower(*args)  # traces, so the timing includes tracing
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-  t2 = time.perf_counter()
+    compilation = Compilation(lowered, pool)
+  return Prepared(suite, case, label, args, int(items_per_call), item, batch, dtype,
+                  list(notes), flops_lib.count_jaxpr(traced.jaxpr.jaxpr), lower_s,
+                  program_devices(args), compilation)
+
+
+def run(prepared: Prepared, *, warmup: int = 1, runs: int = 5,
+        args: Optional[Sequence[Any]] = None,
+        next_args: Optional[Callable[[Sequence[Any], Any], Sequence[Any]]] = None,
+        peaks: Optional[dict] = None, peak_dtype: Optional[str] = None,
+        pool: Optional[CompilePool] = None, log: Callable[[str], None] = print) -> dict:
+  """Runs a prepared case: `warmup` untimed and `runs` timed calls; the case dict.
+
+  `args` replaces the arguments given to `prepare` (same shapes; e.g. a training state that an
+  earlier case donated and replaced). With `pool`, waits first until it compiles nothing, so
+  that no compilation shares the machine with the timed calls.
+  """
+  if runs < 1:
+    raise ValueError(f"runs must be >= 1, got {runs}")
+  compiled = prepared.compiled()
+  if pool is not None:
+    pool.drain()
+  args = list(args if args is not None else prepared.args)
+  label, suite, item = prepared.label, prepared.suite, prepared.item
   xla = flops_lib.xla_flops(compiled)
-  count = flops_lib.count_flops(jitted, *args)
-  devices = program_devices(args)
+  count = prepared.count
+  devices = prepared.devices
 
   probe = MemoryProbe(jax.devices()[0])
   probe.start()
@@ -247,29 +408,74 @@ def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
 
   flops_per_step = count.total or None
   achieved = flops_per_step / step["median"] / 1e12 if flops_per_step else None
-  peak_key = peak_dtype or dtype
+  peak_key = peak_dtype or prepared.dtype
   peaks = peaks or {}
   measured_peak = (peaks.get("measured") or {}).get(peak_key)
   vendor_peak = (peaks.get("vendor") or {}).get(peak_key)
+  notes = list(prepared.notes)
+  if prepared.compilation.from_cache:
+    notes.append("compile_s is a read from the persistent compilation cache (the same program "
+                 "was compiled earlier in this run), not a compilation")
+  if prepared.compile_workers > 1:
+    notes.append(f"compiled while up to {prepared.compile_workers} programs compiled at once "
+                 "(compile_s is wall time, shared with the others)")
   # Peaks are per device; a program spread over n devices is measured against n of them.
   result = {
-      "suite": suite, "case": case, "status": "ok", "batch": batch, "dtype": dtype,
-      "item": item, "items_per_step": int(items_per_call), "devices": devices,
-      "compile_s": t2 - t0, "lower_s": t1 - t0, "warmup": warmup, "runs": runs,
-      "step_s": step, "items_per_s": items_per_call / step["median"],
+      "suite": suite, "case": prepared.case, "status": "ok", "batch": prepared.batch,
+      "dtype": prepared.dtype, "item": item, "items_per_step": prepared.items_per_call,
+      "devices": devices, "compile_s": prepared.compile_s,
+      "compile_workers": prepared.compile_workers,
+      "compile_from_cache": prepared.compilation.from_cache,
+      "lower_s": prepared.lower_s,
+      "warmup": warmup, "runs": runs, "step_s": step,
+      "items_per_s": prepared.items_per_call / step["median"],
       "flops": flops_lib.describe(count, xla, devices),
       "achieved_tflops": achieved,
       "fraction_of_measured_peak": utilisation(flops_per_step, step["median"],
                                                _times(measured_peak, devices)),
       "fraction_of_vendor_peak": utilisation(flops_per_step, step["median"],
                                              _times(vendor_peak, devices)),
-      "memory": memory, "notes": list(notes),
+      "memory": memory, "notes": notes,
   }
   log(f"  [{suite}] {label}: compile {result['compile_s']:.1f} s, "
       f"median {step['median'] * 1e3:.1f} ms/step (IQR {step['iqr'] * 1e3:.1f} ms), "
       f"{result['items_per_s']:.3g} {item}/s"
       + (f", {achieved:.3g} TFLOP/s" if achieved else ""))
   return result
+
+
+def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
+            items_per_call: int, item: str, batch: Optional[int] = None,
+            dtype: Optional[str] = None, warmup: int = 1, runs: int = 5,
+            next_args: Optional[Callable[[Sequence[Any], Any], Sequence[Any]]] = None,
+            jit_kwargs: Optional[dict] = None, peaks: Optional[dict] = None,
+            peak_dtype: Optional[str] = None, notes: Sequence[str] = (),
+            log: Callable[[str], None] = print) -> dict:
+  """Times fn(*args) and returns the case dict (keys `CASE_KEYS`): `prepare` (compiled inline)
+  then `run`.
+
+  Args:
+    suite, case: names written into the result.
+    fn: the function; jitted here with `jit_kwargs` (e.g. donate_argnums, out_shardings) unless
+      it is already a jitted function (then `jit_kwargs` must be empty).
+    args: positional arguments (arrays / pytrees).
+    items_per_call: examples one call processes (images, clips); throughput = this / median.
+    item: what an item is ('images', 'clips').
+    batch, dtype: written into the result for the table.
+    warmup, runs: untimed and timed calls after compilation.
+    next_args: (args, outputs) -> args of the next call, for steps that consume their own
+      output (a training state, donated). Default: the same args every call.
+    peaks: {'measured': {dtype: TFLOP/s}, 'vendor': {dtype: TFLOP/s}} (see peak.py).
+    peak_dtype: which peak entry this case compares with (default: `dtype`).
+    notes: free-text remarks written with the case.
+    log: progress printer.
+  """
+  if runs < 1:
+    raise ValueError(f"runs must be >= 1, got {runs}")
+  prepared = prepare(suite, case, fn, args, items_per_call=items_per_call, item=item,
+                     batch=batch, dtype=dtype, jit_kwargs=jit_kwargs, notes=notes, log=log)
+  return run(prepared, warmup=warmup, runs=runs, next_args=next_args, peaks=peaks,
+             peak_dtype=peak_dtype, log=log)
 
 
 def error_case(suite: str, case: str, error: BaseException, **extra) -> dict:

@@ -2,10 +2,12 @@
 
 JSON layout (`REPORT_KEYS` at the top level):
   schema, date, command, quick, machine (machine.describe()), notes,
-  wall_s and process_cpu_s (optional: the whole run),
+  wall_s and process_cpu_s (optional: the whole run), compile_workers (optional: programs
+  compiled at once),
   matmul_peak: {'measured': {dtype: {'tflops', 'size', 'by_size'}}, 'vendor': peak.vendor_peak},
   suites: {name: {'status': 'ok' | 'missing' | 'error', 'reason'?, 'cases': [case...],
-                  'comparisons'?: [...], 'notes'?: [...], 'setup'?: {...}}}
+                  'comparisons'?: [...], 'notes'?: [...], 'setup'?: {...},
+                  'wall_s', 'process_cpu_s', 'phases': {'start'|'finish': {...}} (runner)}}
 A case is harness.measure's dict (harness.CASE_KEYS) or an error case.
 """
 from __future__ import annotations
@@ -143,7 +145,9 @@ def markdown(report: dict) -> str:
   vendor = peaks.get("vendor") or {}
   lines = [
       f"Machine: **{m['name']}** (backend {m['backend']}, {m['device_count']} device(s), "
-      f"jax {m['jax']}); {report['date']}; load average {m.get('load_average_1m')} at start.",
+      f"jax {m['jax']}); {report['date']}; load average {m.get('load_average_1m')} at start"
+      + (f", {m['load_average_1m_end']} at the end" if m.get("load_average_1m_end") is not None
+         else "") + ".",
       "",
       "Measured matmul peak (this run): " + (", ".join(
           f"{d} {v['tflops']:.3g} TFLOP/s (n={v['size']})" for d, v in measured.items())
@@ -153,8 +157,11 @@ def markdown(report: dict) -> str:
           else vendor.get("basis", "none")) + ".",
   ]
   if report.get("wall_s") is not None:
+    workers = report.get("compile_workers")
     lines += ["", f"Whole run: {report['wall_s']:.0f} s wall, "
-              f"{report.get('process_cpu_s', 0):.0f} s CPU time of the process (all threads)."]
+              f"{report.get('process_cpu_s', 0):.0f} s CPU time of the process (all threads)"
+              + (f"; programs compiled {workers} at a time, before any case was timed"
+                 if workers else "") + "."]
   for note in report.get("notes") or []:
     lines += ["", f"Note: {note}"]
   lines += [
@@ -171,19 +178,25 @@ def markdown(report: dict) -> str:
     lines += _table(COLUMNS, rows)
   for name, comp in comparisons:
     lines += ["", f"**{name}: {_escape(comp['name'])}** — {_escape(comp.get('work', ''))}", ""]
-    lines += _table(("way", "programs", "training s", "total s", "fold-steps/s", "UF1"),
+    lines += _table(("way", "programs", "compile s", "sweep s", "of which training s",
+                     "total s", "fold-steps/s", "UF1"),
                     [[_escape(w["way"]), _num(w.get("programs"), "{}"),
+                      _num(w.get("compile_s"), "{:.1f}"),
+                      _num(w.get("sweep_s", w.get("total_s")), "{:.1f}"),
                       _num(w.get("train_s"), "{:.1f}"), _num(w.get("total_s"), "{:.1f}"),
                       _num(w.get("fold_steps_per_s")), _num(w.get("UF1"), "{:.4f}")]
                      for w in comp["ways"]])
     facts = []
     if comp.get("speedup") is not None:
       facts.append(f"{comp['ways'][0]['way']} is {comp['speedup']:.2f}x as fast as "
-                   f"{comp['ways'][1]['way']}")
+                   f"{comp['ways'][1]['way']}"
+                   + (f" ({comp['sweep_speedup']:.2f}x on the sweeps alone)"
+                      if comp.get("sweep_speedup") is not None else ""))
     if comp.get("identical_predictions") is not None:
       facts.append(f"identical predictions {100 * comp['identical_predictions']:.1f}%")
     if comp.get("note"):
       facts.append(comp["note"])
+    facts += [f"warning: {w}" for w in comp.get("warnings") or []]
     if facts:
       lines += ["", "; ".join(facts) + "."]
   if absent:
@@ -191,7 +204,10 @@ def markdown(report: dict) -> str:
   if suite_notes:
     lines += ["", "Notes:"] + suite_notes
   lines += [
-      "", "GFLOP/step counts matmuls and convolutions from the jaxpr (2 x MACs, padding taps "
+      "", "compile s is the wall time of XLA's compilation of the case's program (when "
+      "programs compile side by side, each shares the cores with the others); tracing and "
+      "lowering are apart (lower_s in the JSON). "
+      "GFLOP/step counts matmuls and convolutions from the jaxpr (2 x MACs, padding taps "
       "included, transposed convolutions without their inserted zeros; scan bodies x length); "
       "XLA GFLOP is XLA's cost analysis of the compiled program (adds elementwise ops, skips "
       "padding taps, counts loop bodies once, omits gathers and sorts). % peak = achieved "

@@ -1,6 +1,7 @@
 """Runs the selected suites and assembles the report (what launch/bench.py calls)."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pathlib
@@ -14,19 +15,24 @@ from launch.benchmarks import harness, machine, peak, report
 from launch.benchmarks.suites import SuiteOptions
 
 SUITE_NAMES = ("eg3d", "sat3d", "frldgt")
+# Suites are started longest compilation first (SAT3D's one large step, FRL-DGT's inits and
+# steps, then EG3D's eight medium programs), so that no long compilation is left alone at the
+# end while the other cores idle.
+_START_ORDER = ("sat3d", "frldgt", "eg3d")
 
 
-def _suite_fn(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config):
+def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config):
+  """The suite's start(options) -> finish (launch/benchmarks/suites/__init__.py)."""
   # Imported here so that a suite's import error is reported as that suite's, not the run's.
   if name == "eg3d":
     from launch.benchmarks.suites import eg3d  # pylint: disable=g-import-not-at-top
-    return lambda o: eg3d.run(o, preset=eg3d_preset, batches=eg3d_batches)
+    return lambda o: eg3d.start(o, preset=eg3d_preset, batches=eg3d_batches)
   if name == "sat3d":
     from launch.benchmarks.suites import sat3d  # pylint: disable=g-import-not-at-top
-    return lambda o: sat3d.run(o, config_ref=sat3d_config)
+    return lambda o: sat3d.start(o, config_ref=sat3d_config)
   if name == "frldgt":
     from launch.benchmarks.suites import frldgt  # pylint: disable=g-import-not-at-top
-    return lambda o: frldgt.run(o, config_ref=frldgt_config)
+    return lambda o: frldgt.start(o, config_ref=frldgt_config)
   raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITE_NAMES)}")
 
 
@@ -35,13 +41,46 @@ def _cpu_s() -> float:
   return t.user + t.system
 
 
+def default_compile_workers(quick: bool) -> int:
+  """Compilations at once: two on a CPU of two or more cores in quick mode (where compiling is
+  most of the run), one otherwise (compile times then measured without a neighbour)."""
+  return min(2, machine.usable_cores()) if quick else 1
+
+
+class _Timed:
+  """Wall and process CPU seconds of a suite's phases ('start', 'finish'), summed and apart."""
+
+  def __init__(self):
+    self.wall_s = self.cpu_s = 0.0
+    self.phases: dict = {}
+
+  @contextlib.contextmanager
+  def phase(self, name: str):
+    t, c = time.perf_counter(), _cpu_s()
+    try:
+      yield
+    finally:
+      wall, cpu = time.perf_counter() - t, _cpu_s() - c
+      self.wall_s += wall
+      self.cpu_s += cpu
+      self.phases[name] = {"wall_s": wall, "process_cpu_s": cpu}
+
+
 def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
             runs: Optional[int] = None, warmup: int = 1, profile_dir: Optional[str] = None,
             notes: Sequence[str] = (), command: str = "", eg3d_preset: Optional[str] = None,
             eg3d_batches: Optional[Sequence[int]] = None, sat3d_config: Optional[str] = None,
-            frldgt_config: Optional[str] = None,
+            frldgt_config: Optional[str] = None, compile_workers: Optional[int] = None,
             log: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict:
-  """Measures the matmul peak, then each suite; returns the report dict (report.REPORT_KEYS)."""
+  """Measures the matmul peak, then the suites; returns the report dict (report.REPORT_KEYS).
+
+  Every suite is started (models built, cases traced and lowered, compilations handed to one
+  pool of `compile_workers` threads) before any is finished (cases timed one at a time once
+  nothing compiles, sweeps run), so the compilations of all suites share the cores. With
+  `profile_dir` each suite is started and finished inside its own trace instead. The run uses a
+  fresh persistent compilation cache (a temporary directory): no program compiled by an earlier
+  run can stand in for a compilation, and the FRL-DGT sweeps read the programs compiled here.
+  """
   started, cpu_started = time.perf_counter(), _cpu_s()
   info = machine.describe()
   log(f"benchmarking on {info['name']} (backend {info['backend']}, load average "
@@ -49,28 +88,63 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
   log("measuring the matmul peak ...")
   measured = peak.measured_matmul_peak(peak.default_sizes(info["backend"], quick), log=log)
   vendor = peak.vendor_peak(info["device_kind"], jax.devices()[0].platform)
+  workers = compile_workers or default_compile_workers(quick)
+  pool = harness.CompilePool(workers)
+  restore_cache = harness.use_persistent_cache()
   options = SuiteOptions(quick=quick, peaks=peak.peaks_for_cases(measured, vendor),
-                         runs=runs or (3 if quick else 5), warmup=warmup, log=log)
-  results = {}
-  for name in suites:
-    log(f"suite {name}{' (quick)' if quick else ''} ...")
-    t0, cpu0 = time.perf_counter(), _cpu_s()
-    try:
-      fn = _suite_fn(name, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config)
-      trace_dir = str(pathlib.Path(profile_dir) / name) if profile_dir else None
-      with harness.maybe_trace(trace_dir):
-        results[name] = fn(options)
-      if trace_dir:
-        results[name]["profile"] = trace_dir
-    except Exception as e:  # pylint: disable=broad-except  # one broken suite spoils no other
-      traceback.print_exc()
-      results[name] = {"status": "error", "reason": f"{type(e).__name__}: {e}", "cases": []}
-    results[name]["wall_s"] = time.perf_counter() - t0
-    results[name]["process_cpu_s"] = _cpu_s() - cpu0
+                         runs=runs or (3 if quick else 5), warmup=warmup, log=log,
+                         compile_pool=pool)
+  results, finishers, timers = {}, {}, {name: _Timed() for name in suites}
+
+  def failed(name: str, e: Exception) -> None:
+    traceback.print_exc()
+    results[name] = {"status": "error", "reason": f"{type(e).__name__}: {e}", "cases": []}
+
+  def start(name: str) -> None:
+    log(f"[{time.perf_counter() - started:.0f} s] suite {name}{' (quick)' if quick else ''}: "
+        "building, tracing, compiling ...")
+    with timers[name].phase("start"):
+      try:
+        finishers[name] = _suite_start(name, eg3d_preset, eg3d_batches, sat3d_config,
+                                       frldgt_config)(options)
+      except Exception as e:  # pylint: disable=broad-except  # one broken suite spoils no other
+        failed(name, e)
+
+  def finish(name: str) -> None:
+    if name in finishers:
+      log(f"[{time.perf_counter() - started:.0f} s] suite {name}: measuring ...")
+      with timers[name].phase("finish"):
+        try:
+          results[name] = finishers.pop(name)()
+        except Exception as e:  # pylint: disable=broad-except
+          failed(name, e)
+    # Phases overlap other suites' work: compilations run in the pool during every start and
+    # until the first timed case of the first finish; the process CPU counts all threads.
+    results[name]["wall_s"] = timers[name].wall_s
+    results[name]["process_cpu_s"] = timers[name].cpu_s
+    results[name]["phases"] = timers[name].phases
     status = results[name]["status"]
     log(f"suite {name}: {status}" + (f" ({results[name].get('reason')})"
                                      if status != "ok" else "")
         + f", {results[name]['wall_s']:.0f} s")
+
+  try:
+    if profile_dir:
+      for name in suites:
+        trace_dir = str(pathlib.Path(profile_dir) / name)
+        with harness.maybe_trace(trace_dir):
+          start(name)
+          finish(name)
+        results[name]["profile"] = trace_dir
+    else:
+      for name in sorted(suites, key=_START_ORDER.index):
+        start(name)
+      for name in suites:
+        finish(name)
+  finally:
+    pool.close()
+    restore_cache()
+  results = {name: results[name] for name in suites}
   return {
       "schema": report.SCHEMA,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -79,6 +153,7 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
       "machine": info | {"load_average_1m_end": machine.describe()["load_average_1m"]},
       "notes": list(notes),
       "matmul_peak": {"measured": measured, "vendor": vendor},
+      "compile_workers": workers,
       "suites": results,
       "wall_s": time.perf_counter() - started,
       # CPU time of this process (all threads): unlike wall time, barely inflated by other

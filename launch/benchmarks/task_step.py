@@ -90,7 +90,9 @@ class StepSetup:
   """A task's jitted training step and its arguments, as the driver builds them.
 
   `state` is replaced by each measured step's output (the step donates its input state), so
-  one setup serves several cases (e.g. the batches of different training stages).
+  one setup serves several cases (e.g. the batches of different training stages). Until
+  `materialize()` it may be abstract (jax.ShapeDtypeStructs with the driver's shardings): enough
+  to lower and compile the step while the driver's init program compiles (`init`).
   """
   task: Task
   mesh: Any
@@ -100,6 +102,8 @@ class StepSetup:
   num_models: int
   split_axis: int
   setup_s: float
+  init: Optional[harness.Compilation] = None  # the driver's init program (None: not compiled)
+  init_key: Any = None
 
   def batch(self, step: int) -> dict:
     """The global batch the driver would feed at `step` (from the task's input pipeline)."""
@@ -115,10 +119,25 @@ class StepSetup:
     leaf = jax.tree.leaves(batch)[0]
     return int(leaf.shape[0] * (leaf.shape[1] if self.num_models else 1))
 
+  def materialize(self) -> None:
+    """Runs the compiled init program once, if the state is still abstract."""
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(self.state)):
+      if self.init is None:
+        raise ValueError("this setup was built with init=False: its step cannot run")
+      self.state = harness.block(self.init.executable(self.init_key))
 
-def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None) -> StepSetup:
+
+def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None, *,
+                 init: bool = True, frozen: Any = None,
+                 pool: Optional[harness.CompilePool] = None) -> StepSetup:
   """Builds the task (unless given), the mesh and the initial state as train_and_evaluate does,
-  and the step jitted with the driver's shardings and donation."""
+  and the step jitted with the driver's shardings and donation.
+
+  The driver's init program (jit(init_fn, out_shardings=the state's)) is compiled inline, or in
+  `pool` (then the state stays abstract until `materialize()`); init=False does not compile it
+  at all (the step can be lowered and compiled, not run). `frozen` replaces task.frozen() (e.g.
+  the frames that several folds' tasks share).
+  """
   start = time.perf_counter()
   task = task or loop.load_task(config)
   mesh = mesh_lib.make_mesh(config.num_devices or None)
@@ -135,13 +154,22 @@ def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None)
       task, num_models, config.seed)
   state_shapes = jax.eval_shape(init_fn, init_key)
   state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
-  state = jax.jit(init_fn, out_shardings=state_sharding)(init_key)
-  frozen = task.frozen() if task.frozen is not None else None
-  frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
+  state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                       state_shapes, state_sharding)
+  compilation = None
+  if init:
+    lowered = jax.jit(init_fn, out_shardings=state_sharding).trace(init_key).lower()
+    compilation = harness.Compilation(lowered, pool)
+  if frozen is None:
+    frozen = task.frozen() if task.frozen is not None else None
+    frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
   step_fn = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
-  harness.block(state)
-  return StepSetup(task, mesh, step_fn, state, frozen, num_models, split_axis,
-                   time.perf_counter() - start)
+  setup = StepSetup(task, mesh, step_fn, state, frozen, num_models, split_axis, 0.0,
+                    compilation, init_key)
+  if init and pool is None:
+    setup.materialize()
+  setup.setup_s = time.perf_counter() - start
+  return setup
 
 
 def config_dtype(config: ml_collections.ConfigDict) -> str:
@@ -156,6 +184,50 @@ def config_dtype(config: ml_collections.ConfigDict) -> str:
   return "float32"
 
 
+def step_args(setup: StepSetup, batch: dict, start_step: int) -> list:
+  """The step's arguments as the driver passes them: (state, frozen, batch, step)."""
+  return [setup.state, setup.frozen, batch, jnp.asarray(start_step, jnp.int32)]
+
+
+def prepare_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str, item: str,
+                      setup: StepSetup, start_step: int = 0, notes: Sequence[str] = (),
+                      pool: Optional[harness.CompilePool] = None,
+                      log: Callable[[str], None] = print) -> harness.Prepared:
+  """Traces, lowers and compiles (inline or in `pool`) the training step of `setup` on the batch
+  of `start_step` (see the module docstring); run it with `run_task_step`."""
+  batch = setup.batch(start_step)
+  examples = setup.examples(batch)
+  models = f", {setup.num_models} models stacked" if setup.num_models else ""
+  return harness.prepare(
+      suite, case, setup.step_fn, step_args(setup, batch, start_step),
+      items_per_call=examples, item=item, batch=examples, dtype=config_dtype(config),
+      notes=[f"{setup.mesh.size} device(s){models}; batch of step {start_step}; "
+             f"setup (task, inputs, init lowering) {setup.setup_s:.1f} s", *notes], pool=pool,
+      log=log)
+
+
+def run_task_step(prepared: harness.Prepared, setup: StepSetup, *, peaks: Optional[dict] = None,
+                  runs: int = 5, warmup: int = 1, pool: Optional[harness.CompilePool] = None,
+                  log: Callable[[str], None] = print) -> dict:
+  """Times a prepared training step from the setup's current state; returns a case dict.
+
+  The step donates its input state, so the live state is written back to `setup` after every
+  call: later cases on the same setup (e.g. the next training stage) start from it.
+  """
+  def next_args(args, out):
+    setup.state = out[0]  # the input state was donated: keep the live one for later cases
+    return [out[0], *args[1:]]
+
+  setup.materialize()
+  args = [setup.state, *prepared.args[1:]]
+  result = harness.run(prepared, warmup=warmup, runs=runs, args=args, next_args=next_args,
+                       peaks=peaks, pool=pool, log=log)
+  result["setup_s"] = setup.setup_s
+  if setup.init is not None:  # the driver's init program (jit(init_fn)), compiled apart
+    result["init_compile_s"] = setup.init.seconds
+  return result
+
+
 def bench_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str, item: str,
                     peaks: Optional[dict] = None, runs: int = 5, warmup: int = 1,
                     setup: Optional[StepSetup] = None, start_step: int = 0,
@@ -164,50 +236,59 @@ def bench_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str,
   docstring); returns a case dict. Pass `setup` (prepare_step) to share one task and state
   between cases."""
   setup = setup or prepare_step(config)
-  batch = setup.batch(start_step)
-  examples = setup.examples(batch)
-
-  def next_args(args, out):
-    setup.state = out[0]  # the input state was donated: keep the live one for later cases
-    return [out[0], *args[1:]]
-
-  models = f", {setup.num_models} models stacked" if setup.num_models else ""
-  result = harness.measure(
-      suite, case, setup.step_fn,
-      [setup.state, setup.frozen, batch, jnp.asarray(start_step, jnp.int32)],
-      items_per_call=examples, item=item, batch=examples,
-      dtype=config_dtype(config), warmup=warmup, runs=runs, next_args=next_args,
-      peaks=peaks, notes=[f"{setup.mesh.size} device(s){models}; batch of step {start_step}; "
-                          f"setup (task, state) {setup.setup_s:.1f} s", *notes], log=log)
-  result["setup_s"] = setup.setup_s
-  return result
+  prepared = prepare_task_step(config, suite=suite, case=case, item=item, setup=setup,
+                               start_step=start_step, notes=notes, log=log)
+  return run_task_step(prepared, setup, peaks=peaks, runs=runs, warmup=warmup, log=log)
 
 
 # Top-level packages whose absence means "not built yet" rather than a broken install.
 PROJECT_PACKAGES = ("sat3d_jax", "frldgt_jax", "configs")
 
 
-def task_suite(suite: str, ref: str, *, item: str, options, overrides: Optional[dict] = None,
-               missing_hint: str = "") -> dict:
-  """A suite dict with the training-step case of config `ref`: 'missing' when the config file or
-  a module of this project it needs does not exist yet, 'error' when building or running fails.
+def start_task_suite(suite: str, ref: str, *, item: str, options,
+                     overrides: Optional[dict] = None,
+                     missing_hint: str = "") -> Callable[[], dict]:
+  """Starts the one-case suite of config `ref`'s training step (builds the task and state,
+  hands the compilation to options.compile_pool); the returned finish() runs it and gives the
+  suite dict: 'missing' when the config file or a module of this project it needs does not
+  exist yet, 'error' when building or running fails.
 
   `options` is a suites.SuiteOptions.
   """
   hint = f" ({missing_hint})" if missing_hint else ""
   reason = missing_reason(ref)
   if reason:
-    return harness.missing_suite(reason + hint)
+    return lambda: harness.missing_suite(reason + hint)
+
+  def failed(e: Exception) -> Callable[[], dict]:
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in PROJECT_PACKAGES:
+      missing = harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
+      return lambda: missing
+    options.log(f"  [{suite}] {ref}: {type(e).__name__}: {e}")
+    message = harness.error_case(suite, ref, e)["error"]
+    return lambda: {"status": "error", "reason": message, "cases": []}
+
   try:
     config = load_config(ref, overrides)
-    case = bench_task_step(config, suite=suite, case=f"train step ({pathlib.Path(ref).name})",
-                           item=item, peaks=options.peaks, runs=options.runs,
-                           warmup=options.warmup, log=options.log)
-  except ModuleNotFoundError as e:
-    if (e.name or "").split(".")[0] in PROJECT_PACKAGES:
-      return harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
-    return {"status": "error", "reason": f"{type(e).__name__}: {e}", "cases": []}
+    setup = prepare_step(config, pool=options.compile_pool)
+    prepared = prepare_task_step(
+        config, suite=suite, case=f"train step ({pathlib.Path(ref).name})", item=item,
+        setup=setup, pool=options.compile_pool, log=options.log)
   except Exception as e:  # pylint: disable=broad-except  # reported, never replaced by numbers
-    options.log(f"  [{suite}] {ref}: {type(e).__name__}: {e}")
-    return {"status": "error", "reason": harness.error_case(suite, ref, e)["error"], "cases": []}
-  return {"status": "ok", "cases": [case], "notes": [f"config {ref}"]}
+    return failed(e)
+
+  def finish() -> dict:
+    try:
+      case = run_task_step(prepared, setup, peaks=options.peaks, runs=options.runs,
+                           warmup=options.warmup, pool=options.compile_pool, log=options.log)
+    except Exception as e:  # pylint: disable=broad-except
+      return failed(e)()
+    return {"status": "ok", "cases": [case], "notes": [f"config {ref}"]}
+  return finish
+
+
+def task_suite(suite: str, ref: str, *, item: str, options, overrides: Optional[dict] = None,
+               missing_hint: str = "") -> dict:
+  """start_task_suite(...)(): the suite dict of config `ref`'s training step."""
+  return start_task_suite(suite, ref, item=item, options=options, overrides=overrides,
+                          missing_hint=missing_hint)()

@@ -1,29 +1,46 @@
 """FRL-DGT: training step throughput and the LOSO sweep run both ways.
 
-Training step: the config's task as the driver runs it (all selected folds stacked as the
-driver's models; launch/benchmarks/task_step.py), one case per training stage, because the two
-stages are different programs (frldgt_jax/task.py): stage 1 pre-trains the DGM on frame pairs
-(the batch of step 0), stage 2 trains end to end on clips (the batch of step
-dgm_pretrain_steps). Throughput is pairs/s and clips/s summed over the stacked folds.
+Training step: the config's task as the driver runs it (launch/benchmarks/task_step.py), one
+case per training stage, because the two stages are different programs (frldgt_jax/task.py):
+stage 1 pre-trains the DGM on frame pairs (the batch of step 0), stage 2 trains end to end on
+clips (the batch of step dgm_pretrain_steps). Each stage is measured twice: all selected folds
+stacked in one program (throughput summed over the folds) and one fold alone (the program a
+fold-by-fold sweep runs).
 
 LOSO sweep both ways, for the same total work (the same folds, each for config.total_steps):
-`frldgt_jax.loso.compare_modes` runs the whole sweep stacked (all folds in one program) and fold
-by fold (one driver run per fold), each including compilation, checkpoints and the held-out
-predictions, and checks they agree. Quick: two folds of :synthetic_tiny; full: every fold of
+`frldgt_jax.loso.run_sweep` stacked (all folds in one program) and fold by fold (one driver run
+per fold), each with its checkpoints and held-out predictions, and the share of identical
+predictions (as `loso.compare_modes`). The programs each sweep runs (per training unit the
+driver's init and each stage's step; once per sweep the held-out predictor and the finiteness
+check) are compiled once, up front in the run's compile pool, and the sweeps read them back from
+a persistent compilation cache (as launch/sweep.py runs, with --xla_cache_dir): a way's
+`compile_s` is the XLA compilation of its programs and `sweep_s` the sweep as run (tracing,
+cache reads, steps, checkpoints, predictions); total = compile + sweep. Should a sweep compile a
+program itself after all, the comparison says so and gives no total. Fold by fold compiles its
+per-unit programs once per fold: the driver embeds the fold id as a constant
+(launch/trainer/loop.py, _make_step_fns), so folds do not share them.
+
+Quick: :synthetic_tiny with folds 0,1 for every case and the sweep; full: every fold of
 :synthetic.
 """
 from __future__ import annotations
 
+import importlib
+import pathlib
 import tempfile
 from typing import Optional
 
-from launch.benchmarks import harness, task_step
-from launch.benchmarks.suites import SuiteOptions
+import jax
+import numpy as np
+
+from launch.benchmarks import compile_events, harness, task_step
+from launch.benchmarks.suites import Finish, SuiteOptions
 from launch.trainer import loop
 
 QUICK_CONFIG = "configs/frldgt_composite.py:synthetic_tiny"
 FULL_CONFIG = "configs/frldgt_composite.py:synthetic"
 QUICK_SWEEP_FOLDS = "0,1"
+_WAYS = {"stacked": "all folds in one program", "per_fold": "fold by fold"}
 
 
 def _stages(config) -> list[tuple[str, int, str]]:
@@ -39,69 +56,235 @@ def _stages(config) -> list[tuple[str, int, str]]:
   return stages
 
 
-def loso_both_ways(ref: str, options: SuiteOptions, overrides: Optional[dict] = None) -> dict:
-  """The LOSO comparison dict of config `ref`: both sweep modes timed by loso.compare_modes."""
+def _compiled(compilations: list) -> Optional[float]:
+  """Summed compile wall seconds of harness.Compilations; None if one is missing or failed."""
+  wall = 0.0
+  for c in compilations:
+    if c is None:
+      return None
+    try:
+      wall += c.seconds
+    except Exception:  # pylint: disable=broad-except  # its case reports the error
+      return None
+  return wall
+
+
+def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions) -> dict:
+  """Runs the LOSO sweep of `config` stacked and fold by fold; the comparison dict.
+
+  compiled: {mode: compile wall s of the programs its sweep runs, compiled beforehand (and
+  read back by the sweep from the persistent cache), or None}.
+  """
   from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
-  overrides = dict(overrides or {})
-  if options.quick:
-    overrides.setdefault("folds", QUICK_SWEEP_FOLDS)
-  config = task_step.load_config(ref, overrides)
+  from frldgt_jax import results as results_lib  # pylint: disable=g-import-not-at-top
+  out, events = {}, {}
   with tempfile.TemporaryDirectory(prefix="bench_loso_") as workdir:
-    bench = loso.compare_modes(config, workdir, say=lambda m: options.log(f"    {m}"))
-  folds, steps = int(bench["folds"]), int(bench["steps_per_fold"])
-  labels = {"stacked": "all folds in one program", "per_fold": "fold by fold"}
-  ways = []
+    workdir = pathlib.Path(workdir)
+    for mode in ("per_fold", "stacked"):
+      options.log(f"  [frldgt] LOSO sweep, {_WAYS[mode]} ...")
+      with compile_events.record() as rec:
+        out[mode] = loso.run_sweep(config, workdir / f"{mode}_mode", mode=mode, data=data,
+                                   say=lambda m: options.log(f"    {m}"))
+      events[mode] = rec
+    preds = {m: results_lib.read_predictions_csv(workdir / f"{m}_mode" / "predictions.csv",
+                                                 len(data.class_names)) for m in out}
+  a, b = preds["stacked"], preds["per_fold"]
+  key_a = {(d, s, x): p for d, s, x, p in zip(a.dataset, a.subject, a.sample, a.prediction)}
+  same = float(np.mean([key_a[(d, s, x)] == p
+                        for d, s, x, p in zip(b.dataset, b.subject, b.sample, b.prediction)]))
+  folds, steps = int(out["stacked"]["num_folds"]), int(config.total_steps)
+  ways, warnings = [], []
   for mode in ("stacked", "per_fold"):
-    total, train = bench["wall_time_s"][mode], bench["train_wall_time_s"][mode]
-    ways.append({"way": labels[mode], "mode": mode, "programs": 1 if mode == "stacked" else folds,
+    rec, res = events[mode], out[mode]
+    sweep, train = res["wall_time_s"], res["train_wall_time_s"]
+    compile_s = compiled.get(mode)
+    total = None if compile_s is None else compile_s + sweep
+    if rec.cache_misses:  # a program the sweep compiled itself: maybe one compiled before too
+      warnings.append(f"{_WAYS[mode]}: the sweep compiled {rec.cache_misses} program(s) itself "
+                      f"(compile times by function: "
+                      f"{ {k: round(v, 1) for k, v in rec.compiled.items()} }), so no total is "
+                      "given")
+      total = None
+    ways.append({"way": _WAYS[mode], "mode": mode, "programs": 1 if mode == "stacked" else folds,
+                 "compile_s": compile_s, "sweep_s": sweep,
                  "train_s": train, "total_s": total,
+                 "in_sweep_compilation": rec.as_dict(),
                  "fold_steps_per_s": folds * steps / train if train else None,
-                 "UF1": bench["UF1"][mode], "UAR": bench["UAR"][mode]})
+                 "UF1": res["UF1"], "UAR": res["UAR"]})
+  stacked, per_fold = ways
   return {
       "name": "LOSO sweep both ways", "status": "ok",
       "work": f"{folds} folds x {steps} steps ({config.dgm_pretrain_steps} DGM pre-training), "
               f"batch {config.batch_size} per fold; config {ref}"
               + (f", folds {config.folds}" if str(config.folds) != "all" else ""),
       "ways": ways,
-      "speedup": (ways[1]["total_s"] / ways[0]["total_s"]) if ways[0]["total_s"] else None,
-      "identical_predictions": bench["identical_predictions"],
-      "uf1_difference": bench["uf1_difference"],
-      "note": "times are whole sweeps: compilation, training, checkpoints and predictions",
+      "speedup": (per_fold["total_s"] / stacked["total_s"]
+                  if per_fold["total_s"] and stacked["total_s"] else None),
+      "sweep_speedup": per_fold["sweep_s"] / stacked["sweep_s"] if stacked["sweep_s"] else None,
+      "identical_predictions": same,
+      "uf1_difference": abs(stacked["UF1"] - per_fold["UF1"]),
+      "note": "compile s: XLA compilation of every program the way's sweep runs (per training "
+              "unit the driver's init and each stage's step, fold by fold once per fold since "
+              "the driver's programs hold the fold id as a constant; the held-out predictor; "
+              "the finiteness check), compiled once in this run and read back by the sweep "
+              "from a persistent compilation cache; sweep s: the sweep as run (tracing, cache "
+              "reads, steps, checkpoints, held-out predictions); total = compile + sweep"
+              + (f"; the programs compiled up to {options.compile_pool.workers} at a time, "
+                 "beside the other suites' (compile times are wall times under that sharing)"
+                 if options.compile_pool is not None and options.compile_pool.workers > 1
+                 else ""),
+      "warnings": warnings,
   }
+
+
+def _build(config, options: SuiteOptions, sweep: bool):
+  """Loads the data, builds the stacked and one-fold setups and prepares their step cases and,
+  with `sweep`, the other folds' programs: (data, fold ids, stages, cases, prepared by way)."""
+  from frldgt_jax import task as task_lib  # pylint: disable=g-import-not-at-top
+  log, pool = options.log, options.compile_pool
+  data = task_lib.load_loso_data(config)
+  fold_ids = task_lib.selected_folds(config, data.folds)
+  stacked = task_step.prepare_step(
+      config, task_lib.make_task(config, data=data, fold_ids=fold_ids), pool=pool)
+  single = task_step.prepare_step(
+      config, task_lib.make_task(config, data=data, fold_ids=fold_ids[:1], stacked=False),
+      frozen=stacked.frozen, pool=pool)
+  stages = _stages(config)
+  # Every program each way's sweep compiles per training unit: init and the stages' steps.
+  prepared = {"stacked": [stacked.init], "per_fold": [single.init]}
+  cases = []  # (setup, Prepared) or (None, error case)
+  for mode, setup, label in (("stacked", stacked, f"{len(fold_ids)} folds stacked"),
+                             ("per_fold", single, f"one fold ({fold_ids[0]})")):
+    for case, start_step, item in stages:
+      name = f"{case}, {label}"
+      try:
+        p = task_step.prepare_task_step(config, suite="frldgt", case=name, item=item,
+                                        setup=setup, start_step=start_step, pool=pool, log=log)
+        cases.append((setup, p))
+        prepared[mode].append(p.compilation)
+      except Exception as e:  # pylint: disable=broad-except  # reported, never replaced
+        log(f"  [frldgt] {name}: {type(e).__name__}: {e}")
+        cases.append((None, harness.error_case("frldgt", name, e)))
+        prepared[mode].append(None)
+  if sweep:  # the other folds' programs, compiled (not run) for the fold-by-fold sweep
+    for k in fold_ids[1:]:
+      setup = task_step.prepare_step(
+          config, task_lib.make_task(config, data=data, fold_ids=[k], stacked=False),
+          frozen=stacked.frozen, pool=pool)  # its state stays abstract: never run here
+      prepared["per_fold"].append(setup.init)
+      for case, start_step, item in stages:
+        batch = setup.batch(start_step)
+        prepared["per_fold"].append(harness.prepare(
+            "frldgt", f"{case}, fold {k} (for the sweep)", setup.step_fn,
+            task_step.step_args(setup, batch, start_step), items_per_call=setup.examples(batch),
+            item=item, pool=pool, log=log).compilation)
+    _sweep_programs(config, data, fold_ids, {"stacked": stacked, "per_fold": single}, prepared,
+                    pool)
+  return data, fold_ids, stages, cases, prepared
+
+
+def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) -> None:
+  """Adds the compilations of the programs each sweep runs once (not per training unit): the
+  held-out predictor (frldgt_jax/loso.py, one per shape of its index chunks) and the driver's
+  finiteness check of the state (launch/trainer/loop.py), lowered on the arguments the sweep
+  will pass (same shapes and shardings, so the sweep reads them from the cache)."""
+  from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
+  from frldgt_jax import task as task_lib  # pylint: disable=g-import-not-at-top
+  model = task_lib.build(config)[0]
+  predictor = loso.make_predictor(model, bool(config.data.match_brightness))
+  all_finite = jax.jit(loop._all_finite)  # pylint: disable=protected-access
+  for mode, setup in setups.items():
+    params = setup.state["params"]
+    if mode == "stacked":
+      groups = [setup.task.slots]  # one predictor call shape for the whole stack
+    else:  # loso.predict_held_out adds the model axis (x[None], eagerly: same sharding)
+      params = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype,
+                                                           sharding=x.sharding), params)
+      groups = [[task_lib.ModelSlot(k, k, False)] for k in fold_ids]
+    shapes = set()
+    for slots in groups:  # predict_held_out's chunk: min(eval_batch_size, longest test set)
+      longest = max(len(data.folds[s.fold].test_idx) for s in slots)
+      shapes.add((len(slots), min(int(config.eval_batch_size), longest)))
+    for shape in sorted(shapes):
+      lowered = predictor.trace(params, setup.frozen["frames"], np.zeros(shape, np.int32)).lower()
+      prepared[mode].append(harness.Compilation(lowered, pool))
+    prepared[mode].append(harness.Compilation(all_finite.trace(setup.state).lower(), pool))
+
+
+def start(options: SuiteOptions, config_ref: Optional[str] = None,
+          overrides: Optional[dict] = None, sweep: bool = True) -> Finish:
+  """Builds the training-step cases of `config_ref` (default by options.quick) and, with
+  `sweep`, the other folds' programs of the LOSO comparison, handing every compilation to the
+  pool; finish() measures the cases, runs the sweeps and returns the suite dict."""
+  ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
+  hint = " (the FRL-DGT task is not built yet)"
+  reason = task_step.missing_reason(ref)
+  if reason:
+    return lambda: harness.missing_suite(reason + hint)
+  log, pool = options.log, options.compile_pool
+  overrides = dict(overrides or {})
+  try:
+    config = task_step.load_config(ref, overrides)
+    importlib.import_module(config.task)
+  except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] in task_step.PROJECT_PACKAGES:
+      missing = harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
+      return lambda: missing
+    raise
+  if options.quick and "folds" not in overrides:
+    task_step.apply_overrides(config, {"folds": QUICK_SWEEP_FOLDS}, ref)
+  # Both sweeps read the programs compiled here from a persistent cache (module docstring).
+  restore_cache = (harness.use_persistent_cache()
+                   if sweep and not harness.persistent_cache_dir() else None)
+  try:
+    built = _build(config, options, sweep)
+  except BaseException:
+    if restore_cache is not None:
+      restore_cache()
+    raise
+  data, fold_ids, stages, cases, prepared = built
+
+  def finish() -> dict:
+    results = []
+    for setup, p in cases:
+      if setup is None:
+        results.append(p)
+        continue
+      try:
+        results.append(task_step.run_task_step(p, setup, peaks=options.peaks,
+                                               runs=options.runs, warmup=options.warmup,
+                                               pool=pool, log=log))
+      except Exception as e:  # pylint: disable=broad-except  # reported, never replaced
+        log(f"  [frldgt] {p.case}: {type(e).__name__}: {e}")
+        results.append(harness.error_case("frldgt", p.case, e))
+    suite = {"status": "ok", "cases": results,
+             "notes": [f"config {ref}, folds {config.folds}"]}
+    if sweep:
+      try:
+        compiled = {m: _compiled(cs) for m, cs in prepared.items()}
+        for cs in prepared.values():  # the executables are in the cache; free them here
+          for c in cs:
+            if c is not None:
+              try:
+                c.release()
+              except Exception:  # pylint: disable=broad-except  # reported by its case
+                pass
+        if pool is not None:
+          pool.drain()
+        suite["comparisons"] = [loso_both_ways(config, ref, data, compiled, options)]
+      except Exception as e:  # pylint: disable=broad-except
+        log(f"  [frldgt] LOSO sweep: {type(e).__name__}: {e}")
+        suite["notes"].append(f"LOSO sweep both ways: error — "
+                              f"{harness.error_case('frldgt', 'LOSO', e)['error']}")
+      finally:
+        if restore_cache is not None:
+          restore_cache()
+    return suite
+  return finish
 
 
 def run(options: SuiteOptions, config_ref: Optional[str] = None,
         overrides: Optional[dict] = None, sweep: bool = True) -> dict:
   """Training-step cases of `config_ref` (default by options.quick) and, with `sweep`, the LOSO
   comparison; the suite dict."""
-  ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
-  hint = " (the FRL-DGT task is not built yet)"
-  reason = task_step.missing_reason(ref)
-  if reason:
-    return harness.missing_suite(reason + hint)
-  try:
-    config = task_step.load_config(ref, overrides)
-    task = loop.load_task(config)
-    setup = task_step.prepare_step(config, task)
-  except ModuleNotFoundError as e:
-    if (e.name or "").split(".")[0] in task_step.PROJECT_PACKAGES:
-      return harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
-    raise
-  cases = []
-  for case, start_step, item in _stages(config):
-    try:
-      cases.append(task_step.bench_task_step(
-          config, suite="frldgt", case=case, item=item, peaks=options.peaks, runs=options.runs,
-          warmup=options.warmup, setup=setup, start_step=start_step, log=options.log))
-    except Exception as e:  # pylint: disable=broad-except  # reported, never replaced
-      options.log(f"  [frldgt] {case}: {type(e).__name__}: {e}")
-      cases.append(harness.error_case("frldgt", case, e))
-  suite = {"status": "ok", "cases": cases, "notes": [f"config {ref}"]}
-  if sweep:
-    try:
-      suite["comparisons"] = [loso_both_ways(ref, options, overrides)]
-    except Exception as e:  # pylint: disable=broad-except
-      options.log(f"  [frldgt] LOSO sweep: {type(e).__name__}: {e}")
-      suite["notes"].append(f"LOSO sweep both ways: error — "
-                            f"{harness.error_case('frldgt', 'LOSO', e)['error']}")
-  return suite
+  return start(options, config_ref, overrides, sweep)()
