@@ -14,6 +14,21 @@ SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 EG3D_FIXTURES = SHARED / "fixtures" / "eg3d"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache_dir(tmp_path_factory):
+  """One persistent compilation cache for the session, shared with the tests' subprocesses.
+
+  Many tests build the same programs again (new closures over the same shapes: a task per test,
+  a CLI subprocess after an in-process run); with the cache each compiles once per session.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.getbasetemp() / "xla_cache"
+  path.mkdir(exist_ok=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)  # inherited by subprocesses
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  return path
+
+
 @pytest.fixture(scope="session")
 def eg3d_fixture_dir():
   """Directory of the official EG3D reference fixtures; skips when ../shared is absent."""

@@ -93,7 +93,7 @@ def test_global_batch_is_split_across_eight_devices(tmp_path):
   assert len(shards) == 8 and {s.data.shape for s in shards} == {(4, 16)}
   assert len({s.device for s in shards}) == 8
   compiled = result.train_step.lower(result.state, result.frozen, batch,
-                                     np.int32(5)).compile()
+                                     np.int32(5), result.model_ids).compile()
   batch_sharding = compiled.input_shardings[0][2]["x"]
   assert batch_sharding.shard_shape((32, 16)) == (4, 16)
   state_sharding = jax.tree.leaves(compiled.input_shardings[0][0])[0]

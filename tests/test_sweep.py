@@ -32,13 +32,6 @@ def synthetic_root(tmp_path_factory):
   return tmp_path_factory.getbasetemp() / "frldgt_synthetic"  # shared with test_frldgt_task.py
 
 
-@pytest.fixture(scope="module")
-def xla_cache(tmp_path_factory):
-  path = tmp_path_factory.getbasetemp() / "frldgt_xla_cache"
-  loso.use_compilation_cache(path)
-  return path
-
-
 def tiny_config(root, mode):
   config = config_lib.frldgt_config(dataset="composite", variant="synthetic_tiny")
   config.data.synthetic_root = str(root)
@@ -58,14 +51,12 @@ def _sweep(mode, root, data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def per_fold(synthetic_root, xla_cache, data, tmp_path_factory):
-  del xla_cache
+def per_fold(synthetic_root, data, tmp_path_factory):
   return _sweep("per_fold", synthetic_root, data, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def stacked(synthetic_root, xla_cache, data, tmp_path_factory):
-  del xla_cache
+def stacked(synthetic_root, data, tmp_path_factory):
   return _sweep("stacked", synthetic_root, data, tmp_path_factory)
 
 
@@ -149,11 +140,11 @@ def _checkpointed(fold_dir: pathlib.Path) -> bool:
 
 
 def test_killed_sweep_resumes_without_retraining_finished_folds(per_fold, synthetic_root,
-                                                                 xla_cache, tmp_path):
+                                                                 xla_cache_dir, tmp_path):
   """SIGKILL while fold 1 trains (fold 0 finished, fold 1 checkpointed), then the same command:
   fold 0 is not retrained, fold 1 resumes from its checkpoint, predictions are unchanged."""
   workdir = tmp_path / "killed"
-  command = _sweep_command(workdir, synthetic_root, xla_cache, "0,1")
+  command = _sweep_command(workdir, synthetic_root, xla_cache_dir, "0,1")
   env = dict(os.environ, PYTHONPATH=str(REPO))
   proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE)

@@ -96,7 +96,7 @@ class StepSetup:
   """
   task: Task
   mesh: Any
-  step_fn: Callable  # jitted (state, frozen, batch, step) -> (state, metrics)
+  step_fn: Callable  # jitted (state, frozen, batch, step, model_ids) -> (state, metrics)
   state: Any
   frozen: Any
   num_models: int
@@ -104,6 +104,7 @@ class StepSetup:
   setup_s: float
   init: Optional[harness.Compilation] = None  # the driver's init program (None: not compiled)
   init_key: Any = None
+  model_ids: Any = None  # the driver's model-id argument of init and step
 
   def batch(self, step: int) -> dict:
     """The global batch the driver would feed at `step` (from the task's input pipeline)."""
@@ -124,7 +125,7 @@ class StepSetup:
     if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(self.state)):
       if self.init is None:
         raise ValueError("this setup was built with init=False: its step cannot run")
-      self.state = harness.block(self.init.executable(self.init_key))
+      self.state = harness.block(self.init.executable(self.init_key, self.model_ids))
 
 
 def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None, *,
@@ -150,22 +151,23 @@ def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None,
     raise ValueError(f"{num_models} models cannot be sharded over {mesh.size} devices")
   split_axis = 1 if (num_models and not shard_models) else 0
   # The driver's own step functions, so the benchmark runs exactly what training runs.
-  init_key, init_fn, train_fn, _, _ = loop._make_step_fns(  # pylint: disable=protected-access
+  init_key, model_ids, init_fn, train_fn, _, _ = loop._make_step_fns(  # pylint: disable=protected-access
       task, num_models, config.seed)
-  state_shapes = jax.eval_shape(init_fn, init_key)
+  model_ids = jax.device_put(model_ids, mesh_lib.replicated(mesh))
+  state_shapes = jax.eval_shape(init_fn, init_key, model_ids)
   state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
   state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                        state_shapes, state_sharding)
   compilation = None
   if init:
-    lowered = jax.jit(init_fn, out_shardings=state_sharding).trace(init_key).lower()
+    lowered = jax.jit(init_fn, out_shardings=state_sharding).trace(init_key, model_ids).lower()
     compilation = harness.Compilation(lowered, pool)
   if frozen is None:
     frozen = task.frozen() if task.frozen is not None else None
     frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
   step_fn = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
   setup = StepSetup(task, mesh, step_fn, state, frozen, num_models, split_axis, 0.0,
-                    compilation, init_key)
+                    compilation, init_key, model_ids)
   if init and pool is None:
     setup.materialize()
   setup.setup_s = time.perf_counter() - start
@@ -185,8 +187,8 @@ def config_dtype(config: ml_collections.ConfigDict) -> str:
 
 
 def step_args(setup: StepSetup, batch: dict, start_step: int) -> list:
-  """The step's arguments as the driver passes them: (state, frozen, batch, step)."""
-  return [setup.state, setup.frozen, batch, jnp.asarray(start_step, jnp.int32)]
+  """The step's arguments as the driver passes them: (state, frozen, batch, step, model_ids)."""
+  return [setup.state, setup.frozen, batch, jnp.asarray(start_step, jnp.int32), setup.model_ids]
 
 
 def prepare_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str, item: str,

@@ -135,29 +135,39 @@ class RunResult:
   mesh: Any
   task: Task
   train_step: Any  # the jitted step, for inspection (e.g. its compiled shardings)
+  model_ids: Any = None  # train_step's last argument
 
 
 def _make_step_fns(task: Task, num_models: int, seed: int):
+  """The driver's pure step functions and their constant arguments.
+
+  Returns (init_key, model_ids, init(rng, ids), train(state, frozen, batch, step, ids),
+  summaries(state, frozen, step), evaluate(state, frozen, batch)). `model_ids` (int32
+  [max(num_models, 1)]) is an *argument* of init and train, not a constant inside them, so the
+  programs of models trained alone (FRL-DGT's folds, one driver run each) are the same program:
+  compiled once, then read from the persistent compilation cache by every other fold.
+  """
   base_key = jax.random.key(seed)
   train_key = jax.random.fold_in(base_key, 1)
   ids = task.model_ids
   if ids is not None and len(ids) != max(num_models, 1):
     raise ValueError(f"task.model_ids has {len(ids)} entries for {num_models} models")
-  ids = jnp.asarray(ids if ids is not None else range(num_models), jnp.int32)
+  model_ids = np.asarray(ids if ids is not None else range(max(num_models, 1)), np.int32)
+  fold_single = task.model_ids is not None
 
-  def per_model(rng):
+  def per_model(rng, ids):
     """One rng per model (stacked), or the single model's rng (folded with its id if given)."""
     if num_models:
       return jax.vmap(lambda m: jax.random.fold_in(rng, m))(ids)
-    return jax.random.fold_in(rng, ids[0]) if task.model_ids is not None else rng
+    return jax.random.fold_in(rng, ids[0]) if fold_single else rng
 
-  def init(rng):
+  def init(rng, ids):
     if num_models:
-      return jax.vmap(task.init_state)(per_model(rng))
-    return task.init_state(per_model(rng))
+      return jax.vmap(task.init_state)(per_model(rng, ids))
+    return task.init_state(per_model(rng, ids))
 
-  def train(state, frozen, batch, step):
-    rngs = per_model(jax.random.fold_in(train_key, step))
+  def train(state, frozen, batch, step, ids):
+    rngs = per_model(jax.random.fold_in(train_key, step), ids)
     if num_models:
       return jax.vmap(task.train_step, in_axes=(0, None, 0, 0))(state, frozen, batch, rngs)
     return task.train_step(state, frozen, batch, rngs)
@@ -173,7 +183,7 @@ def _make_step_fns(task: Task, num_models: int, seed: int):
       return jax.vmap(task.eval_step, in_axes=(0, None, 0))(state, frozen, batch)
     return task.eval_step(state, frozen, batch)
 
-  return jax.random.fold_in(base_key, 0), init, train, summaries, evaluate
+  return jax.random.fold_in(base_key, 0), model_ids, init, train, summaries, evaluate
 
 
 def _first_non_finite(pending: list[tuple[int, dict]]) -> Optional[tuple[int, str, float]]:
@@ -230,9 +240,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                      "config.model_sharding='batch' or a device count that divides it")
   split_axis = 1 if (num_models and not shard_models) else 0
 
-  init_key, init_fn, train_fn, summary_fn, eval_fn = _make_step_fns(task, num_models,
-                                                                    config.seed)
-  state_shapes = jax.eval_shape(init_fn, init_key)
+  init_key, model_ids, init_fn, train_fn, summary_fn, eval_fn = _make_step_fns(
+      task, num_models, config.seed)
+  model_ids = jax.device_put(model_ids, mesh_lib.replicated(mesh))
+  state_shapes = jax.eval_shape(init_fn, init_key, model_ids)
   state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
   checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                      async_save=config.async_checkpoints)
@@ -244,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if is_main:
       print(f"resuming from checkpoint step {latest} in {checkpoints.directory}", flush=True)
   else:
-    state = jax.jit(init_fn, out_shardings=state_sharding)(init_key)
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_key, model_ids)
     start = 0
 
   frozen = task.frozen() if task.frozen is not None else None
@@ -292,7 +303,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           evaluate(0)
       while step < total and signals.received is None:
         batch = mesh_lib.global_batch(next(batches), mesh, split_axis)
-        state, metrics = train_step(state, frozen, batch, jnp.asarray(step, jnp.int32))
+        state, metrics = train_step(state, frozen, batch, jnp.asarray(step, jnp.int32),
+                                    model_ids)
         pending.append((step, metrics))
         step += 1
         boundary = (step % config.log_every == 0 or step == total
@@ -334,4 +346,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     how = f"stopped by {signal.Signals(stopped).name}" if stopped else "finished"
     print(f"{how} at step {step}; checkpoints in {checkpoints.directory}, "
           f"metrics in {workdir / 'metrics.jsonl'}", flush=True)
-  return RunResult(state, frozen, step, stopped, mesh, task, train_step)
+  return RunResult(state, frozen, step, stopped, mesh, task, train_step, model_ids)

@@ -17,8 +17,8 @@ a persistent compilation cache (as launch/sweep.py runs, with --xla_cache_dir): 
 `compile_s` is the XLA compilation of its programs and `sweep_s` the sweep as run (tracing,
 cache reads, steps, checkpoints, predictions); total = compile + sweep. Should a sweep compile a
 program itself after all, the comparison says so and gives no total. Fold by fold compiles its
-per-unit programs once per fold: the driver embeds the fold id as a constant
-(launch/trainer/loop.py, _make_step_fns), so folds do not share them.
+per-unit programs once for all folds: the fold id is an argument of the driver's programs
+(launch/trainer/loop.py, _make_step_fns), so every fold runs the same ones.
 
 Quick: :synthetic_tiny with folds 0,1 for every case and the sweep; full: every fold of
 :synthetic.
@@ -105,7 +105,7 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
                       f"{ {k: round(v, 1) for k, v in rec.compiled.items()} }), so no total is "
                       "given")
       total = None
-    ways.append({"way": _WAYS[mode], "mode": mode, "programs": 1 if mode == "stacked" else folds,
+    ways.append({"way": _WAYS[mode], "mode": mode, "programs": 1,
                  "compile_s": compile_s, "sweep_s": sweep,
                  "train_s": train, "total_s": total,
                  "in_sweep_compilation": rec.as_dict(),
@@ -124,8 +124,8 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
       "identical_predictions": same,
       "uf1_difference": abs(stacked["UF1"] - per_fold["UF1"]),
       "note": "compile s: XLA compilation of every program the way's sweep runs (per training "
-              "unit the driver's init and each stage's step, fold by fold once per fold since "
-              "the driver's programs hold the fold id as a constant; the held-out predictor; "
+              "unit the driver's init and each stage's step, the same for every fold since the "
+              "fold id is an argument of the driver's programs; the held-out predictor; "
               "the finiteness check), compiled once in this run and read back by the sweep "
               "from a persistent compilation cache; sweep s: the sweep as run (tracing, cache "
               "reads, steps, checkpoints, held-out predictions); total = compile + sweep"
@@ -139,7 +139,7 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
 
 def _build(config, options: SuiteOptions, sweep: bool):
   """Loads the data, builds the stacked and one-fold setups and prepares their step cases and,
-  with `sweep`, the other folds' programs: (data, fold ids, stages, cases, prepared by way)."""
+  with `sweep`, the sweeps' own programs: (data, fold ids, stages, cases, prepared by way)."""
   from frldgt_jax import task as task_lib  # pylint: disable=g-import-not-at-top
   log, pool = options.log, options.compile_pool
   data = task_lib.load_loso_data(config)
@@ -166,18 +166,7 @@ def _build(config, options: SuiteOptions, sweep: bool):
         log(f"  [frldgt] {name}: {type(e).__name__}: {e}")
         cases.append((None, harness.error_case("frldgt", name, e)))
         prepared[mode].append(None)
-  if sweep:  # the other folds' programs, compiled (not run) for the fold-by-fold sweep
-    for k in fold_ids[1:]:
-      setup = task_step.prepare_step(
-          config, task_lib.make_task(config, data=data, fold_ids=[k], stacked=False),
-          frozen=stacked.frozen, pool=pool)  # its state stays abstract: never run here
-      prepared["per_fold"].append(setup.init)
-      for case, start_step, item in stages:
-        batch = setup.batch(start_step)
-        prepared["per_fold"].append(harness.prepare(
-            "frldgt", f"{case}, fold {k} (for the sweep)", setup.step_fn,
-            task_step.step_args(setup, batch, start_step), items_per_call=setup.examples(batch),
-            item=item, pool=pool, log=log).compilation)
+  if sweep:
     _sweep_programs(config, data, fold_ids, {"stacked": stacked, "per_fold": single}, prepared,
                     pool)
   return data, fold_ids, stages, cases, prepared
@@ -214,8 +203,7 @@ def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) 
 def start(options: SuiteOptions, config_ref: Optional[str] = None,
           overrides: Optional[dict] = None, sweep: bool = True) -> Finish:
   """Builds the training-step cases of `config_ref` (default by options.quick) and, with
-  `sweep`, the other folds' programs of the LOSO comparison, handing every compilation to the
-  pool; finish() measures the cases, runs the sweeps and returns the suite dict."""
+  `sweep`, the programs of the LOSO comparison, handing every compilation to the pool; finish() measures the cases, runs the sweeps and returns the suite dict."""
   ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
   hint = " (the FRL-DGT task is not built yet)"
   reason = task_step.missing_reason(ref)
