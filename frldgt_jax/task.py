@@ -270,8 +270,8 @@ def build(config: ml_collections.ConfigDict):
       optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask))
   dgm, dgm_optimizer = None, None
   if config.model.displacement == "dgm":
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.compute_dtype]
-    dgm = dgm_lib.dgm_from_config(config.model.dgm, dtype)  # the model's own DGM, same params
+    # The model's own DGM (same params), for stage 1.
+    dgm = dgm_lib.dgm_from_config(config.model.dgm, model_lib.compute_dtype(config.model))
     # A constant rate: on the generated corpus the DGM was still learning motion at the end of
     # any affordable stage 1, so a decay only slowed it down.
     dgm_optimizer = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm),

@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
 
 from launch.trainer import cli  # noqa: E402
 
@@ -37,11 +36,7 @@ _XLA_CACHE = flags.DEFINE_string("xla_cache_dir", "workdirs/xla_cache",
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not cli.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  cli.maybe_start_distributed()
+  cli.start(argv)
   from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
   from launch.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
   config = cli.FLAGS.config

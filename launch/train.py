@@ -11,17 +11,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
-from absl import logging  # noqa: E402
 
 from launch.trainer import cli  # noqa: E402
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not cli.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  cli.maybe_start_distributed()
+  cli.start(argv)
   from launch.trainer import NonFiniteLossError, train_and_evaluate  # pylint: disable=g-import-not-at-top
   try:
     result = train_and_evaluate(cli.FLAGS.config, cli.resolve_workdir())

@@ -246,15 +246,21 @@ def test_photograph_end_to_end(tmp_path, generator, eg3d_fixture_dir):
   assert "frontalface" in entry["landmark_source"]
 
 
-def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
-                                                    eg3d_fixture_dir):
-  from launch import invert as invert_cli
-  from sat3d_jax import pairs
+def _write_rendered(tmp_path, known):
+  """The generator's own rendering as a PNG and its camera as a 25-value label JSON."""
   _, c_true, target = known
   image = tmp_path / "rendered.png"
   iio.imwrite(image, np.clip(np.asarray(target[0]) * 127.5 + 128, 0, 255).astype(np.uint8))
   label = tmp_path / "label.json"
   label.write_text(json.dumps(np.asarray(c_true[0], float).tolist()))
+  return image, label
+
+
+def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
+                                                    eg3d_fixture_dir):
+  from launch import invert as invert_cli
+  from sat3d_jax import pairs
+  image, label = _write_rendered(tmp_path, known)
   out = tmp_path / "out"
   code = invert_cli.main([
       "--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(image),
@@ -262,7 +268,7 @@ def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
       "--wplus-steps", "2", "--pti-steps", "3", "--frames", "0", "--quiet"])
   assert code == 0
   latent = pairs.read_latent_file(str(out / "latent.npz"))
-  np.testing.assert_allclose(latent["c"], c_true, atol=1e-6)
+  np.testing.assert_allclose(latent["c"], known[1], atol=1e-6)
   tuned_dir = pathlib.Path(latent["generator"])
   assert tuned_dir == (out / "tuned_generator").absolute()
   tuned = eg3d.load_generator(tuned_dir)
@@ -318,11 +324,7 @@ def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator,
   # it here saves building the tiny CLIP and compiling twice.
   monkeypatch.setattr(run_io, "Sat3dModel", lambda cfg: model)
 
-  _, c_true, target = known
-  image = tmp_path / "rendered.png"
-  iio.imwrite(image, np.clip(np.asarray(target[0]) * 127.5 + 128, 0, 255).astype(np.uint8))
-  label = tmp_path / "label.json"
-  label.write_text(json.dumps(np.asarray(c_true[0], float).tolist()))
+  image, label = _write_rendered(tmp_path, known)
   inverted = tmp_path / "inverted"
   assert invert_cli.main(["--generator", str(fixture), "--image", str(image), "--aligned",
                           "--camera", str(label), "--out", str(inverted), "--w-steps", "2",

@@ -53,6 +53,17 @@ def resolve_workdir() -> pathlib.Path:
   return workdir
 
 
+def start(argv) -> None:
+  """What every training entry point does first: refuse stray arguments, keep absl at WARNING
+  unless --verbosity is given (Orbax logs every file it writes at INFO), start jax.distributed."""
+  from absl import app, logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  maybe_start_distributed()
+
+
 def maybe_start_distributed() -> None:
   """Starts jax.distributed from the flags (a no-op for a single process)."""
   from launch.trainer import mesh  # pylint: disable=g-import-not-at-top
