@@ -1,6 +1,6 @@
 """SAT3D's training input: (source, reference) pairs, target sets and camera views, via tf.data.
 
-Step-indexed (launch/trainer/task.py): the batch of step s is drawn with TensorFlow's stateless
+Step-indexed: the batch of step s is drawn with TensorFlow's stateless
 RNG from (seed, s), so resumed runs see the same pairs. With a pool (`pool_size` N > 0) the
 training set is the first N examples of that stream, cycled: step s gets the examples of draw
 s mod (N / batch). The evaluation set (`make_eval_pipeline`) is a fixed set of pairs drawn from
@@ -19,12 +19,11 @@ chosen by this project, not a fit to the labels.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
-
-from launch.trainer.task import InputSpec
 
 
 def _seed(seed: int, step, salt: int):
@@ -54,134 +53,97 @@ def sample_targets(u: tf.Tensor, count: tf.Tensor, allowed: Sequence[int], num_a
 _TRAIN_SALT, _EVAL_SALT = 0, 100
 
 
-def _check_draw_args(batch_size, target_attributes, max_targets):
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be positive, got {batch_size}")
-  if max_targets < 1 or max_targets > len(target_attributes):
-    raise ValueError(f"max_targets={max_targets} must be in [1, {len(target_attributes)}]")
+@dataclasses.dataclass(frozen=True)
+class PairDraw:
+  """What one batch of examples is drawn from (shared by the training and evaluation sets).
+
+  Attributes:
+    batch_size: examples per global batch.
+    z_dim: latent size (seeded sources), ignored with `num_latents`.
+    num_attributes: A, the measured attributes (width of `targets`).
+    target_attributes: indices of the attributes that may be targets.
+    max_targets: each example edits 1..max_targets of them.
+    views: V cameras per example; yaw/pitch_{mean,std,limit}: their clipped normals (radians).
+    num_latents: 0 for seeded pairs, else rows of a latent file drawn as indices.
+  """
+  batch_size: int
+  z_dim: int
+  num_attributes: int
+  target_attributes: tuple[int, ...]
+  max_targets: int
+  views: int
+  yaw_mean: float
+  yaw_std: float
+  yaw_limit: float
+  pitch_mean: float
+  pitch_std: float
+  pitch_limit: float
+  num_latents: int = 0
+
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+    if self.max_targets < 1 or self.max_targets > len(self.target_attributes):
+      raise ValueError(f"max_targets={self.max_targets} must be in "
+                       f"[1, {len(self.target_attributes)}]")
 
 
-def _draw_batch(index, *, seed: int, salt: int, batch_size: int, z_dim: int,
-                num_attributes: int, target_attributes: Sequence[int], max_targets: int,
-                views: int, yaw_mean: float, yaw_std: float, yaw_limit: float,
-                pitch_mean: float, pitch_std: float, pitch_limit: float,
-                num_latents: int = 0) -> dict:
+def _draw_batch(index, draw: PairDraw, *, seed: int, salt: int) -> dict:
   """The `index`-th batch of the stream (seed, salt): a dict of tensors (see the module doc)."""
   def key(k):
     return _seed(seed, index, salt + k)
 
+  b = draw.batch_size
   batch = {}
-  if num_latents:
-    batch["src_index"] = tf.random.stateless_uniform([batch_size], key(1), 0, num_latents,
-                                                     tf.int32)
-    batch["ref_index"] = tf.random.stateless_uniform([batch_size], key(2), 0, num_latents,
-                                                     tf.int32)
+  if draw.num_latents:
+    batch["src_index"] = tf.random.stateless_uniform([b], key(1), 0, draw.num_latents, tf.int32)
+    batch["ref_index"] = tf.random.stateless_uniform([b], key(2), 0, draw.num_latents, tf.int32)
   else:
-    batch["z_src"] = tf.random.stateless_normal([batch_size, z_dim], key(1))
-    batch["z_ref"] = tf.random.stateless_normal([batch_size, z_dim], key(2))
-  count = tf.random.stateless_uniform([batch_size], key(3), 1, max_targets + 1, tf.int32)
-  u = tf.random.stateless_uniform([batch_size, num_attributes], key(4))
-  batch["targets"] = sample_targets(u, count, target_attributes, num_attributes)
-  yaw = _clipped_normal([batch_size, views], key(5), yaw_mean, yaw_std, yaw_limit)
-  pitch = _clipped_normal([batch_size, views], key(6), pitch_mean, pitch_std, pitch_limit)
+    batch["z_src"] = tf.random.stateless_normal([b, draw.z_dim], key(1))
+    batch["z_ref"] = tf.random.stateless_normal([b, draw.z_dim], key(2))
+  count = tf.random.stateless_uniform([b], key(3), 1, draw.max_targets + 1, tf.int32)
+  u = tf.random.stateless_uniform([b, draw.num_attributes], key(4))
+  batch["targets"] = sample_targets(u, count, draw.target_attributes, draw.num_attributes)
+  yaw = _clipped_normal([b, draw.views], key(5), draw.yaw_mean, draw.yaw_std, draw.yaw_limit)
+  pitch = _clipped_normal([b, draw.views], key(6), draw.pitch_mean, draw.pitch_std,
+                          draw.pitch_limit)
   batch["views"] = tf.stack([yaw, pitch], axis=-1)
   return batch
 
 
-def make_pairs_pipeline(spec: InputSpec, *, seed: int, total_steps: int, batch_size: int,
-                        z_dim: int, num_attributes: int, target_attributes: Sequence[int],
-                        max_targets: int, views: int, yaw_mean: float, yaw_std: float,
-                        yaw_limit: float, pitch_mean: float, pitch_std: float,
-                        pitch_limit: float, num_latents: int = 0, pool_size: int = 0
-                        ) -> Iterator[dict]:
-  """This process's share of every step's batch, from `spec.start_step` to `total_steps`.
+def make_pairs_pipeline(draw: PairDraw, *, seed: int, start_step: int, total_steps: int,
+                        rows: slice = slice(None), pool_size: int = 0) -> Iterator[dict]:
+  """Rows `rows` (this process's share) of every step's batch, `start_step` to `total_steps`.
 
   pool_size: 0 = fresh examples every step; N > 0 = a fixed training set of N examples (a
   multiple of batch_size), cycled in order: step s gets draw s mod (N / batch_size).
   """
-  _check_draw_args(batch_size, target_attributes, max_targets)
-  if pool_size < 0 or pool_size % batch_size:
+  if pool_size < 0 or pool_size % draw.batch_size:
     raise ValueError(f"pool_size={pool_size} must be 0 (fresh pairs every step) or a positive "
-                     f"multiple of the batch size {batch_size}")
-  rows = spec.process_slice(batch_size)
-  draws = pool_size // batch_size
+                     f"multiple of the batch size {draw.batch_size}")
+  draws = pool_size // draw.batch_size
 
   def make(step):
     index = step % draws if draws else step
-    batch = _draw_batch(index, seed=seed, salt=_TRAIN_SALT, batch_size=batch_size, z_dim=z_dim,
-                        num_attributes=num_attributes, target_attributes=target_attributes,
-                        max_targets=max_targets, views=views, yaw_mean=yaw_mean,
-                        yaw_std=yaw_std, yaw_limit=yaw_limit, pitch_mean=pitch_mean,
-                        pitch_std=pitch_std, pitch_limit=pitch_limit, num_latents=num_latents)
-    return {k: v[rows.start:rows.stop] for k, v in batch.items()}
+    batch = _draw_batch(index, draw, seed=seed, salt=_TRAIN_SALT)
+    return {k: v[rows] for k, v in batch.items()}
 
-  dataset = tf.data.Dataset.range(spec.start_step, total_steps).map(make).prefetch(2)
+  dataset = tf.data.Dataset.range(start_step, total_steps).map(make).prefetch(2)
   return dataset.as_numpy_iterator()
 
 
-def make_eval_pipeline(spec: InputSpec, *, seed: int, num_pairs: int, batch_size: int,
-                       z_dim: int, num_attributes: int, target_attributes: Sequence[int],
-                       max_targets: int, views: int, yaw_mean: float, yaw_std: float,
-                       yaw_limit: float, pitch_mean: float, pitch_std: float,
-                       pitch_limit: float, num_latents: int = 0) -> Iterator[dict]:
-  """This process's share of the fixed evaluation set: `num_pairs` examples (a multiple of
-  batch_size) in num_pairs / batch_size batches, the same at every call (no step enters), from
-  the training distribution on a stream apart from the training one."""
-  _check_draw_args(batch_size, target_attributes, max_targets)
-  if num_pairs < 1 or num_pairs % batch_size:
+def make_eval_pipeline(draw: PairDraw, *, seed: int, num_pairs: int, rows: slice = slice(None)
+                       ) -> Iterator[dict]:
+  """Rows `rows` of the fixed evaluation set: `num_pairs` examples (a multiple of batch_size)
+  in num_pairs / batch_size batches, the same at every call (no step enters), from the training
+  distribution on a stream apart from the training one."""
+  if num_pairs < 1 or num_pairs % draw.batch_size:
     raise ValueError(f"the evaluation set size {num_pairs} must be a positive multiple of the "
-                     f"batch size {batch_size}")
-  rows = spec.process_slice(batch_size)
+                     f"batch size {draw.batch_size}")
 
   def make(index):
-    batch = _draw_batch(index, seed=seed, salt=_EVAL_SALT, batch_size=batch_size, z_dim=z_dim,
-                        num_attributes=num_attributes, target_attributes=target_attributes,
-                        max_targets=max_targets, views=views, yaw_mean=yaw_mean,
-                        yaw_std=yaw_std, yaw_limit=yaw_limit, pitch_mean=pitch_mean,
-                        pitch_std=pitch_std, pitch_limit=pitch_limit, num_latents=num_latents)
-    return {k: v[rows.start:rows.stop] for k, v in batch.items()}
+    batch = _draw_batch(index, draw, seed=seed, salt=_EVAL_SALT)
+    return {k: v[rows] for k, v in batch.items()}
 
-  dataset = tf.data.Dataset.range(num_pairs // batch_size).map(make)
+  dataset = tf.data.Dataset.range(num_pairs // draw.batch_size).map(make)
   return dataset.as_numpy_iterator()
-
-
-def read_latent_file(path: str) -> dict[str, np.ndarray]:
-  """Reads a latent file: `.npz` with `ws` [N, num_ws, w_dim], optional `c` [N, 25] (the camera
-  each image was taken from) and optional `generator` (path of pivotal-tuned params).
-
-  Raises a ValueError naming the file and the problem for anything else.
-  """
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      data = {k: f[k] for k in f.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: not a readable latent .npz file ({e})") from e
-  if "ws" not in data:
-    raise ValueError(f"{path}: latent file has no 'ws' array (found: {sorted(data)})")
-  ws = data["ws"]
-  if ws.ndim != 3:
-    raise ValueError(f"{path}: 'ws' must be [N, num_ws, w_dim], got shape {ws.shape}")
-  if not np.all(np.isfinite(ws)):
-    raise ValueError(f"{path}: 'ws' contains non-finite values")
-  if "c" in data and data["c"].shape != (ws.shape[0], 25):
-    raise ValueError(f"{path}: 'c' must be [N, 25] with N={ws.shape[0]}, got {data['c'].shape}")
-  unknown = set(data) - {"ws", "c", "generator"}
-  if unknown:
-    raise ValueError(f"{path}: unexpected arrays {sorted(unknown)} (allowed: ws, c, generator)")
-  out = {"ws": ws.astype(np.float32)}
-  if "c" in data:
-    out["c"] = data["c"].astype(np.float32)
-  if "generator" in data:
-    out["generator"] = str(data["generator"])
-  return out
-
-
-def write_latent_file(path: str, ws: np.ndarray, c: np.ndarray | None = None,
-                      generator: str | None = None) -> None:
-  """Writes a latent file in the format `read_latent_file` reads."""
-  arrays = {"ws": np.asarray(ws, np.float32)}
-  if c is not None:
-    arrays["c"] = np.asarray(c, np.float32)
-  if generator is not None:
-    arrays["generator"] = np.asarray(str(generator))
-  np.savez(path, **arrays)

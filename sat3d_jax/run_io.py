@@ -21,9 +21,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sat3d_jax import transfer
-from sat3d_jax.task import Sat3dModel
+from sat3d_jax.errors import InputError
+from sat3d_jax.model import Sat3dModel
 
-SAT3D_TASK = "sat3d_jax.task"
+# Fields every SAT3D config has (whatever its task module is called).
+SAT3D_FIELDS = ("generator", "clip", "descriptors", "objective", "views")
 
 
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -35,11 +37,13 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
   try:
     fields = json.loads(path.read_text())
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from None
-  if not isinstance(fields, dict) or fields.get("task") != SAT3D_TASK:
+    raise InputError(f"{path}: not valid JSON ({e})") from None
+  missing = [f for f in SAT3D_FIELDS if f not in fields] if isinstance(fields, dict) else \
+      list(SAT3D_FIELDS)
+  if missing:
     task = fields.get("task") if isinstance(fields, dict) else None
-    raise ValueError(f"{path}: not a SAT3D run (config.task is {task!r}, "
-                     f"expected {SAT3D_TASK!r})")
+    raise InputError(f"{path}: not a SAT3D run (config.task is {task!r}; no "
+                     f"{', '.join(missing)} field)")
   return ml_collections.ConfigDict(fields)
 
 
@@ -52,7 +56,7 @@ def recorded_attributes(workdir: str | pathlib.Path) -> Optional[tuple[str, ...]
   try:
     attributes = json.loads(path.read_text()).get("attributes")
   except (json.JSONDecodeError, AttributeError) as e:
-    raise ValueError(f"{path}: not a task description ({e})") from None
+    raise InputError(f"{path}: not a task description ({e})") from None
   return tuple(attributes) if attributes else None
 
 
@@ -80,14 +84,14 @@ def load_mask(workdir: str | pathlib.Path, step: Optional[int] = None
     if step is None:
       step = steps[-1]
     elif step not in steps:
-      raise ValueError(f"{workdir}: no checkpoint for step {step}; saved steps: {steps}")
+      raise InputError(f"{workdir}: no checkpoint for step {step}; saved steps: {steps}")
     # The restore target comes from the checkpoint's own metadata, placed on this process's
     # first device: the run may have been trained on another mesh, and the optimiser state
     # (restored too, then dropped) needs no structure from us.
     metadata = manager.item_metadata(step)["state"]
     if metadata is None or "mask" not in metadata:
       found = sorted(metadata) if metadata is not None else []
-      raise ValueError(f"{workdir}: checkpoint step {step} has no 'mask' in its state "
+      raise InputError(f"{workdir}: checkpoint step {step} has no 'mask' in its state "
                        f"(found {found})")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
@@ -156,7 +160,7 @@ def load_run(workdir: str | pathlib.Path, step: Optional[int] = None,
   model = model or Sat3dModel(config)
   expected = (len(model.attributes) + 1, model.num_editable)
   if mask.shape != expected:
-    raise ValueError(f"{workdir}: checkpoint step {step} has a mask of shape {mask.shape}, but "
+    raise InputError(f"{workdir}: checkpoint step {step} has a mask of shape {mask.shape}, but "
                      f"the config's model needs {expected} ({len(model.attributes)} attributes "
                      f"+ 'other', {model.num_editable} editable channels)")
   return TrainedRun(workdir, config, step, mask, model)

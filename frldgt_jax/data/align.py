@@ -26,6 +26,8 @@ from typing import Mapping, NamedTuple, Sequence
 import cv2
 import numpy as np
 
+from frldgt_jax.errors import InputError
+
 # Micro-expression conventions (HELPER_BRIEF): image-left eye centre, image-right eye centre,
 # mouth centre, normalised (x, y) in the square aligned crop.
 TEMPLATE = ((0.32, 0.38), (0.68, 0.38), (0.50, 0.78))
@@ -45,11 +47,11 @@ _EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
 _SMILE_CASCADE = "haarcascade_smile.xml"
 
 
-class FaceNotFoundError(RuntimeError):
+class FaceNotFoundError(InputError):
   """No face was detected in an image; the message names the image."""
 
 
-class LandmarkFileError(ValueError):
+class LandmarkFileError(InputError):
   """A landmark CSV is malformed; the message names the file and the row."""
 
 

@@ -45,6 +45,8 @@ import pathlib
 import re
 from typing import Any, Iterable, Sequence
 
+from frldgt_jax.errors import InputError
+
 DATABASES = ("casme2", "samm", "smic")
 FPS = {"casme2": 200, "samm": 200, "smic": 100}
 CLASS_NAMES = ("negative", "positive", "surprise")
@@ -109,7 +111,7 @@ class DataProblem:
     return dataclasses.asdict(self)
 
 
-class DataError(ValueError):
+class DataError(InputError):
   """The input has problems; raised with all of them listed, one per line."""
 
   def __init__(self, problems: Sequence[DataProblem], hint: str = ""):

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from frldgt_jax.data import annotations
+from frldgt_jax.errors import InputError
 
 _FRAME_NAME = {
     "casme2": re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE),
@@ -35,7 +36,7 @@ CROPPED_ROOTS = {"casme2": "Cropped", "samm": "SAMM_cropped", "smic": "SMIC_all_
 _SEARCH_DEPTH = 3
 
 
-class ClipError(ValueError):
+class ClipError(InputError):
   """A clip's frames cannot be used; carries the problem kind and the file at fault."""
 
   def __init__(self, kind: str, message: str, file: str | os.PathLike):

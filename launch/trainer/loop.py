@@ -22,13 +22,11 @@ import ml_collections
 import numpy as np
 
 from launch.trainer import checkpoint as ckpt_lib
+from launch.trainer.errors import ConfigError, NonFiniteLossError
 from launch.trainer import logs as logs_lib
 from launch.trainer import mesh as mesh_lib
+from launch.trainer.programs import all_finite, make_programs
 from launch.trainer.task import InputSpec, Task
-
-
-class NonFiniteLossError(FloatingPointError):
-  """Raised when a step produced a non-finite loss (or other metric); names the step."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -56,7 +54,7 @@ def load_task(config: ml_collections.ConfigDict) -> Task:
     raise ValueError("config.task is empty: it must name a module with make_task(config)")
   module = importlib.import_module(config.task)
   if not hasattr(module, "make_task"):
-    raise ValueError(f"task module {config.task!r} has no make_task(config)")
+    raise ConfigError(f"task module {config.task!r} has no make_task(config)")
   return module.make_task(config)
 
 
@@ -90,12 +88,6 @@ def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict,
   (workdir / "versions.json").write_text(json.dumps(library_versions(), indent=2))
   if task.describe is not None:
     (workdir / "task.json").write_text(json.dumps(task.describe(), indent=2))
-
-
-def _all_finite(tree: Any) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 class _SignalFlag:
@@ -136,54 +128,6 @@ class RunResult:
   task: Task
   train_step: Any  # the jitted step, for inspection (e.g. its compiled shardings)
   model_ids: Any = None  # train_step's last argument
-
-
-def _make_step_fns(task: Task, num_models: int, seed: int):
-  """The driver's pure step functions and their constant arguments.
-
-  Returns (init_key, model_ids, init(rng, ids), train(state, frozen, batch, step, ids),
-  summaries(state, frozen, step), evaluate(state, frozen, batch)). `model_ids` (int32
-  [max(num_models, 1)]) is an *argument* of init and train, not a constant inside them, so the
-  programs of models trained alone (FRL-DGT's folds, one driver run each) are the same program:
-  compiled once, then read from the persistent compilation cache by every other fold.
-  """
-  base_key = jax.random.key(seed)
-  train_key = jax.random.fold_in(base_key, 1)
-  ids = task.model_ids
-  if ids is not None and len(ids) != max(num_models, 1):
-    raise ValueError(f"task.model_ids has {len(ids)} entries for {num_models} models")
-  model_ids = np.asarray(ids if ids is not None else range(max(num_models, 1)), np.int32)
-  fold_single = task.model_ids is not None
-
-  def per_model(rng, ids):
-    """One rng per model (stacked), or the single model's rng (folded with its id if given)."""
-    if num_models:
-      return jax.vmap(lambda m: jax.random.fold_in(rng, m))(ids)
-    return jax.random.fold_in(rng, ids[0]) if fold_single else rng
-
-  def init(rng, ids):
-    if num_models:
-      return jax.vmap(task.init_state)(per_model(rng, ids))
-    return task.init_state(per_model(rng, ids))
-
-  def train(state, frozen, batch, step, ids):
-    rngs = per_model(jax.random.fold_in(train_key, step), ids)
-    if num_models:
-      return jax.vmap(task.train_step, in_axes=(0, None, 0, 0))(state, frozen, batch, rngs)
-    return task.train_step(state, frozen, batch, rngs)
-
-  def summaries(state, frozen, step):
-    rng = jax.random.fold_in(jax.random.fold_in(base_key, 2), step)
-    if num_models:  # images of the first model only
-      state = jax.tree.map(lambda x: x[0], state)
-    return task.summaries(state, frozen, rng)
-
-  def evaluate(state, frozen, batch):
-    if num_models:
-      return jax.vmap(task.eval_step, in_axes=(0, None, 0))(state, frozen, batch)
-    return task.eval_step(state, frozen, batch)
-
-  return jax.random.fold_in(base_key, 0), model_ids, init, train, summaries, evaluate
 
 
 def _first_non_finite(pending: list[tuple[int, dict]]) -> Optional[tuple[int, str, float]]:
@@ -229,21 +173,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   for field in ("log_every", "checkpoint_every", "total_steps"):
     if int(config[field]) <= 0:
-      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
   num_models = task.num_models
   shard_models = bool(num_models) and config.model_sharding == "models"
   if config.model_sharding not in ("models", "batch"):
-    raise ValueError(f"config.model_sharding must be 'models' or 'batch', "
+    raise ConfigError(f"config.model_sharding must be 'models' or 'batch', "
                      f"got {config.model_sharding!r}")
   if shard_models and num_models % mesh.size:
-    raise ValueError(f"{num_models} models cannot be sharded over {mesh.size} devices; use "
+    raise ConfigError(f"{num_models} models cannot be sharded over {mesh.size} devices; use "
                      "config.model_sharding='batch' or a device count that divides it")
   split_axis = 1 if (num_models and not shard_models) else 0
 
-  init_key, model_ids, init_fn, train_fn, summary_fn, eval_fn = _make_step_fns(
-      task, num_models, config.seed)
-  model_ids = jax.device_put(model_ids, mesh_lib.replicated(mesh))
-  state_shapes = jax.eval_shape(init_fn, init_key, model_ids)
+  programs = make_programs(task, num_models, config.seed)
+  init_key = programs.init_key
+  model_ids = jax.device_put(programs.model_ids, mesh_lib.replicated(mesh))
+  state_shapes = jax.eval_shape(programs.init, init_key, model_ids)
   state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
   checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                      async_save=config.async_checkpoints)
@@ -255,26 +199,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if is_main:
       print(f"resuming from checkpoint step {latest} in {checkpoints.directory}", flush=True)
   else:
-    state = jax.jit(init_fn, out_shardings=state_sharding)(init_key, model_ids)
+    state = jax.jit(programs.init, out_shardings=state_sharding)(init_key, model_ids)
     start = 0
 
   frozen = task.frozen() if task.frozen is not None else None
   frozen = jax.device_put(frozen, mesh_lib.replicated(mesh)) if frozen is not None else None
 
-  train_step = jax.jit(train_fn, out_shardings=(state_sharding, None), donate_argnums=(0,))
+  train_step = jax.jit(programs.train, out_shardings=(state_sharding, None), donate_argnums=(0,))
   # Metrics and images come back replicated, so every process can read them.
   replicated = mesh_lib.replicated(mesh)
-  eval_step = (jax.jit(eval_fn, out_shardings=replicated)
+  eval_step = (jax.jit(programs.evaluate, out_shardings=replicated)
                if task.eval_step is not None else None)
-  summary_step = (jax.jit(summary_fn, out_shardings=replicated)
+  summary_step = (jax.jit(programs.summaries, out_shardings=replicated)
                   if task.summaries is not None else None)
   evaluates = eval_step is not None and task.eval_pipeline is not None
-  all_finite = jax.jit(_all_finite)
+  finite = jax.jit(all_finite)
   total = int(config.total_steps)
   log = logs_lib.RunLog(workdir, total, enabled=is_main, tensorboard=config.tensorboard)
 
   def save(step: int) -> None:
-    if not bool(all_finite(state)):
+    if not bool(finite(state)):
       raise NonFiniteLossError(f"the state after step {step} is not finite; not saving it")
     checkpoints.save(step, state, {"step": step, "input_position": step,
                                    "time": time.time()})

@@ -26,6 +26,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from sat3d_jax.errors import InputError
+
 # torch/serialization.py (legacy format): magic number and protocol version of a torch.save blob.
 LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
 LEGACY_PROTOCOL_VERSION = 1001
@@ -60,11 +62,11 @@ BY_REFERENCE_MODULE_CLASSES = frozenset({
 _SCALAR_CODES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"})
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, InputError):
   """The pickle names a global outside the allow-list; nothing was called."""
 
 
-class PickleFormatError(ValueError):
+class PickleFormatError(InputError):
   """The pickle is made only of allowed parts but is not laid out as an EG3D pickle is."""
 
 

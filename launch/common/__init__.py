@@ -1,0 +1,1 @@
+"""Application code the entry points share (not entry points themselves)."""

@@ -1,0 +1,108 @@
+"""What every entry point shares: a quiet start, absl flags, and user errors as one message.
+
+    from launch.common import cli      # first: silences TensorFlow's C++ start-up logging
+    ...
+    if __name__ == "__main__":
+      cli.run(main)
+
+`cli.run` parses the flags (a bad flag value: one line, exit status 2) and calls `main(argv)`.
+An error the user can cause and fix (a missing file, bad input data, a config value the run
+cannot use, a non-finite loss) is printed as `error: ...` on stderr with exit status 2; `--debug`
+shows its traceback instead. Any other exception is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+# Before anything imports TensorFlow (its C++ logging reads these once, at load time).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+_DEBUG = flags.DEFINE_bool("debug", False,
+                           "Show the traceback of an input or config error instead of one line.")
+
+USAGE_EXIT = 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+  """The exception types that mean "the user's input is wrong", not "the code is wrong"."""
+  from frldgt_jax import errors as frldgt_errors  # pylint: disable=g-import-not-at-top
+  from launch.trainer import errors as trainer_errors  # pylint: disable=g-import-not-at-top
+  from sat3d_jax import errors as sat3d_errors  # pylint: disable=g-import-not-at-top
+  return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+          sat3d_errors.InputError, frldgt_errors.InputError, trainer_errors.ConfigError,
+          trainer_errors.NonFiniteLossError)
+
+
+def fail(message: str) -> None:
+  """Stops the program with `error: message` on stderr and exit status 2."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(USAGE_EXIT)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: str):
+  """Redirects file descriptor 2 (C++ logging writes there directly) for the duration."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with open(path, "wb") as sink:
+    os.dup2(sink.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with its start-up chatter (absl pre-init and oneDNN notices, written
+  by C++ before TF_CPP_MIN_LOG_LEVEL applies) hidden; replayed if the import fails."""
+  if "tensorflow" in sys.modules:
+    return
+  with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
+    path = log.name
+  try:
+    with _stderr_to(path):
+      import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  except BaseException:
+    with open(path, errors="replace") as captured:
+      sys.stderr.write(captured.read())
+    raise
+  finally:
+    os.unlink(path)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    print(f"see: {os.path.basename(argv[0])} --help", file=sys.stderr)
+    sys.exit(USAGE_EXIT)
+
+
+def run(main, *, tensorflow: bool = False) -> None:
+  """absl's app.run for this project's entry points (see the module docstring).
+
+  `tensorflow=True` imports TensorFlow quietly before `main` (entry points whose work uses
+  tf.data), so its start-up logging never reaches the terminal.
+  """
+  def guarded(argv):
+    if tensorflow:
+      import_tensorflow_quietly()
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      fail(str(e))
+    except user_errors() as e:
+      if _DEBUG.value:
+        raise
+      fail(str(e))
+
+  app.run(guarded, flags_parser=_parse_flags)
