@@ -1,14 +1,17 @@
 """FRL-DGT, leave-one-subject-out on SAMM alone (3 composite classes).
 
-  python launch/sweep.py --config configs/frldgt_samm.py               # prepared real data
-  python launch/sweep.py --config configs/frldgt_samm.py:synthetic     # generated corpus
-  python launch/sweep.py --config configs/frldgt_samm.py:synthetic,zero --config.folds=0,1
+  python launch/sweep.py --config configs/frldgt_samm.py             # prepared data
+  python launch/sweep.py --config configs/frldgt_samm.py:synthetic   # generated corpus
 
-The real data must be prepared first (python launch/prepare_data.py --dataset samm ...). Variants
-and every field: frldgt_jax/config_lib.py.
+The real data must be prepared first (python launch/prepare_data.py --dataset samm ...). Every
+hyperparameter and variant is configs/frldgt_composite.py's; only the dataset differs.
 """
-from frldgt_jax.config_lib import frldgt_config
+from launch.trainer import from_file
 
 
 def get_config(arg: str = ""):
-  return frldgt_config(dataset="samm", variant=arg)
+  c = from_file("frldgt_composite.py", arg)
+  c.name = "frldgt_samm"
+  c.data.dataset = "samm"
+  c.lock()
+  return c

@@ -1,21 +1,23 @@
-"""SAT3D on ShapeNet cars (EG3D shapenetcars128-64 + CLIP).
+"""SAT3D on ShapeNet cars (EG3D shapenetcars128-64 + CLIP): the FFHQ experiment with cars' models.
 
-  python launch/train.py --config configs/sat3d_cars.py[:tiny]
+  python launch/train.py --config configs/sat3d_cars.py[:tiny|:bench]
 
 Expects `weights/eg3d/shapenetcars128-64` (converted from shapenetcars128-64.pkl) and a CLIP
 directory at `weights/clip-vit-base-patch16`; ':tiny' needs nothing. Cars are seen from all
-around, so the view distribution covers the full yaw circle.
+around, so the view distribution covers the full yaw circle; every other hyperparameter is
+configs/sat3d_ffhq.py's.
 """
-from sat3d_jax.configs import sat3d_config
+from launch.trainer import from_file
 
 
 def get_config(arg: str = ""):
-  config = sat3d_config(domain="cars", variant=arg,
-                        generator="weights/eg3d/shapenetcars128-64",
-                        tiny_generator="preset:cars128_tiny",
-                        bench_generator="preset:shapenetcars128", descriptors="shapenet_cars")
-  with config.unlocked():
-    config.views.yaw_std = 1.5
-    config.views.yaw_limit = 3.1
-    config.views.pitch_std = 0.15
-  return config
+  c = from_file("sat3d_ffhq.py", arg)
+  c.domain = "cars"
+  c.descriptors = "shapenet_cars"
+  c.generator = {"": "weights/eg3d/shapenetcars128-64", "tiny": "preset:cars128_tiny",
+                 "bench": "preset:shapenetcars128"}[arg]
+  c.views.yaw_std = 1.5
+  c.views.yaw_limit = 3.1
+  c.views.pitch_std = 0.15
+  c.lock()
+  return c

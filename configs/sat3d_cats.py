@@ -1,14 +1,19 @@
-"""SAT3D on AFHQ cats (EG3D afhqcats512-128 + CLIP).
+"""SAT3D on AFHQ cats (EG3D afhqcats512-128 + CLIP): the FFHQ experiment with the cats' models.
 
-  python launch/train.py --config configs/sat3d_cats.py[:tiny]
+  python launch/train.py --config configs/sat3d_cats.py[:tiny|:bench]
 
 Expects `weights/eg3d/afhqcats512-128` (converted from afhqcats512-128.pkl) and a CLIP directory
-at `weights/clip-vit-base-patch16`; ':tiny' needs nothing.
+at `weights/clip-vit-base-patch16`; ':tiny' needs nothing. Every other hyperparameter is
+configs/sat3d_ffhq.py's.
 """
-from sat3d_jax.configs import sat3d_config
+from launch.trainer import from_file
 
 
 def get_config(arg: str = ""):
-  return sat3d_config(domain="cats", variant=arg,
-                      generator="weights/eg3d/afhqcats512-128", tiny_generator="preset:micro",
-                      bench_generator="preset:afhqcats512", descriptors="afhq_cats")
+  c = from_file("sat3d_ffhq.py", arg)
+  c.domain = "cats"
+  c.descriptors = "afhq_cats"
+  c.generator = {"": "weights/eg3d/afhqcats512-128", "tiny": "preset:micro",
+                 "bench": "preset:afhqcats512"}[arg]
+  c.lock()
+  return c

@@ -91,7 +91,7 @@ class DGM(nn.Module):
 
 
 def dgm_from_config(config: ml_collections.ConfigDict, dtype=jnp.float32, **kwargs) -> DGM:
-  """Builds the DGM from the `dgm` sub-config of `default_model_config()` (kwargs: e.g. name)."""
+  """Builds the DGM from the `model.dgm` section of an FRL-DGT config (kwargs: e.g. name)."""
   return DGM(widths=tuple(config.widths), convs_per_level=config.convs_per_level,
              input_stride=config.input_stride, dtype=dtype, **kwargs)
 

@@ -34,6 +34,7 @@ import ml_collections
 import numpy as np
 
 from frldgt_jax import regions as regions_lib
+from frldgt_jax.errors import InputError
 from frldgt_jax.dgm import dgm_from_config, dgm_loss_terms
 from frldgt_jax.fusion import (FullFaceFusion, GlobalRegionFusion, LinearTokenFusion,
                                LocalRegionFusion)
@@ -42,72 +43,28 @@ _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 INPUTS = ('displacement', 'apex')
 
 
-def default_model_config(variant: str = 'default') -> ml_collections.ConfigDict:
-  """Every size of the FRL-DGT model. variant: 'default' (S=128) or 'tiny' (S=64, for tests)."""
-  c = ml_collections.ConfigDict()
-  c.image_size = 128             # S: aligned grayscale crops [S, S, 1]
-  c.num_classes = 3              # MEGC2019 composite: negative, positive, surprise
-  c.compute_dtype = 'float32'    # or 'bfloat16': params float32, matmuls/convs bf16, losses f32
-  c.displacement = 'dgm'         # 'dgm' | 'zero' (ablation: no DGM, zero field)
-  c.inputs = INPUTS              # which per-patch inputs are tokenised: displacement, apex
-  c.token_fusion = 'linear'      # 'linear': one Dense over the concatenated per-patch embeddings
-                                 # (before attention); 'sequence': modality tokens concatenated
-  c.regions = regions_lib.DEFAULT_REGIONS  # add 'mouth_chin' for a sixth region
-  c.patch_size = 8               # tokens on an (S / patch_size)^2 grid
-  c.token_dim = 64
-  c.num_heads = 4
-  c.mlp_ratio = 2.0
-  c.dropout = 0.1
-  c.attention_dropout = 0.0
-  c.local_depth = 1
-  c.global_depth = 1
-  c.full_depth = 2
-  c.local_shared_weights = False  # one transformer per AU region (False) or one for all
-  c.dgm = ml_collections.ConfigDict()
-  c.dgm.input_stride = 4          # space-to-depth fold: the U-Net runs at S/4, S/8, S/16
-  c.dgm.widths = (16, 32, 32)     # U-Net channels per level
-  c.dgm.convs_per_level = 2
-  c.dgm.photometric = 'charbonnier'  # or 'l1'
-  c.dgm.charbonnier_eps = 1e-3
-  c.dgm.charbonnier_alpha = 0.45
-  c.dgm.smooth_weight = 0.1
-  c.dgm.edge_alpha = 0.0          # > 0: edge-aware smoothness, weights exp(-edge_alpha |grad I|)
-  c.dgm_weight = 0.1              # lambda in L = L_CE + lambda * L_DGM (stage 2)
-  if variant == 'tiny':
-    c.image_size = 64
-    c.patch_size = 8
-    c.token_dim = 32
-    c.num_heads = 2
-    c.full_depth = 1
-    c.dgm.input_stride = 2
-    c.dgm.widths = (8, 16)
-  elif variant != 'default':
-    raise ValueError(f"unknown model config variant {variant!r}; use 'default' or 'tiny'")
-  return c
-
-
 def compute_dtype(config: ml_collections.ConfigDict):
   """The jnp dtype named by config.compute_dtype ('float32' or 'bfloat16')."""
   if config.compute_dtype not in _DTYPES:
-    raise ValueError(f'model.compute_dtype must be one of {list(_DTYPES)}, '
+    raise InputError(f'model.compute_dtype must be one of {list(_DTYPES)}, '
                      f'got {config.compute_dtype!r}')
   return _DTYPES[config.compute_dtype]
 
 
 def validate_config(c: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field when the model config is inconsistent."""
+  """Raises InputError naming the field when the model config is inconsistent."""
   compute_dtype(c)
   if c.displacement not in ('dgm', 'zero'):
-    raise ValueError(f"model.displacement must be 'dgm' or 'zero', got {c.displacement!r}")
+    raise InputError(f"model.displacement must be 'dgm' or 'zero', got {c.displacement!r}")
   if not c.inputs or any(i not in INPUTS for i in c.inputs) or len(set(c.inputs)) != len(c.inputs):
-    raise ValueError(f'model.inputs must be a non-empty subset of {INPUTS}, got {c.inputs}')
+    raise InputError(f'model.inputs must be a non-empty subset of {INPUTS}, got {c.inputs}')
   if c.token_fusion not in ('linear', 'sequence'):
-    raise ValueError(f"model.token_fusion must be 'linear' or 'sequence', got {c.token_fusion!r}")
+    raise InputError(f"model.token_fusion must be 'linear' or 'sequence', got {c.token_fusion!r}")
   if c.image_size % c.patch_size:
-    raise ValueError(f'model.image_size {c.image_size} is not a multiple of patch_size '
+    raise InputError(f'model.image_size {c.image_size} is not a multiple of patch_size '
                      f'{c.patch_size}')
   if c.token_dim % c.num_heads:
-    raise ValueError(f'model.token_dim {c.token_dim} is not a multiple of num_heads {c.num_heads}')
+    raise InputError(f'model.token_dim {c.token_dim} is not a multiple of num_heads {c.num_heads}')
   regions_lib.partner_permutation(c.regions)  # checks names and mirror partners
 
 
@@ -132,7 +89,7 @@ class FRLDGT(nn.Module):
     size = c.image_size
     for name, x in (('onset', onset), ('apex', apex)):
       if x.ndim != 4 or x.shape[1:] != (size, size, 1):
-        raise ValueError(f'FRLDGT: {name} must be [B,{size},{size},1], got {x.shape}')
+        raise InputError(f'FRLDGT: {name} must be [B,{size},{size},1], got {x.shape}')
     batch = onset.shape[0]
     deterministic = not train
 
@@ -186,7 +143,7 @@ class FRLDGT(nn.Module):
 
 
 def build_model(config: ml_collections.ConfigDict) -> FRLDGT:
-  """Validates `config` (from default_model_config) and returns the Flax module."""
+  """Validates `config` (the `model` section of an FRL-DGT config) and returns the Flax module."""
   validate_config(config)
   return FRLDGT(ml_collections.FrozenConfigDict(config))
 
@@ -206,12 +163,12 @@ def with_pretrained_dgm(variables, dgm_variables):
   """
   params = dict(variables['params'])
   if 'dgm' not in params:
-    raise ValueError("with_pretrained_dgm: the model has no DGM (config.displacement == 'zero'?)")
+    raise InputError("with_pretrained_dgm: the model has no DGM (config.displacement == 'zero'?)")
   new = dgm_variables['params']
   old_shapes = jax.tree.map(jnp.shape, params['dgm'])
   new_shapes = jax.tree.map(jnp.shape, new)
   if old_shapes != new_shapes:
-    raise ValueError(f'with_pretrained_dgm: DGM params differ in structure/shape: model '
+    raise InputError(f'with_pretrained_dgm: DGM params differ in structure/shape: model '
                      f'{old_shapes} vs given {new_shapes}')
   params['dgm'] = new
   return dict(variables, params=params)

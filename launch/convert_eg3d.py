@@ -5,14 +5,15 @@
 The pickle is read with an allow-listed unpickler (sat3d_jax/eg3d/pickle_reader.py): the source
 code embedded in it is never executed, and anything outside the allow-list is refused.
 """
-import pathlib
-import sys
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
-from absl import app
-from absl import flags
+# isort: split
+import pathlib
+
+from absl import app, flags
 
 from sat3d_jax.eg3d import convert
-from sat3d_jax.eg3d import pickle_reader
+from sat3d_jax.errors import InputError
 
 _PKL = flags.DEFINE_string("pkl", None, "EG3D network pickle to read.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Directory to write params.npz and config.json into.",
@@ -49,10 +50,8 @@ def main(argv):
   try:
     config = convert.convert_network_pickle(pkl, out, key=_KEY.value,
                                             overwrite=_OVERWRITE.value)
-  except (OSError, pickle_reader.UnsafePickleError, pickle_reader.PickleFormatError) as e:
-    print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    print(f"nothing was written to {out}", file=sys.stderr)
-    sys.exit(1)
+  except (OSError, InputError) as e:  # incl. pickle_reader's UnsafePickleError, PickleFormatError
+    raise InputError(f"{type(e).__name__}: {e}\nnothing was written to {out}") from e
   print(f"read {config['num_tensors']} tensors, {config['num_parameters']:,} parameters "
         f"({config['num_parameters'] / 1e6:.2f} M); sha256 {config['source']['sha256']}")
   for line in _architecture_lines(config):
@@ -63,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,15 +13,45 @@ metric exactly. Writes FILE.json and the same results as a Markdown table in FIL
 """
 from __future__ import annotations
 
-import argparse
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import json
 import math
-import os
 import pathlib
-import sys
-from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
+
+from sat3d_jax import evaluation
+from sat3d_jax.errors import InputError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Trained SAT3D run directory.", required=True)
+_PAIRS = flags.DEFINE_integer("pairs", None, "Number of held-out pairs.", required=True,
+                              lower_bound=1)
+_OUT = flags.DEFINE_string("out", None,
+                           "Results .json file (the Markdown table goes next to it, .md).",
+                           required=True)
+_VIEWS = flags.DEFINE_integer("views", 3, "Views per image (a yaw sweep).", lower_bound=1)
+_YAW_RANGE = flags.DEFINE_float("yaw_range", evaluation.DEFAULT_YAW_RANGE,
+                                "Yaw sweep +- radians.")
+_DELTA = flags.DEFINE_float("delta", 1.0, "SAT3D editing intensity.")
+_ATTRIBUTES = flags.DEFINE_list("attributes", None,
+                                "Target attributes, comma-separated (default: all the run "
+                                "measures).")
+_DISTANCE = flags.DEFINE_enum("distance", "l1", ["l1", "sym_kl"],
+                              "Attribute distance of the scores.")
+_JUDGE_CLIP = flags.DEFINE_string("judge_clip", None,
+                                  "A second local Hugging Face CLIP directory to judge with.")
+_CORRELATION_SAMPLES = flags.DEFINE_integer(
+    "correlation_samples", 256, "Samples for the channel-swap baseline's correlations.",
+    lower_bound=2)
+_SWAP_CHANNELS = flags.DEFINE_integer(
+    "swap_channels", 0, "Channels the swap baseline copies per attribute (0 = as many as "
+    "SAT3D's mask spends on it).", lower_bound=0)
+_SEED_BASE = flags.DEFINE_integer("seed_base", evaluation.EVAL_SEED_BASE,
+                                  "First seed of the evaluation pairs.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+_BATCH = flags.DEFINE_integer("batch", 8, "Images rendered per call.", lower_bound=1)
 
 
 def _finite_or_none(x):
@@ -35,82 +65,54 @@ def _finite_or_none(x):
   return x
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  from sat3d_jax import evaluation  # pylint: disable=g-import-not-at-top
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=__doc__.split("\n\n", 1)[1])
-  p.add_argument("--workdir", required=True, type=pathlib.Path, help="trained SAT3D run")
-  p.add_argument("--pairs", required=True, type=int, help="number of held-out pairs")
-  p.add_argument("--out", required=True, type=pathlib.Path,
-                 help="results JSON (the Markdown table goes next to it, .md)")
-  p.add_argument("--views", type=int, default=3, help="views per image (yaw sweep)")
-  p.add_argument("--yaw_range", type=float, default=evaluation.DEFAULT_YAW_RANGE,
-                 help="yaw sweep +- radians")
-  p.add_argument("--delta", type=float, default=1.0, help="SAT3D editing intensity")
-  p.add_argument("--attributes", default="",
-                 help="comma-separated target attributes (default: all the run measures)")
-  p.add_argument("--distance", choices=("l1", "sym_kl"), default="l1",
-                 help="attribute distance of the scores")
-  p.add_argument("--judge_clip", default=None,
-                 help="a second local Hugging Face CLIP directory to judge with")
-  p.add_argument("--correlation_samples", type=int, default=256,
-                 help="samples for the channel-swap baseline's correlations")
-  p.add_argument("--swap_channels", type=int, default=0,
-                 help="channels the swap baseline copies per attribute (0 = as many as "
-                      "SAT3D's mask spends on it)")
-  p.add_argument("--seed_base", type=int, default=evaluation.EVAL_SEED_BASE,
-                 help="first seed of the evaluation pairs")
-  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  p.add_argument("--batch", type=int, default=8, help="images rendered per call")
-  args = p.parse_args(argv)
-  if args.pairs < 1 or args.views < 1 or args.batch < 1 or args.correlation_samples < 2 \
-      or args.swap_channels < 0:
-    p.error("--pairs, --views, --batch must be >= 1, --correlation_samples >= 2 and "
-            "--swap_channels >= 0")
-  if args.out.suffix != ".json":
-    p.error(f"--out must name a .json file, got {args.out}")
-  names = [a.strip() for a in args.attributes.split(",") if a.strip()] or None
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  workdir, out = pathlib.Path(_WORKDIR.value), pathlib.Path(_OUT.value)
+  if out.suffix != ".json":
+    raise app.UsageError(f"--out must name a .json file, got {out}")
+  names = [a for a in _ATTRIBUTES.value or () if a] or None
 
   import transformers  # pylint: disable=g-import-not-at-top
   transformers.logging.set_verbosity_error()  # its notice that Flax classes end in v5
   from sat3d_jax import run_io, transfer  # pylint: disable=g-import-not-at-top
 
-  try:  # cheap checks first: a misspelt attribute is reported before any model loads
-    run_io.load_config(args.workdir)
-    recorded = run_io.recorded_attributes(args.workdir)
+  # Cheap checks first: a misspelt attribute is reported before any model loads.
+  run_io.load_config(workdir)
+  recorded = run_io.recorded_attributes(workdir)
+  try:
     if names and recorded:
       transfer.targets_from_names(names, recorded)
-    print(f"loading the run in {args.workdir}")
-    run = run_io.load_run(args.workdir, args.step)
+    print(f"loading the run in {workdir}")
+    run = run_io.load_run(workdir, _STEP.value)
     if names:
       run.targets(names)
     judges = [evaluation.heldout_judge(run.model.qmm)]
-    if args.judge_clip:
-      print(f"loading the second judge CLIP {args.judge_clip}")
-      judges.append(evaluation.clip_judge(args.judge_clip, run.model.qmm))
-  except (OSError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    if _JUDGE_CLIP.value:
+      print(f"loading the second judge CLIP {_JUDGE_CLIP.value}")
+      judges.append(evaluation.clip_judge(_JUDGE_CLIP.value, run.model.qmm))
+  except InputError:
+    raise
+  except ValueError as e:  # e.g. an attribute the run does not know, a CLIP it cannot read
+    raise InputError(str(e)) from e
   print(f"  step {run.step}; {len(run.attributes)} attributes measured; judges: "
         f"{', '.join(j.name for j in judges)}")
-  print(f"estimating channel correlations on {args.correlation_samples} samples, then "
-        f"evaluating {args.pairs} pairs x {args.views} views")
+  print(f"estimating channel correlations on {_CORRELATION_SAMPLES.value} samples, then "
+        f"evaluating {_PAIRS.value} pairs x {_VIEWS.value} views")
   report = evaluation.evaluate(
-      run, judges, args.pairs, num_views=args.views, yaw_range=args.yaw_range,
-      delta=args.delta, attributes=names, distance=args.distance,
-      correlation_samples=args.correlation_samples, swap_count=args.swap_channels,
-      seed_base=args.seed_base, batch=args.batch)
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps(_finite_or_none(report), indent=2) + "\n")
+      run, judges, _PAIRS.value, num_views=_VIEWS.value, yaw_range=_YAW_RANGE.value,
+      delta=_DELTA.value, attributes=names, distance=_DISTANCE.value,
+      correlation_samples=_CORRELATION_SAMPLES.value, swap_count=_SWAP_CHANNELS.value,
+      seed_base=_SEED_BASE.value, batch=_BATCH.value)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(_finite_or_none(report), indent=2) + "\n")
   markdown = evaluation.markdown_report(report)
-  md_path = args.out.with_suffix(".md")
+  md_path = out.with_suffix(".md")
   md_path.write_text(markdown)
   print()
   print(markdown)
-  print(f"wrote {args.out.resolve()} and {md_path.resolve()}")
-  return 0
+  print(f"wrote {out.resolve()} and {md_path.resolve()}")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

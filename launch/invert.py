@@ -1,17 +1,18 @@
 """Invert face photographs into EG3D latents, for SAT3D sources and references.
 
   python launch/invert.py --generator weights/ffhq512-128 --image photo.jpg --out out/inv \
-      [--camera label.json] [--w-steps 200] [--wplus-steps 200] [--pti-steps 0] [--clip DIR]
+      [--camera label.json] [--w_steps 200] [--wplus_steps 200] [--pti_steps 0] [--clip DIR]
+  python launch/invert.py --generator G --image a.jpg --image b.jpg --out out/inv2
 
 Per photo: the face is found with OpenCV's bundled detectors and cut out like EG3D's FFHQ crop
 (sat3d_jax/face_crop.py says how and where it differs), the camera is read from --camera (a JSON
 list of 25 numbers) or estimated (yaw and pitch around the frontal camera), then w and W+ are
 optimised (pixel L2/L1, MS-SSIM, and CLIP image features with --clip), optionally followed by
-pivotal tuning of the generator (--pti-steps). Written to --out:
+pivotal tuning of the generator (--pti_steps). Written to --out:
   latent.npz                 ws [N, num_ws, w_dim], c [N, 25] and, after pivotal tuning,
                              `generator` = the absolute path of tuned_generator/ (the latent file
-                             format of sat3d_jax/pairs.py, one row per --image, in order)
-  tuned_generator/           params.npz + config.json (load_generator reads it), with --pti-steps
+                             format of sat3d_jax/latent_file.py, one row per --image, in order)
+  tuned_generator/           params.npz + config.json (load_generator reads it), with --pti_steps
   NAME_aligned.png           the crop that was inverted
   NAME_reconstruction.png    crop | W+ reconstruction (| after pivotal tuning)
   NAME_turntable.mp4         the result from a turntable of cameras
@@ -21,36 +22,113 @@ pivotal tuning of the generator (--pti-steps). Written to --out:
 """
 from __future__ import annotations
 
-import argparse
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import dataclasses
 import json
 import math
-import os
 import pathlib
-import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cv2
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageOps
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import imageio.v3 as iio  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from launch.generate import (VIDEO_PITCH_OFFSET, VIDEO_PITCH_RANGE,  # noqa: E402
-                             VIDEO_YAW_RANGE, _write_mp4, make_generator, to_uint8)
-from sat3d_jax import face_crop, inversion  # noqa: E402
-from sat3d_jax.eg3d import camera as camera_lib  # noqa: E402
+from sat3d_jax import face_crop, inversion, latent_file, media
+from sat3d_jax.eg3d import camera as camera_lib
+from sat3d_jax.errors import InputError
 
 LATENT_FILE = "latent.npz"
 TUNED_DIR = "tuned_generator"
 
 
-class InputError(ValueError):
-  """A bad photo, camera file or option; the message names it."""
+def parse_floats(text: str, count: int | None = None) -> tuple[float, ...]:
+  """'1,-2.5,3' -> (1.0, -2.5, 3.0); ValueError unless finite numbers (exactly `count` of them
+  if given)."""
+  try:
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+  except ValueError:
+    raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+  if count is not None and len(values) != count:
+    raise ValueError(f"expected {count} numbers, got {len(values)}")
+  if not values or not all(math.isfinite(v) for v in values):
+    raise ValueError(f"expected finite numbers, got {text!r}")
+  return values
+
+
+class _FloatsParser(flags.ArgumentParser):
+  """A flag holding comma-separated finite numbers (a tuple of floats)."""
+
+  def __init__(self, count: int | None = None):
+    self.count = count
+
+  def parse(self, argument):
+    if isinstance(argument, (tuple, list)):  # a default
+      return tuple(float(v) for v in argument)
+    return parse_floats(argument, self.count)
+
+  def flag_type(self):
+    return "comma-separated numbers"
+
+
+def _define_floats(name, default, help_text, count=None):
+  return flags.DEFINE(_FloatsParser(count), name, default, help_text,
+                      serializer=flags.ListSerializer(","))
+
+
+_D = inversion.InversionConfig()
+_GENERATOR = flags.DEFINE_string(
+    "generator", None, "Converted dir, .pkl, state-dict .npz (+ .json), or preset:NAME.",
+    required=True)
+_IMAGE = flags.DEFINE_multi_string("image", None,
+                                   "Photo to invert (repeat for several); one latent row each.",
+                                   required=True)
+_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
+_CAMERA = flags.DEFINE_string(
+    "camera", None, "JSON camera label: 25 numbers (EG3D's dataset.json layout) for every "
+    "image, or one such list per image (default: estimate yaw and pitch).")
+_ALIGNED = flags.DEFINE_bool("aligned", False,
+                             "The images are already EG3D-style face crops (only resized).")
+_LANDMARKS = _define_floats(
+    "landmarks", None, "LX,LY,RX,RY,MX,MY: image-left eye, image-right eye and mouth centre in "
+    "photo pixels, instead of detecting them (one image only).", count=6)
+# Optimisation.
+_W_STEPS = flags.DEFINE_integer("w_steps", _D.w_steps, "Steps of the W phase.", lower_bound=0)
+_WPLUS_STEPS = flags.DEFINE_integer("wplus_steps", _D.wplus_steps, "Steps of the W+ phase.",
+                                    lower_bound=0)
+_W_LR = flags.DEFINE_float("w_lr", _D.w_lr, "Learning rate of the W phase.")
+_WPLUS_LR = flags.DEFINE_float("wplus_lr", _D.wplus_lr, "Learning rate of the W+ phase.")
+_W_INIT = flags.DEFINE_enum("w_init", _D.w_init, ["w_avg", "mean"],
+                            "Start from the mapping's w_avg buffer or the mean of mapped "
+                            "random z.")
+_CAMERA_YAWS = _define_floats("camera_yaws", _D.camera_yaws,
+                              "Yaw offsets (radians) of the camera search grid.")
+_CAMERA_PITCHES = _define_floats("camera_pitches", _D.camera_pitches,
+                                 "Pitch offsets (radians) of the camera search grid.")
+_CAMERA_LR = flags.DEFINE_float("camera_lr", _D.camera_lr,
+                                "Learning rate of the camera refinement.")
+_PTI_STEPS = flags.DEFINE_integer("pti_steps", _D.pti_steps,
+                                  "Pivotal tuning steps after W+ (0 = off).", lower_bound=0)
+_PTI_LR = flags.DEFINE_float("pti_lr", _D.pti_lr, "Learning rate of pivotal tuning.")
+_L2 = flags.DEFINE_float("l2", _D.weights.l2, "Weight of the pixel MSE.")
+_L1 = flags.DEFINE_float("l1", _D.weights.l1, "Weight of the pixel L1.")
+_MS_SSIM = flags.DEFINE_float("ms_ssim", _D.weights.ms_ssim, "Weight of 1 - MS-SSIM.")
+_CLIP = flags.DEFINE_string("clip", None,
+                            "Hugging Face CLIP directory: adds a CLIP image-feature loss.")
+_CLIP_WEIGHT = flags.DEFINE_float("clip_weight", 0.1,
+                                  "Weight of 1 - cos(CLIP features) when --clip is given.")
+_SEED = flags.DEFINE_integer("seed", _D.seed, "Random seed of the optimisation.")
+# Outputs.
+_FRAMES = flags.DEFINE_integer("frames", 48, "Turntable frames (0 = no video).", lower_bound=0)
+_FPS = flags.DEFINE_integer("fps", 24, "Frames per second of the turntable.", lower_bound=1)
+_FOV = flags.DEFINE_float("fov", camera_lib.DEFAULT_FOV_DEGREES,
+                          "Field of view (degrees) of estimated cameras and the turntable.")
+_QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
 
 
 def read_photo(path: pathlib.Path) -> np.ndarray:
@@ -64,20 +142,8 @@ def read_photo(path: pathlib.Path) -> np.ndarray:
     raise InputError(f"{path}: not a readable image ({e})") from e
 
 
-def parse_floats(text: str, count: Optional[int] = None, what: str = "values") -> tuple:
-  try:
-    values = tuple(float(v) for v in text.split(",") if v.strip())
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}")
-  if count is not None and len(values) != count:
-    raise argparse.ArgumentTypeError(f"{what}: expected {count} numbers, got {len(values)}")
-  if not values or not all(math.isfinite(v) for v in values):
-    raise argparse.ArgumentTypeError(f"{what}: expected finite numbers, got {text!r}")
-  return values
-
-
 def prepare_target(path: pathlib.Path, size: int, aligned: bool,
-                   landmarks: Optional[tuple]) -> tuple[np.ndarray, dict]:
+                   landmarks: tuple | None) -> tuple[np.ndarray, dict]:
   """The uint8 crop [size, size, 3] to invert and what was done to get it."""
   photo = read_photo(path)
   if aligned:
@@ -87,30 +153,31 @@ def prepare_target(path: pathlib.Path, size: int, aligned: bool,
     interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC
     crop = photo if h == size else cv2.resize(photo, (size, size), interpolation=interp)
     return crop, {"alignment": "given (--aligned)", "photo_size": [w, h]}
-  given = None
   if landmarks is not None:
-    given = face_crop.Landmarks.from_array(np.reshape(landmarks, (3, 2)), source="--landmarks")
+    points, source = np.reshape(landmarks, (3, 2)), "--landmarks"
+  else:
+    from launch.common import faces  # pylint: disable=g-import-not-at-top
+    try:
+      points, source = faces.detect_landmarks(photo, str(path))
+    except faces.FaceNotFoundError as e:
+      raise InputError(f"{e}; pass its eye and mouth positions with "
+                       "--landmarks LX,LY,RX,RY,MX,MY, or --aligned if it is already an "
+                       "EG3D-style face crop") from e
   try:
-    fc = face_crop.crop_face(photo, size, str(path), landmarks=given)
-  except face_crop.FaceNotFoundError as e:
-    raise InputError(f"{e.args[0].split(';')[0]}; pass its eye and mouth positions with "
-                     "--landmarks LX,LY,RX,RY,MX,MY, or --aligned if it is already an "
-                     "EG3D-style face crop") from e
+    fc = face_crop.crop_face(photo, size, points, str(path))
   except ValueError as e:  # e.g. landmarks in the wrong order
     raise InputError(f"{path}: {e}") from e
   return fc.image, {"alignment": "eg3d-like crop (sat3d_jax/face_crop.py)",
                     "photo_size": [photo.shape[1], photo.shape[0]],
-                    "landmarks": fc.landmarks.as_array().round(2).tolist(),
-                    "landmark_source": fc.landmarks.source,
+                    "landmarks": fc.landmarks.round(2).tolist(),
+                    "landmark_source": source,
                     "roll_degrees": round(fc.roll_degrees, 3),
                     "crop_matrix": fc.matrix.round(6).tolist()}
 
 
 def turntable_labels(rig: inversion.CameraRig, frames: int) -> np.ndarray:
-  """The official gen_videos.py orbit (as launch/generate.py): [frames, 25]."""
-  t = 2 * math.pi * np.arange(frames) / max(frames, 1)
-  return np.asarray(rig.labels(jnp.stack(
-      [VIDEO_YAW_RANGE * np.sin(t), VIDEO_PITCH_OFFSET + VIDEO_PITCH_RANGE * np.cos(t)], -1)))
+  """[frames, 25] cameras of the official gen_videos.py orbit (sat3d_jax.media.turntable_views)."""
+  return np.asarray(rig.labels(jnp.asarray(media.turntable_views(frames))))
 
 
 def plot_history(path: pathlib.Path, history: list[dict], title: str,
@@ -162,105 +229,47 @@ def unique_stems(paths: Sequence[pathlib.Path]) -> list[str]:
   return stems
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=__doc__.split("\n\n", 1)[1])
-  p.add_argument("--generator", required=True,
-                 help="converted dir, .pkl, state-dict .npz (+ .json), or preset:NAME")
-  p.add_argument("--image", required=True, nargs="+", type=pathlib.Path,
-                 help="photo(s) to invert; one latent row each")
-  p.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
-  p.add_argument("--camera", type=pathlib.Path, default=None,
-                 help="JSON camera label: a list of 25 numbers (EG3D's dataset.json layout) for "
-                      "every image, or one such list per image; default: estimate yaw/pitch")
-  p.add_argument("--aligned", action="store_true",
-                 help="the images are already EG3D-style face crops (only resized)")
-  p.add_argument("--landmarks", type=lambda s: parse_floats(s, 6, "--landmarks"), default=None,
-                 help="LX,LY,RX,RY,MX,MY: image-left eye, image-right eye and mouth centre in "
-                      "photo pixels, instead of detecting them (one image only)")
-  g = p.add_argument_group("optimisation")
-  d = inversion.InversionConfig()
-  g.add_argument("--w-steps", type=int, default=d.w_steps)
-  g.add_argument("--wplus-steps", type=int, default=d.wplus_steps)
-  g.add_argument("--w-lr", type=float, default=d.w_lr)
-  g.add_argument("--wplus-lr", type=float, default=d.wplus_lr)
-  g.add_argument("--w-init", choices=("w_avg", "mean"), default=d.w_init,
-                 help="start from the mapping's w_avg buffer or the mean of mapped random z")
-  g.add_argument("--camera-yaws", type=lambda s: parse_floats(s, None, "--camera-yaws"),
-                 default=d.camera_yaws, help="yaw offsets (radians) of the camera search grid")
-  g.add_argument("--camera-pitches", type=lambda s: parse_floats(s, None, "--camera-pitches"),
-                 default=d.camera_pitches, help="pitch offsets (radians) of the search grid")
-  g.add_argument("--camera-lr", type=float, default=d.camera_lr)
-  g.add_argument("--pti-steps", type=int, default=d.pti_steps,
-                 help="pivotal tuning steps after W+ (0 = off)")
-  g.add_argument("--pti-lr", type=float, default=d.pti_lr)
-  g.add_argument("--l2", type=float, default=d.weights.l2, help="weight of the pixel MSE")
-  g.add_argument("--l1", type=float, default=d.weights.l1, help="weight of the pixel L1")
-  g.add_argument("--ms-ssim", type=float, default=d.weights.ms_ssim,
-                 help="weight of 1 - MS-SSIM")
-  g.add_argument("--clip", type=pathlib.Path, default=None,
-                 help="Hugging Face CLIP directory: adds a CLIP image-feature loss")
-  g.add_argument("--clip-weight", type=float, default=0.1,
-                 help="weight of 1 - cos(CLIP features) when --clip is given")
-  g.add_argument("--seed", type=int, default=d.seed)
-  o = p.add_argument_group("outputs")
-  o.add_argument("--frames", type=int, default=48, help="turntable frames (0 = no video)")
-  o.add_argument("--fps", type=int, default=24)
-  o.add_argument("--fov", type=float, default=camera_lib.DEFAULT_FOV_DEGREES,
-                 help="field of view (degrees) of estimated cameras and the turntable")
-  o.add_argument("--quiet", action="store_true", help="no progress bars")
-  return p
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]} (give each photo as --image PATH)")
+  if _W_STEPS.value + _WPLUS_STEPS.value == 0:
+    raise app.UsageError("--w_steps + --wplus_steps must be > 0")
+  if _LANDMARKS.value is not None and len(_IMAGE.value) != 1:
+    raise app.UsageError("--landmarks needs exactly one --image")
+  if _LANDMARKS.value is not None and _ALIGNED.value:
+    raise app.UsageError("--landmarks and --aligned exclude each other")
+  run()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = build_parser()
-  args = parser.parse_args(argv)
-  for name in ("w_steps", "wplus_steps", "pti_steps", "frames"):
-    if getattr(args, name) < 0:
-      parser.error(f"--{name.replace('_', '-')} must be >= 0")
-  if args.w_steps + args.wplus_steps == 0:
-    parser.error("--w-steps + --wplus-steps must be > 0")
-  if args.landmarks is not None and len(args.image) != 1:
-    parser.error("--landmarks needs exactly one --image")
-  if args.landmarks is not None and args.aligned:
-    parser.error("--landmarks and --aligned exclude each other")
-  try:
-    return run(args)
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-
-
-def run(args: argparse.Namespace) -> int:
+def run() -> None:
+  """Inverts every --image (the flags say how) and writes the outputs to --out."""
   started = time.time()
-  progress = not args.quiet
+  progress = not _QUIET.value
+  images = [pathlib.Path(p) for p in _IMAGE.value]
+  out = pathlib.Path(_OUT.value)
   cameras = None
-  if args.camera is not None:
+  if _CAMERA.value is not None:
     try:
-      cameras = inversion.read_camera_label(args.camera)
+      cameras = inversion.read_camera_label(_CAMERA.value)
     except ValueError as e:
       raise InputError(str(e)) from e
-    if len(cameras) not in (1, len(args.image)):
-      raise InputError(f"{args.camera}: {len(cameras)} camera labels for {len(args.image)} "
+    if len(cameras) not in (1, len(images)):
+      raise InputError(f"{_CAMERA.value}: {len(cameras)} camera labels for {len(images)} "
                        "images (give one for all or one per image)")
-    cameras = np.broadcast_to(cameras, (len(args.image), 25))
+    cameras = np.broadcast_to(cameras, (len(images), 25))
 
-  print(f"loading generator {args.generator}")
-  try:
-    G = make_generator(args.generator, "nonfused", None)
-  except (FileNotFoundError, ValueError) as e:
-    raise InputError(str(e)) from e
+  print(f"loading generator {_GENERATOR.value}")
+  G = media.load_generator_spec(_GENERATOR.value)
   size = G.img_resolution
-  rig = inversion.CameraRig.of(G, args.fov)
+  rig = inversion.CameraRig.of(G, _FOV.value)
   print(f"  {size} px, {G.num_ws} ws of {G.w_dim}; camera radius {rig.radius}, pivot "
         f"{list(rig.pivot)}")
 
   # Every photo is read and cropped before any long work, so a bad one fails at once.
-  stems = unique_stems(args.image)
+  stems = unique_stems(images)
   crops, infos = [], []
-  for path in args.image:
-    crop, info = prepare_target(path, size, args.aligned, args.landmarks)
+  for path in images:
+    crop, info = prepare_target(path, size, _ALIGNED.value, _LANDMARKS.value)
     crops.append(crop)
     infos.append(info)
     print(f"  {path}: {info['alignment']}" + (f", landmarks from {info['landmark_source']}, "
@@ -268,27 +277,31 @@ def run(args: argparse.Namespace) -> int:
                                               if "landmarks" in info else ""))
 
   clip_model = None
-  weights = inversion.LossWeights(args.l2, args.l1, args.ms_ssim,
-                                  args.clip_weight if args.clip else 0.0)
-  if args.clip is not None:
+  weights = inversion.LossWeights(_L2.value, _L1.value, _MS_SSIM.value,
+                                  _CLIP_WEIGHT.value if _CLIP.value else 0.0)
+  if _CLIP.value is not None:
     from sat3d_jax import clip_utils  # pylint: disable=g-import-not-at-top
-    print(f"loading CLIP {args.clip}")
+    print(f"loading CLIP {_CLIP.value}")
     try:
-      clip_model = clip_utils.load_clip(args.clip)
+      clip_model = clip_utils.load_clip(_CLIP.value)
     except (FileNotFoundError, ValueError, OSError) as e:
-      raise InputError(f"{args.clip}: {e}") from e
-  config = inversion.InversionConfig(
-      w_init=args.w_init, w_steps=args.w_steps, w_lr=args.w_lr, wplus_steps=args.wplus_steps,
-      wplus_lr=args.wplus_lr, camera_yaws=tuple(args.camera_yaws),
-      camera_pitches=tuple(args.camera_pitches), camera_lr=args.camera_lr,
-      pti_steps=args.pti_steps, pti_lr=args.pti_lr, weights=weights, seed=args.seed)
+      raise InputError(f"{_CLIP.value}: {e}") from e
+  try:
+    config = inversion.InversionConfig(
+        w_init=_W_INIT.value, w_steps=_W_STEPS.value, w_lr=_W_LR.value,
+        wplus_steps=_WPLUS_STEPS.value, wplus_lr=_WPLUS_LR.value,
+        camera_yaws=tuple(_CAMERA_YAWS.value), camera_pitches=tuple(_CAMERA_PITCHES.value),
+        camera_lr=_CAMERA_LR.value, pti_steps=_PTI_STEPS.value, pti_lr=_PTI_LR.value,
+        weights=weights, seed=_SEED.value)
+  except ValueError as e:  # a combination of settings the optimisation cannot use
+    raise app.UsageError(str(e)) from e
 
-  args.out.mkdir(parents=True, exist_ok=True)
+  out.mkdir(parents=True, exist_ok=True)
   targets, clips, results, written = [], [], [], []
-  for i, (path, stem, crop) in enumerate(zip(args.image, stems, crops)):
-    print(f"[{i + 1}/{len(args.image)}] inverting {path}")
-    aligned_png = args.out / f"{stem}_aligned.png"
-    iio.imwrite(aligned_png, crop)
+  for i, (path, stem, crop) in enumerate(zip(images, stems, crops)):
+    print(f"[{i + 1}/{len(images)}] inverting {path}")
+    aligned_png = out / f"{stem}_aligned.png"
+    media.write_png(aligned_png, crop)
     written.append(aligned_png)
     target = jnp.asarray(crop[None].astype(np.float32) / 127.5 - 1.0)
     clip = inversion.clip_target(clip_model[0], clip_model[1], target) if clip_model else None
@@ -304,48 +317,48 @@ def run(args: argparse.Namespace) -> int:
   ws = np.concatenate([r.ws for r in results])
   c = np.concatenate([r.c for r in results])
   tuned_params, tuned_dir, pti_history, tuned_images = None, None, [], [None] * len(results)
-  if args.pti_steps:
-    print(f"pivotal tuning ({args.pti_steps} steps, lr {args.pti_lr}) on {len(results)} image(s)")
+  if _PTI_STEPS.value:
+    print(f"pivotal tuning ({_PTI_STEPS.value} steps, lr {_PTI_LR.value}) on {len(results)} "
+          "image(s)")
     tuned_params, pti_history = inversion.pivotal_tuning(
         G, jnp.concatenate(targets), ws, c, config=config, clips=clips, progress=progress)
-    note = {"images": [str(p) for p in args.image], "steps": args.pti_steps, "lr": args.pti_lr,
-            "latent_file": str((args.out / LATENT_FILE).absolute()),
-            "base_generator": args.generator}
-    tuned_dir = inversion.save_generator(args.out / TUNED_DIR, G, tuned_params, note)
+    note = {"images": [str(p) for p in images], "steps": _PTI_STEPS.value, "lr": _PTI_LR.value,
+            "latent_file": str((out / LATENT_FILE).absolute()),
+            "base_generator": _GENERATOR.value}
+    tuned_dir = inversion.save_generator(out / TUNED_DIR, G, tuned_params, note)
     written.append(tuned_dir)
     tuned_images = [np.asarray(inversion.render(G, ws[i:i + 1], c[i:i + 1], tuned_params))
                     for i in range(len(results))]
 
-  from sat3d_jax import pairs  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
-  latent = args.out / LATENT_FILE
-  pairs.write_latent_file(str(latent), ws, c, None if tuned_dir is None else str(tuned_dir))
+  latent = out / LATENT_FILE
+  latent_file.write_latent_file(str(latent), ws, c, None if tuned_dir is None else str(tuned_dir))
   written.append(latent)
 
-  summary = {"generator": args.generator, "latent_file": str(latent.absolute()),
+  summary = {"generator": _GENERATOR.value, "latent_file": str(latent.absolute()),
              "tuned_generator": None if tuned_dir is None else str(tuned_dir),
              "config": json.loads(json.dumps(dataclasses.asdict(config))), "images": []}
-  for i, (path, stem, result) in enumerate(zip(args.image, stems, results)):
-    panels = [np.asarray(crops[i]), to_uint8(result.image[0])]
+  for i, (path, stem, result) in enumerate(zip(images, stems, results)):
+    panels = [np.asarray(crops[i]), media.to_uint8(result.image[0])]
     psnr_tuned = None
     if tuned_images[i] is not None:
-      panels.append(to_uint8(tuned_images[i][0]))
+      panels.append(media.to_uint8(tuned_images[i][0]))
       psnr_tuned = float(inversion.psnr(jnp.asarray(tuned_images[i]), targets[i])[0])
-    recon_png = args.out / f"{stem}_reconstruction.png"
-    iio.imwrite(recon_png, np.concatenate(panels, axis=1))
+    recon_png = out / f"{stem}_reconstruction.png"
+    media.write_png(recon_png, media.image_row(panels))
     # Pivotal tuning fits all images at once; its curve is shown when there is one image.
     history = result.history + (pti_history if len(results) == 1 else [])
-    loss_png = args.out / f"{stem}_loss.png"
+    loss_png = out / f"{stem}_loss.png"
     plot_history(loss_png, history, f"{path.name}: final PSNR "
                  f"{psnr_tuned if psnr_tuned is not None else result.psnr:.2f} dB", weights)
     written += [recon_png, loss_png]
-    if args.frames:
-      labels = turntable_labels(rig, args.frames)
-      frames = [to_uint8(np.asarray(inversion.render(G, ws[i:i + 1], labels[k:k + 1],
-                                                     tuned_params))[0])
-                for k in tqdm(range(args.frames), desc="turntable", unit="frame",
+    if _FRAMES.value:
+      labels = turntable_labels(rig, _FRAMES.value)
+      frames = [media.to_uint8(np.asarray(inversion.render(G, ws[i:i + 1], labels[k:k + 1],
+                                                           tuned_params))[0])
+                for k in tqdm(range(_FRAMES.value), desc="turntable", unit="frame",
                               disable=not progress, leave=False)]
-      mp4 = args.out / f"{stem}_turntable.mp4"
-      _write_mp4(mp4, np.stack(frames), args.fps)
+      mp4 = out / f"{stem}_turntable.mp4"
+      media.write_mp4(mp4, np.stack(frames), _FPS.value)
       written.append(mp4)
     summary["images"].append({
         "image": str(path), "row": i, **infos[i],
@@ -357,15 +370,14 @@ def run(args: argparse.Namespace) -> int:
                   for phase in ("w", "w+")}})
   summary["pti_history"] = pti_history
   summary["seconds"] = round(time.time() - started, 1)
-  summary_json = args.out / "summary.json"
+  summary_json = out / "summary.json"
   with open(summary_json, "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   written.append(summary_json)
-  print(f"wrote {len(written)} outputs to {args.out.resolve()} in {summary['seconds']:.0f} s:")
+  print(f"wrote {len(written)} outputs to {out.resolve()} in {summary['seconds']:.0f} s:")
   for f in written:
     print(f"  {f}")
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

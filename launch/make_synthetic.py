@@ -7,15 +7,14 @@ Defaults: 4 subjects per database x 6 composite clips (72 clips, about 41 negati
 18 positive / 13 surprise like the MEGC2019 composite's 250/109/83) plus 6 clips outside the
 composite. What is written and why: frldgt_jax/data/synthetic.py.
 """
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import os
-import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from frldgt_jax.data import synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Corpus root directory (created; must be empty).")
 _SUBJECTS = flags.DEFINE_integer("subjects", 4, "Subjects per database.")
@@ -78,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,14 +8,17 @@ set (ffhq, afhq_cats, shapenet_cars) or a JSON file; --heldout uses the held-out
 evaluation judge). Images are centre-cropped to a square and mapped to [-1, 1]; the QMM then
 resizes them to CLIP's input size exactly as in training.
 """
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import json
 import pathlib
-import sys
 
-from absl import app
-from absl import flags
 import numpy as np
+from absl import app, flags
 from PIL import Image
+
+from sat3d_jax.errors import InputError
 
 _CLIP = flags.DEFINE_string("clip", None, "Local Hugging Face CLIP directory.", required=True)
 _DESCRIPTORS = flags.DEFINE_string(
@@ -32,7 +35,7 @@ def load_image(path: pathlib.Path) -> np.ndarray:
     with Image.open(path) as im:
       rgb = np.asarray(im.convert("RGB"), np.float32)
   except (OSError, ValueError) as e:
-    raise OSError(f"cannot read image {path}: {e}") from None
+    raise InputError(f"cannot read image {path}: {e}") from None
   h, w = rgb.shape[:2]
   s = min(h, w)
   top, left = (h - s) // 2, (w - s) // 2
@@ -54,7 +57,7 @@ def format_table(name: str, size: int, probs: dict, attributes, group_names) -> 
       mark = "*" if k == best else " "
       g = g if len(g) <= width else g[:width - 3] + "..."
       lines.append(f"  {label:<{attr_width}}  {g:<{width}} {mark}{pk:6.3f}  "
-                   f"{'#' * int(round(pk * _BAR))}")
+                   f"{'#' * round(pk * _BAR)}")
   return "\n".join(lines)
 
 
@@ -62,21 +65,24 @@ def main(argv):
   paths = [pathlib.Path(p) for p in argv[1:]]
   if not paths:
     raise app.UsageError("give one or more image files after the flags")
-  from sat3d_jax import qmm as qmm_lib  # after flag parsing: importing transformers takes seconds
-  import transformers
+  # After flag parsing: importing transformers takes seconds.
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  from sat3d_jax import qmm as qmm_lib  # pylint: disable=g-import-not-at-top
   # Hides transformers' notice that its Flax classes end in v5 (the project pins <5); the QMM's
   # own warnings (e.g. a missing preprocessor config) go through `warnings` and still show.
   transformers.logging.set_verbosity_error()
 
   print(f"loading CLIP from {_CLIP.value} and descriptors {_DESCRIPTORS.value!r}"
         f"{' (held-out phrasings)' if _HELDOUT.value else ''}")
+  images = [load_image(p) for p in paths]
   try:
-    images = [load_image(p) for p in paths]
     qmm = qmm_lib.QMM.from_pretrained(_CLIP.value, _DESCRIPTORS.value, heldout=_HELDOUT.value,
                                       attributes=_ATTRIBUTES.value)
-  except (OSError, ValueError, KeyError) as e:
-    print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
-    sys.exit(1)
+  except InputError:
+    raise
+  except (ValueError, KeyError) as e:  # an unreadable CLIP or descriptor file, or attribute
+    raise InputError(e.args[0] if isinstance(e, KeyError) else str(e)) from e
   clip = qmm.spec.clip
   print(f"CLIP {clip.source}: input {clip.image_size}px, logit scale {qmm.logit_scale:.2f}, "
         f"mean/std from {clip.mean_std_source}")
@@ -105,4 +111,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

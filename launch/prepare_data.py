@@ -12,16 +12,15 @@ its reason) is printed, written next to the dataset as build_summary.json and, w
 --summary_json, to FILE. Bad input stops the build with every problem named by file, row and
 sample, unless --allow_drops (then each dropped clip is listed in the summary).
 """
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import json
-import os
 import pathlib
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from frldgt_jax.errors import InputError
 
 _DATASET = flags.DEFINE_enum("dataset", None, ["casme2", "samm", "smic", "composite"],
                              "Which dataset to prepare.", required=True)
@@ -37,8 +36,10 @@ _LANDMARKS = flags.DEFINE_list("landmarks", None,
                                " to align with instead of the face detector.")
 _USE_CROPPED = flags.DEFINE_bool("use_cropped", False,
                                  "Use the dataset's own cropped folders (resized as they are).")
-_RESOLUTION = flags.DEFINE_integer("resolution", 128, "Side S of the stored square frames.")
-_FRAMES = flags.DEFINE_integer("frames", 8, "Frames T stored per clip, onset..apex.")
+_RESOLUTION = flags.DEFINE_integer("resolution", 128, "Side S of the stored square frames.",
+                                   lower_bound=8)
+_FRAMES = flags.DEFINE_integer("frames", 8, "Frames T stored per clip, onset..apex.",
+                               lower_bound=2)
 _COMPOSITE_CSV = flags.DEFINE_string("composite_csv", None,
                                      "Composite list (dataset,subject,sample,label); default: "
                                      "the shipped 442-clip MEGC2019 list.")
@@ -52,8 +53,8 @@ def main(argv):
   if _COMPOSITE_CSV.value and _DATASET.value != "composite":
     raise app.UsageError("--composite_csv only applies to --dataset composite")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from frldgt_jax.data import annotations  # pylint: disable=g-import-not-at-top
   from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
+  from launch.common import faces  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS logs every file it writes at INFO
   tfds.disable_progress_bar()  # our own bar counts clips
@@ -66,18 +67,18 @@ def main(argv):
   if existed:
     print(f"{target} is already prepared: not rebuilding (delete it to rebuild)", flush=True)
   options = builders.BuildOptions(landmarks_csv=tuple(_LANDMARKS.value or ()),
+                                  detector=faces.detect_landmarks,
                                   allow_drops=_ALLOW_DROPS.value,
                                   composite_csv=_COMPOSITE_CSV.value, progress=True)
   try:
     builder, summary = builders.build(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
                                       resolution=_RESOLUTION.value, frames=_FRAMES.value,
                                       alignment=alignment, options=options)
-  except (annotations.DataError, ValueError, FileNotFoundError, AssertionError) as e:
-    # ValueError covers a malformed landmark file; AssertionError is TFDS's "manual directory
-    # does not exist or is empty" (with the download instructions).
-    print(f"error: {e}", file=sys.stderr)
-    print("no dataset was written (TFDS removes the partial build)", file=sys.stderr)
-    sys.exit(1)
+  except (ValueError, FileNotFoundError, AssertionError) as e:
+    # ValueError: annotations.DataError (every bad input, by file, row and sample) and a
+    # malformed landmark file; AssertionError is TFDS's "manual directory does not exist or is
+    # empty" (with the download instructions).
+    raise InputError(f"{e}\nno dataset was written (TFDS removes the partial build)") from e
   print(builders.format_summary(summary))
   if _SUMMARY_JSON.value:
     path = pathlib.Path(_SUMMARY_JSON.value)
@@ -89,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, tensorflow=True)

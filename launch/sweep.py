@@ -9,22 +9,18 @@
 Without --workdir the sweep runs in workdirs/<config name>[_<variant>]. Every fold trains with
 the same fixed budget; nothing is selected on the held-out subject. Outputs in W: predictions.csv,
 results.json, megc_log.txt, confusion.png, results.md (frldgt_jax/results.py). Running the same
-command again resumes: finished folds are not retrained (frldgt_jax/loso.py).
+command again resumes: finished folds are not retrained (launch/tasks/loso.py).
 --config.sweep_mode=stacked|per_fold chooses all folds in one program or fold by fold (default
 'auto': stacked on GPU/TPU, fold by fold on CPU);
 --config.folds=0,3 (indices or subject keys such as samm/6) runs a subset; --compare_modes runs
 both modes and writes W/benchmark.json (wall times, agreement).
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from launch.common import cli  # first: quiet TensorFlow start-up
+from absl import flags  # noqa: E402  (after cli)
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from launch.trainer import cli  # noqa: E402
+from launch.trainer import cli as trainer_cli  # noqa: E402
 
 _COMPARE = flags.DEFINE_bool("compare_modes", False,
                              "Run the sweep stacked and fold by fold (W/stacked_mode, "
@@ -36,13 +32,12 @@ _XLA_CACHE = flags.DEFINE_string("xla_cache_dir", "workdirs/xla_cache",
 
 
 def main(argv):
-  cli.start(argv)
-  from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
-  from launch.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
-  config = cli.FLAGS.config
+  trainer_cli.start(argv)
+  from launch.tasks import loso  # pylint: disable=g-import-not-at-top
+  config = trainer_cli.FLAGS.config
   if _XLA_CACHE.value:
     loso.use_compilation_cache(_XLA_CACHE.value)
-  workdir = cli.resolve_workdir()
+  workdir = trainer_cli.resolve_workdir()
   try:
     if _COMPARE.value:
       loso.compare_modes(config, workdir)
@@ -52,13 +47,10 @@ def main(argv):
   except loso.SweepInterrupted as e:
     print(f"interrupted: {e}", file=sys.stderr)
     sys.exit(128 + e.signum)
-  except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   for name in ("predictions.csv", "results.json", "megc_log.txt", "confusion.png", "results.md"):
     print(f"{name}: {workdir / name}")
 
 
 if __name__ == "__main__":
-  cli.define_flags("FRL-DGT config file, e.g. configs/frldgt_composite.py:synthetic.")
-  app.run(main)
+  trainer_cli.define_flags("FRL-DGT config file, e.g. configs/frldgt_composite.py:synthetic.")
+  cli.run(main, tensorflow=True)

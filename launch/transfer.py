@@ -7,7 +7,7 @@ r"""Transfer attributes from a reference to a source with a trained SAT3D run, i
 
 --source / --reference: an integer seed (z = numpy RandomState(seed).randn(z_dim), mapped with the
 run's truncation and the frontal camera) or a latent file (.npz with 'ws' [N, num_ws, w_dim],
-optional 'c' [N, 25] and 'generator'; sat3d_jax/pairs.py), row --source_index /
+optional 'c' [N, 25] and 'generator'; sat3d_jax/latent_file.py), row --source_index /
 --reference_index. A latent file must come from the run's generator (its config.generator):
 invert photos with `launch/invert.py --generator <that path>`; a file whose ws rows do not fit
 (num_ws, w_dim) is refused, naming both. A latent file's camera 'c' (the view its photo was
@@ -24,23 +24,37 @@ Writes to --out:
 """
 from __future__ import annotations
 
-import argparse
-import math
-import os
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import pathlib
-import sys
-from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
+from sat3d_jax import media
+from sat3d_jax.errors import InputError
 
-from launch.generate import (VIDEO_PITCH_OFFSET, VIDEO_PITCH_RANGE,  # noqa: E402
-                             VIDEO_YAW_RANGE, _write_mp4, to_uint8)
-
-
-class InputError(ValueError):
-  """A --source / --reference that cannot be used (message names the file and the problem)."""
+_WORKDIR = flags.DEFINE_string("workdir", None, "Trained SAT3D run directory.", required=True)
+_SOURCE = flags.DEFINE_string("source", None, "Source: an integer seed or a latent .npz.",
+                              required=True)
+_REFERENCE = flags.DEFINE_string("reference", None,
+                                 "Reference: an integer seed or a latent .npz.", required=True)
+_SOURCE_INDEX = flags.DEFINE_integer("source_index", 0, "Row of a source latent file.",
+                                     lower_bound=0)
+_REFERENCE_INDEX = flags.DEFINE_integer("reference_index", 0,
+                                        "Row of a reference latent file.", lower_bound=0)
+_ATTRIBUTES = flags.DEFINE_list("attributes", None,
+                                "Target attributes, comma-separated, e.g. hairstyle,beard.",
+                                required=True)
+_DELTA = flags.DEFINE_float("delta", 1.0, "Editing intensity.")
+_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
+_VIEWS = flags.DEFINE_integer("views", 5, "Grid columns of the yaw sweep.", lower_bound=1)
+_YAW_RANGE = flags.DEFINE_float("yaw_range", 0.4, "Yaw sweep +- radians.")
+_FRAMES = flags.DEFINE_integer("frames", 60, "Turntable frames (0 = no video).", lower_bound=0)
+_FPS = flags.DEFINE_integer("fps", 30, "Frames per second of the turntable.", lower_bound=1)
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+_BATCH = flags.DEFINE_integer("batch", 8, "Images rendered per call.", lower_bound=1)
 
 
 def parse_input(text: str) -> tuple[str, object]:
@@ -56,8 +70,9 @@ def resolve_input(role: str, text: str, index: int, model, config) -> dict:
   'label'} for a seed or a latent-file row."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from sat3d_jax import evaluation, pairs  # pylint: disable=g-import-not-at-top
-  from sat3d_jax.task import build_generator  # pylint: disable=g-import-not-at-top
+
+  from sat3d_jax import evaluation, latent_file  # pylint: disable=g-import-not-at-top
+  from sat3d_jax.model import build_generator  # pylint: disable=g-import-not-at-top
 
   gen = model.generator
   kind, value = parse_input(text)
@@ -69,10 +84,7 @@ def resolve_input(role: str, text: str, index: int, model, config) -> dict:
   path = value
   if not path.is_file():
     raise InputError(f"--{role} {text!r} is neither an integer seed nor an existing latent file")
-  try:
-    latents = pairs.read_latent_file(str(path))
-  except ValueError as e:
-    raise InputError(str(e)) from None
+  latents = latent_file.read_latent_file(str(path))
   ws_all = latents["ws"]
   if not 0 <= index < ws_all.shape[0]:
     raise InputError(f"{path}: --{role}_index {index} out of range (the file has "
@@ -107,40 +119,24 @@ def resolve_input(role: str, text: str, index: int, model, config) -> dict:
 
 
 def turntable_cameras(model, frames: int) -> np.ndarray:
-  """[frames, 25] cameras of EG3D's gen_videos.py turntable (as launch/generate.py)."""
+  """[frames, 25] cameras of EG3D's gen_videos.py turntable (sat3d_jax.media.turntable_views)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  t = 2 * math.pi * np.arange(frames) / max(frames, 1)
-  views = np.stack([VIDEO_YAW_RANGE * np.sin(t),
-                    VIDEO_PITCH_OFFSET + VIDEO_PITCH_RANGE * np.cos(t)], -1)
-  return np.asarray(model.cameras(jnp.asarray(views, jnp.float32)))
+  return np.asarray(model.cameras(jnp.asarray(media.turntable_views(frames), jnp.float32)))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=__doc__.split("\n\n", 1)[1])
-  p.add_argument("--workdir", required=True, type=pathlib.Path, help="trained SAT3D run")
-  p.add_argument("--source", required=True, help="seed or latent .npz")
-  p.add_argument("--reference", required=True, help="seed or latent .npz")
-  p.add_argument("--source_index", type=int, default=0, help="row of a source latent file")
-  p.add_argument("--reference_index", type=int, default=0,
-                 help="row of a reference latent file")
-  p.add_argument("--attributes", required=True,
-                 help="comma-separated target attributes, e.g. hairstyle,beard")
-  p.add_argument("--delta", type=float, default=1.0, help="editing intensity")
-  p.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
-  p.add_argument("--views", type=int, default=5, help="grid columns of the yaw sweep")
-  p.add_argument("--yaw_range", type=float, default=0.4, help="yaw sweep +- radians")
-  p.add_argument("--frames", type=int, default=60, help="turntable frames (0 = no video)")
-  p.add_argument("--fps", type=int, default=30)
-  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  p.add_argument("--batch", type=int, default=8, help="images rendered per call")
-  args = p.parse_args(argv)
-  if args.views < 1 or args.frames < 0 or args.batch < 1:
-    p.error("--views and --batch must be >= 1, --frames >= 0")
-  names = [a.strip() for a in args.attributes.split(",") if a.strip()]
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  names = [a for a in _ATTRIBUTES.value if a]
   if not names:
-    p.error("--attributes is empty")
+    raise app.UsageError("--attributes is empty")
+  workdir, out = pathlib.Path(_WORKDIR.value), pathlib.Path(_OUT.value)
+  views, frames = _VIEWS.value, _FRAMES.value
+  for role, text in (("source", _SOURCE.value), ("reference", _REFERENCE.value)):
+    kind, value = parse_input(text)
+    if kind == "file" and not value.is_file():
+      raise InputError(f"--{role} {text!r} is neither an integer seed nor an existing latent "
+                       "file")
 
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -148,34 +144,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   transformers.logging.set_verbosity_error()  # its notice that Flax classes end in v5
   from sat3d_jax import evaluation, run_io, transfer  # pylint: disable=g-import-not-at-top
 
-  for role, text in (("source", args.source), ("reference", args.reference)):
-    kind, value = parse_input(text)
-    if kind == "file" and not value.is_file():
-      print(f"error: --{role} {text!r} is neither an integer seed nor an existing latent file",
-            file=sys.stderr)
-      return 2
-  try:  # cheap checks first: a misspelt attribute is reported before any model loads
-    run_io.load_config(args.workdir)
-    recorded = run_io.recorded_attributes(args.workdir)
+  # Cheap checks first: a misspelt attribute is reported before any model loads.
+  run_io.load_config(workdir)
+  recorded = run_io.recorded_attributes(workdir)
+  try:
     if recorded:
       transfer.targets_from_names(names, recorded)
-    print(f"loading the run in {args.workdir}")
-    run = run_io.load_run(args.workdir, args.step)
+    print(f"loading the run in {workdir}")
+    run = run_io.load_run(workdir, _STEP.value)
     targets = run.targets(names)
-  except (OSError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except InputError:
+    raise
+  except ValueError as e:  # e.g. an attribute the run does not know
+    raise InputError(str(e)) from e
   model, cfg = run.model, run.config
   gen = model.generator
   print(f"  step {run.step}; generator {cfg.generator} ({gen.img_resolution} px, "
         f"{model.num_channels} style channels, {model.num_editable} editable); "
         f"attributes: {', '.join(run.attributes)}")
-  try:
-    src = resolve_input("source", args.source, args.source_index, model, cfg)
-    ref = resolve_input("reference", args.reference, args.reference_index, model, cfg)
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  src = resolve_input("source", _SOURCE.value, _SOURCE_INDEX.value, model, cfg)
+  ref = resolve_input("reference", _REFERENCE.value, _REFERENCE_INDEX.value, model, cfg)
   for role, x in (("source", src), ("reference", ref)):
     print(f"  {role}: {x['label']}" + (f"; rendered with its pivotal-tuned generator "
                                       f"{x['generator']}" if x["generator"] else ""))
@@ -183,12 +171,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   to_flat = jax.jit(model.flat_styles)
   s_src = np.asarray(to_flat(src["params"], jnp.asarray(src["ws"])))
   s_ref = np.asarray(to_flat(ref["params"], jnp.asarray(ref["ws"])))
-  s_edit = np.asarray(run.edit(jnp.asarray(s_src), jnp.asarray(s_ref), targets, args.delta))
+  s_edit = np.asarray(run.edit(jnp.asarray(s_src), jnp.asarray(s_ref), targets, _DELTA.value))
   mass = run.probabilities()[[run.attributes.index(a) for a in names]].sum(0)
-  print(f"  transferring {', '.join(names)} with delta {args.delta}: mask mass "
+  print(f"  transferring {', '.join(names)} with delta {_DELTA.value}: mask mass "
         f"{float(np.sum(mass)):.1f} of {model.num_editable} editable channels")
 
-  sweep = evaluation.yaw_sweep(args.views, args.yaw_range)
+  sweep = evaluation.yaw_sweep(views, _YAW_RANGE.value)
   cams = [np.asarray(model.cameras(jnp.asarray(sweep)))]
   extra = [(role, x["c"]) for role, x in (("source", src), ("reference", ref))
            if x["c"] is not None]
@@ -196,41 +184,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cams.insert(0, np.stack([c for _, c in extra]).astype(np.float32))
     print("  grid columns " + ", ".join(f"{i}: the {role}'s camera"
                                         for i, (role, _) in enumerate(extra))
-          + f", then a yaw sweep of {args.views}")
+          + f", then a yaw sweep of {views}")
   cams = np.concatenate(cams)
-  renderer = evaluation.StyleRenderer(gen, args.batch)
+  renderer = evaluation.StyleRenderer(gen, _BATCH.value)
   # The result is the source person edited: it is rendered with the source's generator.
   rows = [renderer.render(src["params"], s_src, cams)[0],
           renderer.render(ref["params"], s_ref, cams)[0],
           renderer.render(src["params"], s_edit, cams)[0]]
   if src["generator"]:
     print("  the result is rendered with the source's pivotal-tuned generator")
-  grid = np.concatenate([np.concatenate(list(to_uint8(r)), axis=1) for r in rows], axis=0)
+  grid = media.image_grid([media.to_uint8(r) for r in rows])
 
-  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
-  args.out.mkdir(parents=True, exist_ok=True)
-  written = [args.out / "grid.png"]
-  iio.imwrite(written[0], grid)
-  np.savez(args.out / "result_styles.npz", source=s_src[0], reference=s_ref[0],
+  out.mkdir(parents=True, exist_ok=True)
+  written = [out / "grid.png"]
+  media.write_png(written[0], grid)
+  np.savez(out / "result_styles.npz", source=s_src[0], reference=s_ref[0],
            result=s_edit[0], layers=np.asarray([n for n, _ in gen.style_layers]),
            dims=np.asarray([d for _, d in gen.style_layers]), attributes=np.asarray(names),
-           delta=np.float32(args.delta))
-  written.append(args.out / "result_styles.npz")
-  if args.frames:
+           delta=np.float32(_DELTA.value))
+  written.append(out / "result_styles.npz")
+  if frames:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    video_cams = turntable_cameras(model, args.frames)
-    with tqdm(total=args.frames, desc="turntable", unit="frame") as bar:
-      frames = renderer.render_rows(src["params"], np.repeat(s_edit, args.frames, 0),
-                                    video_cams, on_batch=lambda b: bar.update(len(b)))
-    _write_mp4(args.out / "turntable.mp4", to_uint8(frames), args.fps)
-    written.append(args.out / "turntable.mp4")
-  print(f"wrote {len(written)} files to {args.out.resolve()}:")
+    video_cams = turntable_cameras(model, frames)
+    with tqdm(total=frames, desc="turntable", unit="frame") as bar:
+      video = renderer.render_rows(src["params"], np.repeat(s_edit, frames, 0),
+                                   video_cams, on_batch=lambda b: bar.update(len(b)))
+    media.write_mp4(out / "turntable.mp4", media.to_uint8(video), _FPS.value)
+    written.append(out / "turntable.mp4")
+  print(f"wrote {len(written)} files to {out.resolve()}:")
   print(f"  {written[0]}  ({grid.shape[1]}x{grid.shape[0]}: rows source / reference / result, "
         f"{len(cams)} views)")
   for f in written[1:]:
     print(f"  {f}")
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

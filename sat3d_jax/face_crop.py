@@ -1,4 +1,4 @@
-"""Face crop of a photograph approximating EG3D's FFHQ preprocessing, from OpenCV detections.
+"""Face crop of a photograph approximating EG3D's FFHQ preprocessing, from three landmarks.
 
 What EG3D did (NVlabs/eg3d, dataset_preprocessing/ffhq):
 1. `align_multiprocess.py`: the FFHQ alignment recipe on dlib's 68 landmarks, with a 1.8x larger
@@ -15,15 +15,17 @@ What EG3D did (NVlabs/eg3d, dataset_preprocessing/ffhq):
    So the final crop is centred on the 3D origin's projection and spans 700 / 300 = 2.333 units
    of the standard face.
 
-What this module does: the OpenCV Haar detections of `frldgt_jax.data.align.detect_landmarks`
-(both eye centres and the mouth centre) give (1) the roll, by step 1's formula applied to these
-three points, and (2) scale and translation, by least squares of the three points onto
-`EG3D_TEMPLATE`: where the standard 3D face's eyes and mouth centre land in EG3D's crop for a
-frontal head (orthographic, as POS). Together a similarity transform photo -> crop.
+What this module does: three photo landmarks, a float [3, 2] array (image-left eye centre,
+image-right eye centre, mouth centre, in pixels; the caller finds them, e.g. with the OpenCV
+detector of launch/common/faces.py, or gives them), give (1) the roll, by step 1's formula
+applied to these three points, and (2) scale and translation, by least squares of the three
+points onto `EG3D_TEMPLATE`: where the standard 3D face's eyes and mouth centre land in EG3D's
+crop for a frontal head (orthographic, as POS). Together a similarity transform photo -> crop.
 
 Where it differs from the original (expect a few percent of crop size on real photos):
-- landmarks: Haar eye boxes refined to the pupil and the smile-cascade box centre (or, when no
-  mouth is found, a point placed below the eyes) instead of dlib's 68 points and MTCNN's 5;
+- landmarks: three points (with launch/common/faces.py: Haar eye boxes refined to the pupil and
+  the smile-cascade box centre, or a mouth placed below the eyes) instead of dlib's 68 points
+  and MTCNN's 5;
 - scale/translation: fitted to the frontal projection of the standard face, whereas POS fits the
   projection for the head's actual pose; a turned head (yaw) shortens the eye distance by about
   cos(yaw), so its crop comes out zoomed in by about 1 / cos(yaw) (4.5% at 0.3 rad);
@@ -34,17 +36,13 @@ Where it differs from the original (expect a few percent of crop size on real ph
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from frldgt_jax.data.align import (FaceNotFoundError, Landmarks, align, detect_landmarks,
-                                   fit_similarity)
-
-__all__ = ["EG3D_CENTER_CROP", "EG3D_RESCALE_FACTOR", "EG3D_TEMPLATE", "FaceCrop",
-           "FaceNotFoundError", "LM3D_STD", "Landmarks", "crop_face", "crop_matrix", "ffhq_roll",
-           "template_pixels"]
+__all__ = ["EG3D_CENTER_CROP", "EG3D_RESCALE_FACTOR", "EG3D_TEMPLATE", "LM3D_STD", "FaceCrop",
+           "crop_face", "crop_matrix", "ffhq_roll", "template_pixels"]
 
 # Deep3DFaceRecon's standard 5 landmarks of the 3D face (util/load_mats.load_lm3d of
 # similarity_Lm3D_all.mat, the values its docstrings and many ports print): image-left eye,
@@ -77,13 +75,13 @@ class FaceCrop(NamedTuple):
 
   image: uint8 [size, size, 3] RGB crop.
   matrix: float64 [2, 3] photo pixel -> crop pixel (OpenCV convention: pixel centres at integers).
-  landmarks: the photo landmarks used (left eye, right eye, mouth), with their `source`.
+  landmarks: float64 [3, 2], the photo landmarks used (left eye, right eye, mouth).
   roll_degrees: the head's in-plane rotation that the crop removed (positive = clockwise in the
     photo, i.e. the image-right eye lower).
   """
   image: np.ndarray
   matrix: np.ndarray
-  landmarks: Landmarks
+  landmarks: np.ndarray
   roll_degrees: float
 
 
@@ -92,37 +90,52 @@ def template_pixels(size: int) -> np.ndarray:
   return np.asarray(EG3D_TEMPLATE, np.float64) * size - 0.5
 
 
-def ffhq_roll(landmarks: Landmarks) -> float:
+def _points(landmarks) -> np.ndarray:
+  """The landmarks as a float64 [3, 2] array, checked: finite, left eye image-left of right."""
+  points = np.asarray(landmarks, dtype=np.float64)
+  if points.shape != (3, 2) or not np.all(np.isfinite(points)):
+    problem = "are not 3 finite (x, y) points"
+  elif not points[0, 0] < points[1, 0]:
+    problem = "have the left eye not image-left of the right eye"
+  else:
+    return points
+  raise ValueError(f"landmarks {problem}: {points.tolist()} (expected image-left eye, "
+                   "image-right eye, mouth centre)")
+
+
+def ffhq_roll(landmarks) -> float:
   """The crop's rotation angle (radians) by the FFHQ recipe on (left eye, right eye, mouth).
 
   x = eye_to_eye - rot90(eye_to_mouth), rot90((a, b)) = (-b, a); the angle of x from the image
   x axis (y down), i.e. positive when the image-right eye is lower.
+
+  Args:
+    landmarks: float [3, 2] array-like (image-left eye, image-right eye, mouth), pixels.
   """
-  p = landmarks.as_array()
+  p = _points(landmarks)
   eye_to_eye = p[1] - p[0]
   eye_to_mouth = p[2] - (p[0] + p[1]) / 2
   x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])
   return float(math.atan2(x[1], x[0]))
 
 
-_TEMPLATE_ROLL = ffhq_roll(Landmarks.from_array(EG3D_TEMPLATE))
+_TEMPLATE_ROLL = ffhq_roll(EG3D_TEMPLATE)
 
 
-def crop_matrix(landmarks: Landmarks, size: int) -> np.ndarray:
+def crop_matrix(landmarks, size: int) -> np.ndarray:
   """The similarity transform [2, 3] photo pixel -> EG3D-like crop pixel of a `size` crop.
 
-  Rotation: `ffhq_roll` of the landmarks minus that of the template (undone). Scale and translation: least squares of the three rotated
-  landmarks onto `template_pixels(size)` (the closed form of the fit with the rotation fixed).
+  Rotation: `ffhq_roll` of the landmarks minus that of the template (undone). Scale and
+  translation: least squares of the three rotated landmarks onto `template_pixels(size)` (the
+  closed form of the fit with the rotation fixed).
+
+  Args:
+    landmarks: float [3, 2] array-like (image-left eye, image-right eye, mouth), photo pixels.
   """
-  points = landmarks.as_array()
-  if points.shape != (3, 2) or not np.all(np.isfinite(points)):
-    raise ValueError(f"landmarks must be 3 finite (x, y) points, got {points.tolist()}")
-  if not points[0, 0] < points[1, 0]:
-    raise ValueError(f"left_eye {points[0].tolist()} must be image-left of right_eye "
-                     f"{points[1].tolist()}")
+  points = _points(landmarks)
   # Relative to the template's own FFHQ angle (0.07 degrees), so that a face with the template's
   # proportions is mapped onto it exactly.
-  angle = ffhq_roll(landmarks) - _TEMPLATE_ROLL
+  angle = ffhq_roll(points) - _TEMPLATE_ROLL
   cos, sin = math.cos(-angle), math.sin(-angle)
   rot = np.array([[cos, -sin], [sin, cos]])
   src = points @ rot.T
@@ -138,17 +151,18 @@ def crop_matrix(landmarks: Landmarks, size: int) -> np.ndarray:
   return np.concatenate([scale * rot, shift[:, None]], axis=1)
 
 
-def crop_face(image: np.ndarray, size: int, name: str = "<image>",
-              landmarks: Optional[Landmarks] = None) -> FaceCrop:
-  """Detects the face (unless `landmarks` are given) and cuts the EG3D-like `size` crop.
+def crop_face(image: np.ndarray, size: int, landmarks, name: str = "<image>") -> FaceCrop:
+  """Cuts the EG3D-like `size` crop of a photo around the face at `landmarks`.
 
   Args:
     image: uint8 RGB [H, W, 3] (grey [H, W] and RGBA are converted).
     size: side of the square crop (the generator's img_resolution).
+    landmarks: float [3, 2] array-like, photo pixels: image-left eye centre, image-right eye
+      centre, mouth centre (launch/common/faces.py detects them).
     name: the image's name for error messages.
-    landmarks: photo landmarks to use instead of detecting them.
   Raises:
-    FaceNotFoundError: no face in the image (the message names `name`).
+    ValueError: not a uint8 RGB/grey image, or landmarks that are not 3 finite points with the
+      left eye image-left of the right one and the mouth below them.
   """
   image = np.asarray(image)
   if image.dtype != np.uint8:
@@ -158,17 +172,17 @@ def crop_face(image: np.ndarray, size: int, name: str = "<image>",
   if image.ndim != 3 or image.shape[2] not in (3, 4):
     raise ValueError(f"{name}: expected an RGB image [H, W, 3], got shape {image.shape}")
   image = np.ascontiguousarray(image[:, :, :3])
-  if landmarks is None:
-    landmarks = detect_landmarks(image, name)
-  matrix = crop_matrix(landmarks, size)
+  points = _points(landmarks)
+  matrix = crop_matrix(points, size)
   # Warp at a resolution where the crop is not minified (bilinear would alias), then reduce by
-  # area averaging.
+  # area averaging. Pixel p of the `size` crop is pixel factor * (p + 0.5) - 0.5 of the big one.
   scale = math.hypot(matrix[0, 0], matrix[1, 0])
-  factor = max(1, min(8, int(math.ceil(1.0 / scale)))) if scale < 1 else 1
+  factor = max(1, min(8, math.ceil(1.0 / scale))) if scale < 1 else 1
   big = size * factor
-  matrix_big = fit_similarity(template_pixels(size), template_pixels(big)) @ np.vstack(
-      [matrix, [0.0, 0.0, 1.0]])
-  crop = align(image, matrix_big, big)
+  enlarge = np.array([[factor, 0.0, 0.5 * (factor - 1)], [0.0, factor, 0.5 * (factor - 1)]])
+  matrix_big = enlarge @ np.vstack([matrix, [0.0, 0.0, 1.0]])
+  crop = cv2.warpAffine(image, matrix_big, (big, big), flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
   if factor > 1:
     crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-  return FaceCrop(crop, matrix, landmarks, math.degrees(ffhq_roll(landmarks) - _TEMPLATE_ROLL))
+  return FaceCrop(crop, matrix, points, math.degrees(ffhq_roll(points) - _TEMPLATE_ROLL))

@@ -1,6 +1,6 @@
 """SAT3D's training step, written against pluggable components.
 
-The real task (sat3d_jax.task) plugs in EG3D (styles and multi-view rendering) and the CLIP QMM;
+The real task (launch/tasks/sat3d.py, through sat3d_jax/model.py) plugs in EG3D (styles and multi-view rendering) and the CLIP QMM;
 the planted-truth test plugs in a stand-in generator and measurement with known meaning and goes
 through exactly this code: the mask, the edit, the losses, the optimiser update.
 

@@ -1,4 +1,4 @@
-"""Face detection and similarity alignment (frldgt_jax/data/align.py).
+"""Similarity alignment (frldgt_jax/data/align.py) and face detection (launch/common/faces.py).
 
 References: scikit-image's SimilarityTransform estimate (independent least squares), a real
 photograph shipped with scikit-image (the astronaut, Eileen Collins) and hand-read positions on it,
@@ -12,7 +12,10 @@ import pytest
 from skimage import data as skdata
 from skimage import transform as sktransform
 
+from frldgt_jax import errors as frldgt_errors
 from frldgt_jax.data import align
+from launch.common import cli, faces
+from sat3d_jax import errors as sat3d_errors
 
 SIZE = 128
 # Read off the photograph by hand (zoomed view): pupil centres and the mouth's extent.
@@ -27,7 +30,7 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def astronaut_landmarks(astronaut):
-  return align.detect_landmarks(astronaut, "astronaut.png")
+  return faces.detect_landmarks(astronaut, "astronaut.png")
 
 
 def _apply(matrix, points):
@@ -103,18 +106,23 @@ def test_align_is_warp_affine_with_replicated_border():
 
 # ----------------------------------------------------------------------------- detection
 
-def test_detects_the_astronauts_face_eyes_and_mouth(astronaut_landmarks):
-  lm = astronaut_landmarks
-  assert "eyes=eye" in lm.source and "face_box" not in lm.source, lm.source
-  for found, truth in zip((lm.left_eye, lm.right_eye), ASTRONAUT_PUPILS):
+def test_detects_the_astronauts_face_eyes_and_mouth(astronaut, astronaut_landmarks):
+  points, source = astronaut_landmarks
+  assert points.shape == (3, 2) and points.dtype == np.float64
+  assert "eyes=eye" in source and "face_box" not in source, source
+  for found, truth in zip(points[:2], ASTRONAUT_PUPILS):
     assert math.dist(found, truth) < 3.0, (found, truth)
   x0, y0, x1, y1 = ASTRONAUT_MOUTH_BOX
-  assert x0 <= lm.mouth[0] <= x1 and y0 <= lm.mouth[1] <= y1, lm.mouth
+  assert x0 <= points[2, 0] <= x1 and y0 <= points[2, 1] <= y1, points[2]
+  # The same photo in grayscale: the detector works on gray, so the points are the same.
+  gray = faces.detect_landmarks(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY), "gray.png")
+  np.testing.assert_array_equal(gray.points, points)
+  assert gray.source == source
 
 
 def test_aligned_crop_puts_the_eyes_on_the_template(astronaut, astronaut_landmarks):
-  matrix = align.similarity_from_landmarks(astronaut_landmarks, SIZE)
-  landed = _apply(matrix, astronaut_landmarks.as_array())
+  matrix = align.similarity_from_landmarks(astronaut_landmarks.points, SIZE)
+  landed = _apply(matrix, astronaut_landmarks.points)
   template = align.template_points(SIZE)
   eye_error = np.hypot(*(landed[:2] - template[:2]).T)
   assert np.all(eye_error < 3.0), eye_error
@@ -133,14 +141,15 @@ def test_alignment_undoes_a_known_similarity(astronaut, astronaut_landmarks, ang
   known[:, 2] += shift
   moved = cv2.warpAffine(astronaut, known, (512, 512), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
-  original = align.similarity_from_landmarks(astronaut_landmarks, SIZE)
-  estimated = align.similarity_from_landmarks(align.detect_landmarks(moved, "moved.png"), SIZE)
+  original = align.similarity_from_landmarks(astronaut_landmarks.points, SIZE)
+  estimated = align.similarity_from_landmarks(faces.detect_landmarks(moved, "moved.png").points,
+                                              SIZE)
   # Closed form: aligning the moved photo then undoing nothing must equal aligning the original,
   # i.e. estimated o known ~ original.
   composed = estimated @ np.vstack([known, [0.0, 0.0, 1.0]])
   assert abs(_scale(composed) / _scale(original) - 1) < 0.05
   assert abs(_rotation_deg(composed) - _rotation_deg(original)) < 3.0
-  face = astronaut_landmarks.as_array()
+  face = astronaut_landmarks.points
   drift = np.hypot(*(_apply(composed, face) - _apply(original, face)).T)
   assert np.all(drift < 3.5), drift
   # The crops agree far better than without re-alignment (the original matrix on the moved photo).
@@ -155,13 +164,19 @@ def test_no_face_raises_with_the_name(kind):
   rng = np.random.default_rng(2)
   image = (rng.integers(0, 256, size=(240, 320), dtype=np.uint8) if kind == "noise"
            else np.full((240, 320, 3), 128, np.uint8))
-  with pytest.raises(align.FaceNotFoundError, match=r"frames/sub99/img7\.jpg: no face"):
-    align.detect_landmarks(image, "frames/sub99/img7.jpg")
+  with pytest.raises(faces.FaceNotFoundError, match=r"frames/sub99/img7\.jpg: no face") as info:
+    faces.detect_landmarks(image, "frames/sub99/img7.jpg")
+  # What the builders catch (a clip to drop or report) and what the entry points report as one
+  # line with exit status 2, whichever library's caller sees it.
+  assert isinstance(info.value, align.FaceNotFoundError)
+  assert isinstance(info.value, frldgt_errors.InputError)
+  assert isinstance(info.value, sat3d_errors.InputError)
+  assert isinstance(info.value, cli.user_errors())
 
 
 def test_detect_rejects_non_uint8_with_the_name():
   with pytest.raises(ValueError, match="clip.bmp: expected a uint8"):
-    align.detect_landmarks(np.zeros((10, 10), np.float32), "clip.bmp")
+    faces.detect_landmarks(np.zeros((10, 10), np.float32), "clip.bmp")
 
 
 # ----------------------------------------------------------------------------- landmark CSV

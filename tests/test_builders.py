@@ -143,20 +143,36 @@ def test_cropped_frames_are_resized_as_they_are(tmp_path):
 
 
 def test_detector_alignment_on_a_real_face(tmp_path):
+  """'detect' aligns with the detector passed in (launch's OpenCV one); a clip whose onset frame
+  has no face is reported, or dropped with allow_drops; no detector is a clear error."""
+  from launch.common import faces  # pylint: disable=g-import-not-at-top
   skimage_data = pytest.importorskip("skimage.data")
   face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
   manual = tmp_path / "manual"
-  write_casme2_xlsx(manual / "CASME2-coding-1.xlsx", [GOOD])
+  write_casme2_xlsx(manual / "CASME2-coding-1.xlsx", [GOOD, SLASH])
   folder = manual / "CASME2_RAW_selected" / "sub01" / "EP02_01f"
   folder.mkdir(parents=True)
   for n in FRAMES_ON_DISK["EP02_01f"]:
     cv2.imwrite(str(folder / f"img{n}.jpg"), face)
-  builder, summary = builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2)
-  (source,) = summary["alignment_sources"]
-  assert source.startswith("face=")
-  data = pipeline.load_prepared(builder.data_dir)
+  faceless = manual / "CASME2_RAW_selected" / "sub01" / "EP03_02"
+  faceless.mkdir(parents=True)
+  for n in FRAMES_ON_DISK["EP03_02"]:
+    cv2.imwrite(str(faceless / f"img{n}.jpg"), np.full((96, 96), 128, np.uint8))
+  with pytest.raises(ValueError, match=r"s32_t2: alignment 'detect' needs a face detector"):
+    builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2)
+  options = builders.BuildOptions(detector=faces.detect_landmarks)
+  with pytest.raises(A.DataError, match=r"\[no_face\].*EP03_02.*img10\.jpg: no face found"):
+    builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2, options=options)
+  options = dataclasses.replace(options, allow_drops=True)
+  builder, summary = builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2,
+                                    options=options)
+  assert [(d["kind"], d["sample"]) for d in summary["drops"]] == [(A.NO_FACE, "EP03_02")]
   onset = cv2.imread(str(folder / "img46.jpg"), cv2.IMREAD_GRAYSCALE)
-  matrix = align.similarity_from_landmarks(align.detect_landmarks(onset), 32)
+  points, source = faces.detect_landmarks(onset, "img46.jpg")
+  assert summary["alignment_sources"] == {source: 1} and source.startswith("face=")
+  data = pipeline.load_prepared(builder.data_dir)
+  assert list(data.sample) == ["EP02_01f"]
+  matrix = align.similarity_from_landmarks(points, 32)
   np.testing.assert_array_equal(data.frames[0, 0, :, :, 0], align.align(onset, matrix, 32))
 
 

@@ -114,11 +114,10 @@ def test_crop_matrix_inverts_a_known_similarity():
   rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
   template = face_crop.template_pixels(size)
   photo_points = template @ (scale * rot).T + shift
-  landmarks = face_crop.Landmarks.from_array(photo_points)
-  template_roll = face_crop.ffhq_roll(face_crop.Landmarks.from_array(template))
+  template_roll = face_crop.ffhq_roll(template)
   assert abs(template_roll) < 2e-3  # the standard face is level (0.07 degrees)
-  assert face_crop.ffhq_roll(landmarks) == pytest.approx(angle + template_roll, abs=1e-9)
-  matrix = face_crop.crop_matrix(landmarks, size)
+  assert face_crop.ffhq_roll(photo_points) == pytest.approx(angle + template_roll, abs=1e-9)
+  matrix = face_crop.crop_matrix(photo_points, size)
   mapped = photo_points @ matrix[:, :2].T + matrix[:, 2]
   np.testing.assert_allclose(mapped, template, atol=1e-9)
   np.testing.assert_allclose(matrix[:, :2], (rot / scale).T, atol=1e-12)
@@ -134,19 +133,62 @@ def test_eg3d_template_from_standard_face():
                                  0.5 + (0.38133916 + 0.38128236) / 2 * 300 / 700))
 
 
+def test_crop_of_a_warped_picture_gives_the_picture_back():
+  """A picture enlarged 2.5x, turned and shifted into a photo: the crop at the moved template
+  points must be the picture again (this takes the path that warps 3x larger and reduces)."""
+  import cv2
+  size, angle, scale = 64, math.radians(12.0), 2.5
+  rng = np.random.default_rng(3)
+  picture = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 2.0)
+  picture = ((picture - picture.min()) / np.ptp(picture) * 255).astype(np.uint8)
+  rot = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+  to_photo = np.concatenate([rot, [[70.0], [40.0]]], 1)
+  photo = cv2.warpAffine(picture, to_photo, (300, 260), flags=cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REFLECT)
+  points = face_crop.template_pixels(size) @ rot.T + to_photo[:, 2]
+  crop = face_crop.crop_face(photo, size, points, "photo.png")
+  np.testing.assert_allclose(crop.matrix[:, :2], np.linalg.inv(rot), atol=1e-9)
+  np.testing.assert_array_equal(crop.landmarks, points)
+  assert crop.roll_degrees == pytest.approx(12.0, abs=1e-6)
+  # Mean error 0.23 grey levels; a third of a pixel off (the 3x warp's pixel centres) gives ~3.
+  error = np.abs(crop.image.astype(np.float64) - picture)[6:-6, 6:-6].mean()
+  assert error < 1.0, error
+  with pytest.raises(ValueError, match="image-left"):
+    face_crop.crop_face(photo, size, points[[1, 0, 2]], "photo.png")
+  with pytest.raises(ValueError, match="3 finite"):
+    face_crop.crop_face(photo, size, points[:2], "photo.png")
+
+
+def test_boundary_face_crop_needs_no_other_package():
+  """sat3d_jax.face_crop takes landmarks: it imports neither frldgt_jax nor launch."""
+  import subprocess
+  import sys
+  code = ("import sys, sat3d_jax.face_crop; "
+          "print(sorted({m.split('.')[0] for m in sys.modules} & {'frldgt_jax', 'launch'}))")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                        cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_astronaut_crop_lands_on_template():
   import skimage.data
-  crop = face_crop.crop_face(skimage.data.astronaut(), 128, "astronaut")
+
+  from launch.common import faces
+  photo = skimage.data.astronaut()
+  points, source = faces.detect_landmarks(photo, "astronaut")
+  assert source.startswith("face=")
+  crop = face_crop.crop_face(photo, 128, points, "astronaut")
   assert crop.image.shape == (128, 128, 3) and crop.image.dtype == np.uint8
-  mapped = crop.landmarks.as_array() @ crop.matrix[:, :2].T + crop.matrix[:, 2]
+  mapped = crop.landmarks @ crop.matrix[:, :2].T + crop.matrix[:, 2]
   # Three points, four degrees of freedom: the fit leaves a residual, a few pixels at most.
   assert np.abs(mapped - face_crop.template_pixels(128)).max() < 6
   assert abs(crop.roll_degrees) < 10  # the astronaut's head is nearly upright
 
 
 def test_no_face_is_a_clear_error(tmp_path, eg3d_fixture_dir):
-  with pytest.raises(face_crop.FaceNotFoundError, match="gradient.png: no face found"):
-    face_crop.crop_face(_face_free_image(), 128, "gradient.png")
+  from launch.common import faces
+  with pytest.raises(faces.FaceNotFoundError, match="gradient.png: no face found"):
+    faces.detect_landmarks(_face_free_image(), "gradient.png")
   from launch import invert as invert_cli
   path = tmp_path / "gradient.png"
   iio.imwrite(path, _face_free_image())

@@ -1,4 +1,4 @@
-"""Face detection and similarity alignment of micro-expression frames.
+"""Similarity alignment of micro-expression frames, and landmark CSV files.
 
 One alignment per clip (shared/design/frldgt.md, "Align before anything else"): landmarks of the
 onset frame (left eye, right eye, mouth centre) are mapped by a least-squares similarity transform
@@ -11,17 +11,18 @@ crop coordinates where the crop covers [0, 1] x [0, 1] edge to edge, so a templa
 at pixel t * size - 0.5 of a `size` crop; this keeps the template symmetric under a horizontal
 flip of the crop (x -> size - 1 - x maps 0.32 onto 0.68 exactly).
 
-Detection uses the Haar cascades bundled with opencv-python 4.x (`cv2.data.haarcascades`; they
-are gone from OpenCV 5, hence the `<5` pin in pyproject.toml).
+Landmarks come from a landmark CSV or from a face detector the caller supplies (the dataset
+builders' `BuildOptions.detector`; the application's is launch/common/faces.py). A detector
+raises `FaceNotFoundError` (or a subclass) for an image without a face.
 """
 from __future__ import annotations
 
 import csv
-import functools
 import math
 import os
 import pathlib
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -35,20 +36,12 @@ TEMPLATE = ((0.32, 0.38), (0.68, 0.38), (0.50, 0.78))
 LANDMARK_CSV_COLUMNS = ("subject", "sample", "left_eye_x", "left_eye_y", "right_eye_x",
                         "right_eye_y", "mouth_x", "mouth_y")
 
-# Mouth below the eye line, in eye distances, when the smile cascade finds no mouth: the
-# template's own ratio (0.78 - 0.38) / (0.68 - 0.32) = 1.111.
-_MOUTH_DROP = (TEMPLATE[2][1] - TEMPLATE[0][1]) / (TEMPLATE[1][0] - TEMPLATE[0][0])
-# Eye centres inside a frontal-face box when the eye cascades find no pair: the template's eye
-# positions (the Haar frontal-face box spans roughly the template crop).
-_BOX_EYES = (TEMPLATE[0], TEMPLATE[1])
-
-_FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
-_EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
-_SMILE_CASCADE = "haarcascade_smile.xml"
-
 
 class FaceNotFoundError(InputError):
-  """No face was detected in an image; the message names the image."""
+  """No face was detected in an image; the message names the image.
+
+  What a face detector raises for such an image (the builders then drop or report the clip).
+  """
 
 
 class LandmarkFileError(InputError):
@@ -59,9 +52,7 @@ class Landmarks(NamedTuple):
   """Three facial points in pixel coordinates (x, y) of one image.
 
   left_eye / right_eye are the image-left / image-right eye (image-left is the subject's right
-  eye). `source` says where the points come from: 'csv', 'given', or for `detect_landmarks` the
-  cascades used, e.g. 'face=frontalface_default eyes=eye mouth=smile'; 'mouth=eyes_fallback'
-  means no smile was found and the mouth was placed from the eyes.
+  eye). `source` says where the points come from: 'csv', 'given', or what a detector reports.
   """
   left_eye: tuple[float, float]
   right_eye: tuple[float, float]
@@ -73,7 +64,7 @@ class Landmarks(NamedTuple):
     return np.array([self.left_eye, self.right_eye, self.mouth], dtype=np.float64)
 
   @classmethod
-  def from_array(cls, points, source: str = "given") -> "Landmarks":
+  def from_array(cls, points, source: str = "given") -> Landmarks:
     """Landmarks from a [3, 2] array-like (left eye, right eye, mouth)."""
     p = np.asarray(points, dtype=np.float64).reshape(3, 2)
     return cls(tuple(p[0].tolist()), tuple(p[1].tolist()), tuple(p[2].tolist()), source)
@@ -157,169 +148,6 @@ def align(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
   if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel axis
     out = out[:, :, None]
   return out
-
-
-# ----------------------------------------------------------------------------- detection
-
-@functools.lru_cache(maxsize=None)
-def _cascade(file_name: str) -> cv2.CascadeClassifier:
-  path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), file_name)
-  cascade = cv2.CascadeClassifier(path)
-  if cascade.empty():
-    raise RuntimeError(f"OpenCV Haar cascade {file_name} not found at {path}: face detection "
-                       f"needs opencv-python(-headless) 4.x, which bundles them (found "
-                       f"{cv2.__version__})")
-  return cascade
-
-
-def _to_gray(image: np.ndarray, name: str) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    raise ValueError(f"{name}: expected a uint8 image, got {image.dtype}")
-  if image.ndim == 3 and image.shape[2] == 1:
-    image = image[:, :, 0]
-  if image.ndim == 2:
-    return np.ascontiguousarray(image)
-  if image.ndim == 3 and image.shape[2] in (3, 4):
-    code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-    return cv2.cvtColor(np.ascontiguousarray(image), code)
-  raise ValueError(f"{name}: expected [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {image.shape}")
-
-
-def _face_candidates(gray: np.ndarray):
-  """Face boxes from both frontal cascades, most-supported first (as (box, cascade file))."""
-  min_side = max(24, min(gray.shape) // 8)
-  found = []
-  for rank, file_name in enumerate(_FACE_CASCADES):
-    boxes, support = _cascade(file_name).detectMultiScale2(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    for (x, y, w, h), n in zip(boxes, np.ravel(support)):
-      found.append((-int(n), rank, (int(x), int(y), int(w), int(h)), file_name))
-  # The number of merged raw detections ranks boxes: a large false positive (background,
-  # clothing) gathers fewer than the real face, so "the largest box" would be the wrong rule.
-  return [(box, file_name) for _, _, box, file_name in sorted(found)]
-
-
-def _eye_pair(gray: np.ndarray, box):
-  """The best (left, right) pair of eye boxes as (centre x, centre y, side), or None."""
-  x, y, w, h = box
-  top, bottom = y + int(0.12 * h), y + int(0.62 * h)
-  roi = gray[top:bottom, x:x + w]
-  for file_name in _EYE_CASCADES:
-    found = _cascade(file_name).detectMultiScale(
-        roi, scaleFactor=1.1, minNeighbors=3, minSize=(max(6, w // 10),) * 2,
-        maxSize=(max(7, w // 2),) * 2)
-    centres = [(x + ex + ew / 2 - 0.5, top + ey + eh / 2 - 0.5, ew) for ex, ey, ew, eh in found]
-    best, best_cost = None, math.inf
-    for a in centres:
-      for b in centres:
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        if not 0.2 * w <= dx <= 0.7 * w or abs(dy) > 0.4 * dx:
-          continue
-        # Prefer a level pair at the template's spacing and height, of similar sizes.
-        cost = (abs(dy) / dx + abs(dx / w - (_BOX_EYES[1][0] - _BOX_EYES[0][0]))
-                + abs(((a[1] + b[1]) / 2 - y) / h - _BOX_EYES[0][1]) + abs(a[2] - b[2]) / w)
-        if cost < best_cost:
-          best, best_cost = (a, b), cost
-    if best is not None:
-      return best, file_name
-  return None, None
-
-
-def _refine_eye(gray: np.ndarray, eye) -> tuple[float, float]:
-  """Moves an eye-box centre onto the dark iris/pupil blob inside it.
-
-  The Haar eye box is quantised to the cascade's scale steps (its centre moved by up to ~2 px
-  between shifted copies of the test photograph); the weighted centroid of the darkest 10% of a
-  blurred window around it was stable to ~0.3 px. A centroid that leaves the inner window (no
-  clear blob) keeps the box centre.
-  """
-  cx, cy, side = eye
-  half_w, half_h = 0.3 * side, 0.21 * side
-  x0, x1 = max(0, int(round(cx - half_w))), min(gray.shape[1], int(round(cx + half_w)) + 1)
-  y0, y1 = max(0, int(round(cy - half_h))), min(gray.shape[0], int(round(cy + half_h)) + 1)
-  if x1 - x0 < 3 or y1 - y0 < 3:
-    return float(cx), float(cy)
-  patch = cv2.GaussianBlur(gray[y0:y1, x0:x1].astype(np.float32), (0, 0), max(1.0, 0.04 * side))
-  weight = np.maximum(np.percentile(patch, 10) - patch, 0.0)
-  if weight.sum() <= 0:
-    return float(cx), float(cy)
-  ys, xs = np.mgrid[y0:y1, x0:x1]
-  rx, ry = float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
-  if abs(rx - cx) > 0.25 * side or abs(ry - cy) > 0.18 * side:
-    return float(cx), float(cy)
-  return rx, ry
-
-
-def _mouth(gray: np.ndarray, box, left, right):
-  """Mouth centre from the smile cascade (closest to where the eyes put it), or None."""
-  x, y, w, h = box
-  eye_mid = (np.asarray(left) + np.asarray(right)) / 2
-  across = np.asarray(right) - np.asarray(left)
-  eye_dist = float(np.hypot(*across))
-  down = np.array([-across[1], across[0]]) / eye_dist  # perpendicular, pointing down the face
-  expected = eye_mid + _MOUTH_DROP * eye_dist * down
-  top = y + int(0.5 * h)
-  bottom = min(gray.shape[0], y + int(1.1 * h))
-  roi = gray[top:bottom, x:x + w]
-  found = _cascade(_SMILE_CASCADE).detectMultiScale(
-      roi, scaleFactor=1.05, minNeighbors=8, minSize=(max(8, w // 5), max(4, w // 10)))
-  best, best_err = None, math.inf
-  for mx, my, mw, mh in found:
-    centre = np.array([x + mx + mw / 2 - 0.5, top + my + mh / 2 - 0.5])
-    rel = centre - eye_mid
-    drop, lateral = float(rel @ down) / eye_dist, float(rel @ across) / eye_dist ** 2
-    if not 0.6 <= drop <= 1.5 or abs(lateral) > 0.3:
-      continue
-    err = float(np.hypot(*(centre - expected)))
-    if err < best_err:
-      best, best_err = centre, err
-  return (best, "smile") if best is not None else (expected, "eyes_fallback")
-
-
-def detect_landmarks(image: np.ndarray, name: str = "<image>") -> Landmarks:
-  """Finds the face, both eyes and the mouth with OpenCV's bundled Haar cascades.
-
-  Face: frontalface_default and frontalface_alt2; the box most detections support wins, among
-  those where a pair of eyes is found if any. Eyes: the eye cascade (then eye_tree_eyeglasses)
-  in the upper part of the face box, best level pair, each centre moved onto the dark
-  iris/pupil blob of its box; if no pair is found, the template's eye positions inside the face
-  box. Mouth: the smile cascade in the lower face, accepted only where the eyes say a mouth can
-  be; otherwise placed below the eye line at the template's distance. `Landmarks.source` records
-  which of these were used.
-
-  Args:
-    image: uint8 [H, W] grayscale or [H, W, 3] RGB (or RGBA) image.
-    name: the image's name (e.g. its file path) for error messages.
-  Raises:
-    FaceNotFoundError: no face in the image (the message names `name`).
-  """
-  raw_gray = _to_gray(image, name)
-  gray = cv2.equalizeHist(raw_gray)
-  candidates = _face_candidates(gray)
-  if not candidates:
-    raise FaceNotFoundError(f"{name}: no face found ({gray.shape[1]}x{gray.shape[0]} image; "
-                            f"OpenCV Haar cascades {', '.join(_FACE_CASCADES)}); give its "
-                            f"landmarks in a landmark CSV instead")
-  # The best-supported face with a pair of eyes; failing that, the best-supported face.
-  box, face_file, eyes, eye_file = candidates[0] + (None, None)
-  for candidate_box, candidate_file in candidates:
-    pair, pair_file = _eye_pair(gray, candidate_box)
-    if pair is not None:
-      box, face_file, eyes, eye_file = candidate_box, candidate_file, pair, pair_file
-      break
-  x, y, w, h = box
-  if eyes is None:
-    eyes = tuple((x + ex * w - 0.5, y + ey * h - 0.5) for ex, ey in _BOX_EYES)
-    eye_source = "face_box"
-  else:
-    eyes = tuple(_refine_eye(raw_gray, eye) for eye in eyes)
-    eye_source = eye_file.removeprefix("haarcascade_").removesuffix(".xml") + "+pupil"
-  mouth, mouth_source = _mouth(gray, box, *eyes)
-  source = (f"face={face_file.removeprefix('haarcascade_').removesuffix('.xml')} "
-            f"eyes={eye_source} mouth={mouth_source}")
-  return Landmarks(tuple(map(float, eyes[0])), tuple(map(float, eyes[1])),
-                   tuple(map(float, mouth)), source)
 
 
 # ----------------------------------------------------------------------------- landmark CSV

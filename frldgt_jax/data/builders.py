@@ -5,21 +5,23 @@ Builders (registered names chosen not to clash with anything TFDS ships):
   `megc2019_composite`: the clips of a composite list (default: the 442-clip MEGC2019 list
   shipped as frldgt_jax/data/megc2019_composite_3class.csv), from all three databases.
 
-Usage:
+Usage (`faces`: launch/common/faces.py, the application's face detector):
     builder = builders.Casme2Me(data_dir=OUT, config=builders.me_config(128, 8, "detect"),
-                                options=builders.BuildOptions(allow_drops=False))
+                                options=builders.BuildOptions(detector=faces.detect_landmarks))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=DIR))
 or `python launch/prepare_data.py --dataset casme2 --manual_dir DIR --data_dir OUT`.
 
 Two kinds of settings:
 - `MeConfig` (the TFDS BuilderConfig; it names the dataset's folder, so datasets built with
   different settings never overwrite each other): `resolution` S, `frames` T and `alignment`
-  ('detect': OpenCV's bundled face and eye detectors on the onset frame; 'landmarks': a landmark
-  CSV the user gives; 'cropped': the dataset's own cropped folders, used as they are). Names are
-  `s{S}_t{T}` plus `_landmarks` / `_cropped`; `me_config()` returns the predefined one or a custom
-  one with the same naming.
+  ('detect': landmarks from the face detector the caller passes, on the onset frame; 'landmarks':
+  a landmark CSV the user gives; 'cropped': the dataset's own cropped folders, used as they
+  are). Names are `s{S}_t{T}` plus `_landmarks` / `_cropped`; `me_config()` returns the
+  predefined one or a custom one with the same naming.
 - `BuildOptions` (builder keyword `options=`; how to read the input, not what is stored):
-  `landmarks_csv`, `allow_drops`, `composite_csv`, `progress`.
+  `landmarks_csv`, `detector`, `allow_drops`, `composite_csv`, `progress`. The builders detect
+  nothing themselves: 'detect' needs `detector` (launch/prepare_data.py passes the OpenCV Haar
+  detector of launch/common/faces.py, `faces.detect_landmarks`).
 
 Every stored example (one per clip) has these features:
   database      str    'casme2' | 'samm' | 'smic'
@@ -59,7 +61,7 @@ import inspect
 import json
 import os
 import pathlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from etils import epath
 import numpy as np
@@ -129,12 +131,19 @@ class BuildOptions:
   landmarks_csv: CSV of onset-frame landmarks (`subject,sample,left_eye_x,...`, folder
     spellings), or several (e.g. one per database for the composite); required when the
     config's alignment is 'landmarks'.
+  detector: `detector(image, name) -> (points, source)`, required when the config's alignment
+    is 'detect': image is the uint8 [H, W] grayscale onset frame, name its path; points a float
+    [3, 2] array-like in its pixels (image-left eye, image-right eye, mouth centre), source a
+    short text recorded per clip in the summary's alignment sources. For a frame without a face
+    it raises `align.FaceNotFoundError` (or a subclass): the clip is reported (or dropped with
+    `allow_drops`). E.g. launch/common/faces.py's `detect_landmarks`.
   allow_drops: drop clips with problems (each listed in the summary) instead of failing.
   composite_csv: `dataset,subject,sample,label` list for `megc2019_composite` (default: the
     shipped 442-clip MEGC2019 list).
   progress: show a tqdm progress bar over clips while building.
   """
   landmarks_csv: str | Sequence[str] | None = None
+  detector: Callable[[np.ndarray, str], tuple[Any, str]] | None = None
   allow_drops: bool = False
   composite_csv: str | None = None
   progress: bool = False
@@ -387,12 +396,19 @@ def plan_composite(manual_dir: str | os.PathLike, composite_csv: str | os.PathLi
 
 # ----------------------------------------------------------------------------- pixels
 
-def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str
+_NO_DETECTOR = ("alignment 'detect' needs a face detector: pass BuildOptions(detector=...), e.g. "
+                "launch/common/faces.py's detect_landmarks (launch/prepare_data.py does), or use "
+                "alignment 'landmarks' (a landmark CSV) or 'cropped'")
+
+
+def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str,
+                        detector: Callable[[np.ndarray, str], tuple[Any, str]] | None = None
                         ) -> tuple[np.ndarray, str]:
   """uint8 [T, S, S, 1]: the stored frames, aligned by one transform from the onset frame.
 
-  Also returns where the alignment came from: 'cropped', 'csv', or the detector's
-  `Landmarks.source` (e.g. 'face=frontalface_default eyes=eye mouth=smile').
+  Also returns where the alignment came from: 'cropped', 'csv', or the source the detector
+  reports (e.g. 'face=frontalface_default eyes=eye+pupil mouth=smile'). `detector`: as
+  `BuildOptions.detector`, required for alignment 'detect'.
 
   Raises ClipError (unreadable image) and align.FaceNotFoundError (no face on the onset frame).
   """
@@ -406,9 +422,11 @@ def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str
     onset = clips_lib.load_gray(planned.onset_raw_path)
     if alignment == "landmarks":
       points = planned.landmarks
+      source = getattr(points, "source", "given")
     else:
-      points = align.detect_landmarks(onset, name=str(planned.onset_raw_path))
-    source = getattr(points, "source", "given")
+      if detector is None:
+        raise ValueError(_NO_DETECTOR)
+      points, source = detector(onset, str(planned.onset_raw_path))
     matrix = align.similarity_from_landmarks(points, resolution)
     cache: dict[pathlib.Path, np.ndarray] = {planned.onset_raw_path: onset}
     out = []
@@ -515,6 +533,8 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
         raise ValueError(f"config {config.name} aligns with a landmark file: pass "
                          "BuildOptions(landmarks_csv=...) (--landmarks)")
       landmarks = read_landmark_files(self._options.landmark_files)
+    if config.alignment == "detect" and self._options.detector is None:
+      raise ValueError(f"config {config.name}: {_NO_DETECTOR}")
     planned, problems, ignored = self._plan(pathlib.Path(dl_manager.manual_dir), landmarks)
     self._summary = BuildSummary(
         dataset=self.name, config={"name": config.name, "resolution": config.resolution,
@@ -550,13 +570,15 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
       items = tqdm.tqdm(planned, desc=f"{self.name} clips", unit="clip")
     for p in items:
       try:
-        frames, source = load_aligned_frames(p, config.resolution, config.alignment)
+        frames, source = load_aligned_frames(p, config.resolution, config.alignment,
+                                             self._options.detector)
       except clips_lib.ClipError as e:
         self._handle([p.clip.problem(e.kind, str(e), file=e.file, row=None)])
         continue
       except align.FaceNotFoundError as e:
         self._handle([p.clip.problem(ann_lib.NO_FACE, f"no face found on the onset frame "
-                                     f"({e})", file=p.onset_raw_path, row=None)])
+                                     f"({e}); give its landmarks in a landmark CSV instead",
+                                     file=p.onset_raw_path, row=None)])
         continue
       self._summary.add_clip(p.clip, p.label, p.fixes, source)
       yield p.key, {

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from launch.benchmarks import harness
-from launch.trainer import loop
+from launch import trainer
 from launch.trainer import mesh as mesh_lib
 from launch.trainer.task import InputSpec, Task
 
@@ -140,24 +140,13 @@ def prepare_step(config: ml_collections.ConfigDict, task: Optional[Task] = None,
   the frames that several folds' tasks share).
   """
   start = time.perf_counter()
-  task = task or loop.load_task(config)
-  mesh = mesh_lib.make_mesh(config.num_devices or None)
-  num_models = task.num_models
-  if config.model_sharding not in ("models", "batch"):
-    raise ValueError(f"config.model_sharding must be 'models' or 'batch', "
-                     f"got {config.model_sharding!r}")
-  shard_models = bool(num_models) and config.model_sharding == "models"
-  if shard_models and num_models % mesh.size:
-    raise ValueError(f"{num_models} models cannot be sharded over {mesh.size} devices")
-  split_axis = 1 if (num_models and not shard_models) else 0
-  # The driver's own step functions, so the benchmark runs exactly what training runs.
-  init_key, model_ids, init_fn, train_fn, _, _ = loop._make_step_fns(  # pylint: disable=protected-access
-      task, num_models, config.seed)
-  model_ids = jax.device_put(model_ids, mesh_lib.replicated(mesh))
-  state_shapes = jax.eval_shape(init_fn, init_key, model_ids)
-  state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
+  task = task or trainer.load_task(config)
+  plan = trainer.plan_run(config, task)  # the driver's own mesh and programs
+  mesh, num_models, split_axis = plan.mesh, plan.num_models, plan.split_axis
+  init_key, model_ids = plan.programs.init_key, plan.model_ids
+  init_fn, train_fn, state_sharding = plan.programs.init, plan.programs.train, plan.state_sharding
   state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                       state_shapes, state_sharding)
+                       plan.state_shapes, state_sharding)
   compilation = None
   if init:
     lowered = jax.jit(init_fn, out_shardings=state_sharding).trace(init_key, model_ids).lower()

@@ -17,8 +17,11 @@ import os
 import sys
 import tempfile
 
-# Before anything imports TensorFlow (its C++ logging reads these once, at load time).
+# Before anything imports TensorFlow (its C++ logging reads this once, at load time) or
+# transformers (whose Flax models warn at every start that transformers 5 drops them: the
+# project pins transformers < 5 for exactly that reason).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from absl import app, flags  # noqa: E402
 

@@ -28,12 +28,19 @@ def objective_config(config: ml_collections.ConfigDict) -> objective.ObjectiveCo
       identity_weight=o.identity_weight, remat=o.remat)
 
 
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "lion": optax.lion}
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """config.optimizer.name (optax, default hyperparameters) on a warmup + cosine schedule."""
   o = config.optimizer
+  name = o.get("name", "adam")  # workdirs made before the field existed trained with Adam
+  if name not in OPTIMIZERS:
+    raise ConfigError(f"config.optimizer.name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
   schedule = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, o.warmup_steps,
                                                 max(config.total_steps, o.warmup_steps + 1),
                                                 o.final_learning_rate_fraction * o.learning_rate)
-  return optax.adam(schedule)
+  return OPTIMIZERS[name](schedule)
 
 
 def target_indices(config: ml_collections.ConfigDict, attributes) -> list[int]:
@@ -110,5 +117,6 @@ def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None
   evaluates = config.eval_pairs > 0
   return Task(init_state=init_state, train_step=train_step, input_pipeline=input_pipeline,
               frozen=model.frozen, summaries=summaries, describe=describe,
+              global_batch_size=int(config.global_batch_size),
               eval_step=objective.make_eval_step(components, cfg) if evaluates else None,
               eval_pipeline=eval_pipeline if evaluates else None)

@@ -25,27 +25,8 @@ from launch.trainer import checkpoint as ckpt_lib
 from launch.trainer.errors import ConfigError, NonFiniteLossError
 from launch.trainer import logs as logs_lib
 from launch.trainer import mesh as mesh_lib
-from launch.trainer.programs import all_finite, make_programs
+from launch.trainer.programs import all_finite, plan_run
 from launch.trainer.task import InputSpec, Task
-
-
-def base_config() -> ml_collections.ConfigDict:
-  """Driver fields every training config starts from (the task adds its own)."""
-  c = ml_collections.ConfigDict()
-  c.task = ""                 # module defining make_task(config), e.g. 'sat3d_jax.task'
-  c.seed = 0
-  c.total_steps = 100
-  c.log_every = 10            # also how often finiteness is checked (no per-step host sync)
-  c.checkpoint_every = 50
-  c.keep_checkpoints = 3
-  c.async_checkpoints = True
-  c.summary_every = 0         # image summaries; 0 = only at the end (if the task has any)
-  c.eval_every = 0            # 0 = only at the end (if the task has an eval step); N > 0:
-                              # every N steps, at the end and before a fresh run's first step
-  c.num_devices = 0           # 0 = every device of every process
-  c.model_sharding = "models"  # tasks with num_models > 0: 'models' or 'batch' (see task.py)
-  c.tensorboard = True
-  return c
 
 
 def load_task(config: ml_collections.ConfigDict) -> Task:
@@ -165,30 +146,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains `config.task` in `workdir`, resuming from the newest checkpoint found there."""
   workdir = pathlib.Path(workdir).absolute()
   task = task or load_task(config)
-  mesh = mesh_lib.make_mesh(config.num_devices or None)
+  for field in ("log_every", "checkpoint_every", "total_steps"):
+    if int(config[field]) <= 0:
+      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
+  plan = plan_run(config, task)
+  mesh, programs, split_axis = plan.mesh, plan.programs, plan.split_axis
+  init_key, model_ids = programs.init_key, plan.model_ids
+  state_shapes, state_sharding = plan.state_shapes, plan.state_sharding
   is_main = jax.process_index() == 0
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     _write_run_info(workdir, config, task)
 
-  for field in ("log_every", "checkpoint_every", "total_steps"):
-    if int(config[field]) <= 0:
-      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
-  num_models = task.num_models
-  shard_models = bool(num_models) and config.model_sharding == "models"
-  if config.model_sharding not in ("models", "batch"):
-    raise ConfigError(f"config.model_sharding must be 'models' or 'batch', "
-                     f"got {config.model_sharding!r}")
-  if shard_models and num_models % mesh.size:
-    raise ConfigError(f"{num_models} models cannot be sharded over {mesh.size} devices; use "
-                     "config.model_sharding='batch' or a device count that divides it")
-  split_axis = 1 if (num_models and not shard_models) else 0
-
-  programs = make_programs(task, num_models, config.seed)
-  init_key = programs.init_key
-  model_ids = jax.device_put(programs.model_ids, mesh_lib.replicated(mesh))
-  state_shapes = jax.eval_shape(programs.init, init_key, model_ids)
-  state_sharding = mesh_lib.state_sharding(mesh, state_shapes, shard_models)
   checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                      async_save=config.async_checkpoints)
   latest = checkpoints.latest_step()

@@ -2,7 +2,7 @@
 
 A *task* is everything paper-specific about training; the driver (`launch.trainer.loop`) owns
 everything else: the device mesh, multi-process start, checkpoints, logging, progress and the
-loop itself. A config names its task by module (`config.task = 'sat3d_jax.task'`); that module
+loop itself. A config names its task by module (`config.task = 'launch.tasks.sat3d'`); that module
 defines `make_task(config) -> Task`.
 
 Contract
@@ -34,6 +34,10 @@ Contract
   axis over the devices (``config.model_sharding = 'models'``, each device trains its own models,
   no gradient all-reduce) or replicates the models and shards each model's batch
   (``'batch'``). Batches then have shape ``[num_models, per_model_batch, ...]``.
+* ``global_batch_size`` (optional, tasks without a model axis): the global batch size. With
+  ``config.num_devices = 0`` (all devices) on one host, a batch that does not divide over every
+  device trains on the most devices it divides over (with a note); otherwise such a batch is a
+  ConfigError naming the fields to change.
 * ``model_ids`` (optional): the identity of each model, folded into its init and step rngs
   (default ``range(num_models)``). A run that trains one of those models alone (FRL-DGT fold by
   fold) sets ``num_models=0, model_ids=(k,)`` and gets exactly the rngs model k gets in the
@@ -89,3 +93,5 @@ class Task:
   model_ids: Optional[tuple[int, ...]] = None
   # Optional hook: metadata about the run (e.g. fold names) written next to the config.
   describe: Optional[Callable[[], dict]] = None
+  # The global batch along the split axis (plain tasks): lets the driver fit the devices to it.
+  global_batch_size: Optional[int] = None

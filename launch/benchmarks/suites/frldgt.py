@@ -1,14 +1,14 @@
 """FRL-DGT: training step throughput and the LOSO sweep run both ways.
 
 Training step: the config's task as the driver runs it (launch/benchmarks/task_step.py), one
-case per training stage, because the two stages are different programs (frldgt_jax/task.py):
+case per training stage, because the two stages are different programs (frldgt_jax/training.py):
 stage 1 pre-trains the DGM on frame pairs (the batch of step 0), stage 2 trains end to end on
 clips (the batch of step dgm_pretrain_steps). Each stage is measured twice: all selected folds
 stacked in one program (throughput summed over the folds) and one fold alone (the program a
 fold-by-fold sweep runs).
 
 LOSO sweep both ways, for the same total work (the same folds, each for config.total_steps):
-`frldgt_jax.loso.run_sweep` stacked (all folds in one program) and fold by fold (one driver run
+`launch.tasks.loso.run_sweep` stacked (all folds in one program) and fold by fold (one driver run
 per fold), each with its checkpoints and held-out predictions, and the share of identical
 predictions (as `loso.compare_modes`). The programs each sweep runs (per training unit the
 driver's init and each stage's step; once per sweep the held-out predictor and the finiteness
@@ -18,7 +18,7 @@ a persistent compilation cache (as launch/sweep.py runs, with --xla_cache_dir): 
 cache reads, steps, checkpoints, predictions); total = compile + sweep. Should a sweep compile a
 program itself after all, the comparison says so and gives no total. Fold by fold compiles its
 per-unit programs once for all folds: the fold id is an argument of the driver's programs
-(launch/trainer/loop.py, _make_step_fns), so every fold runs the same ones.
+(launch/trainer/programs.py, make_programs), so every fold runs the same ones.
 
 Quick: :synthetic_tiny with folds 0,1 for every case and the sweep; full: every fold of
 :synthetic.
@@ -35,7 +35,7 @@ import numpy as np
 
 from launch.benchmarks import compile_events, harness, task_step
 from launch.benchmarks.suites import Finish, SuiteOptions
-from launch.trainer import loop
+from launch import trainer
 
 QUICK_CONFIG = "configs/frldgt_composite.py:synthetic_tiny"
 FULL_CONFIG = "configs/frldgt_composite.py:synthetic"
@@ -75,8 +75,8 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
   compiled: {mode: compile wall s of the programs its sweep runs, compiled beforehand (and
   read back by the sweep from the persistent cache), or None}.
   """
-  from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
   from frldgt_jax import results as results_lib  # pylint: disable=g-import-not-at-top
+  from launch.tasks import loso  # pylint: disable=g-import-not-at-top
   out, events = {}, {}
   with tempfile.TemporaryDirectory(prefix="bench_loso_") as workdir:
     workdir = pathlib.Path(workdir)
@@ -140,10 +140,11 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
 def _build(config, options: SuiteOptions, sweep: bool):
   """Loads the data, builds the stacked and one-fold setups and prepares their step cases and,
   with `sweep`, the sweeps' own programs: (data, fold ids, stages, cases, prepared by way)."""
-  from frldgt_jax import task as task_lib  # pylint: disable=g-import-not-at-top
+  from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
+  from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
   log, pool = options.log, options.compile_pool
-  data = task_lib.load_loso_data(config)
-  fold_ids = task_lib.selected_folds(config, data.folds)
+  data = loso_data.load_loso_data(config)
+  fold_ids = loso_data.selected_folds(config, data.folds)
   stacked = task_step.prepare_step(
       config, task_lib.make_task(config, data=data, fold_ids=fold_ids), pool=pool)
   single = task_step.prepare_step(
@@ -174,22 +175,21 @@ def _build(config, options: SuiteOptions, sweep: bool):
 
 def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) -> None:
   """Adds the compilations of the programs each sweep runs once (not per training unit): the
-  held-out predictor (frldgt_jax/loso.py, one per shape of its index chunks) and the driver's
+  held-out predictor (frldgt_jax/training.py, one per shape of its index chunks) and the driver's
   finiteness check of the state (launch/trainer/loop.py), lowered on the arguments the sweep
   will pass (same shapes and shardings, so the sweep reads them from the cache)."""
-  from frldgt_jax import loso  # pylint: disable=g-import-not-at-top
-  from frldgt_jax import task as task_lib  # pylint: disable=g-import-not-at-top
-  model = task_lib.build(config)[0]
-  predictor = loso.make_predictor(model, bool(config.data.match_brightness))
-  all_finite = jax.jit(loop._all_finite)  # pylint: disable=protected-access
+  from frldgt_jax import loso_data, training  # pylint: disable=g-import-not-at-top
+  model = training.build(config)[0]
+  predictor = training.make_predictor(model, bool(config.data.match_brightness))
+  all_finite = jax.jit(trainer.all_finite)
   for mode, setup in setups.items():
     params = setup.state["params"]
     if mode == "stacked":
       groups = [setup.task.slots]  # one predictor call shape for the whole stack
-    else:  # loso.predict_held_out adds the model axis (x[None], eagerly: same sharding)
+    else:  # training.predict_held_out adds the model axis (x[None], eagerly: same sharding)
       params = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype,
                                                            sharding=x.sharding), params)
-      groups = [[task_lib.ModelSlot(k, k, False)] for k in fold_ids]
+      groups = [[loso_data.ModelSlot(k, k, False)] for k in fold_ids]
     shapes = set()
     for slots in groups:  # predict_held_out's chunk: min(eval_batch_size, longest test set)
       longest = max(len(data.folds[s.fold].test_idx) for s in slots)

@@ -1,10 +1,10 @@
 """The FRL-DGT leave-one-subject-out sweep: train every fold, predict its held-out clips, score.
 
 Every fold trains with the same fixed budget (config.total_steps: DGM pre-training, then end to
-end; frldgt_jax/task.py) and nothing is ever selected on the held-out subject: the final
+end; frldgt_jax/training.py) and nothing is ever selected on the held-out subject: the final
 parameters of each fold predict that fold's held-out clips, and all predictions are pooled.
 
-Two modes, same results for the same seeds (task.py: fold k draws the same batches and rngs):
+Two modes, same results for the same seeds (launch/tasks/frldgt.py: fold k draws the same batches and rngs):
   'stacked'   all folds in one driver run, the fold as the leading (vmapped) model axis, sharded
               over the devices with config.model_sharding='models' (padded with dummy folds to
               a multiple of the device count) or replicated with each fold's batch sharded
@@ -33,8 +33,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from frldgt_jax import loso_data, training
 from frldgt_jax import results as results_lib
-from frldgt_jax import task as task_lib
+from launch import tasks
+from launch.tasks import frldgt as task_lib
+from launch.trainer import ConfigError, train_and_evaluate
 
 UNIT_FILE = "predictions.npz"
 LOG_FILE = "trained_units.log"
@@ -66,12 +69,42 @@ def use_compilation_cache(path: str | os.PathLike) -> None:
   compilation_cache.reset_cache()
 
 
+# Fields added to the FRL-DGT configs after sweeps were made with them, each with the value that
+# computes what those sweeps computed. At that value a field is left out of the comparison, so a
+# sweep begun before the field existed resumes; at any other value it is a different config.
+ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw"}
+
+
 def config_fingerprint(config: ml_collections.ConfigDict) -> str:
   """A hash of every config field that changes what a fold computes."""
   resolved = json.loads(config.to_json_best_effort())
   for key in _NOT_FINGERPRINTED:
     resolved.pop(key, None)
   return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _comparable(fields: dict) -> dict:
+  """A resolved config as sweeps compare it: without the fields that do not change what a fold
+  computes, with today's task name, and without later-added fields at their old behaviour."""
+  fields = json.loads(json.dumps(fields))
+  for key in _NOT_FINGERPRINTED:
+    fields.pop(key, None)
+  if "task" in fields:
+    fields["task"] = tasks.current_task_name(fields["task"])
+  for path, value in ADDED_FIELDS.items():
+    *parents, leaf = path.split(".")
+    node = fields
+    for key in parents:
+      node = node.get(key, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict) and leaf in node and node[leaf] == value:
+      del node[leaf]
+  return fields
+
+
+def same_experiment(stored: dict, config: ml_collections.ConfigDict) -> bool:
+  """Whether a sweep's stored config (sweep.json) computes what `config` computes, allowing for
+  renamed task modules and fields added since (ADDED_FIELDS)."""
+  return _comparable(stored) == _comparable(json.loads(config.to_json_best_effort()))
 
 
 @dataclasses.dataclass
@@ -101,46 +134,6 @@ class UnitOutput:
                  float(z["predict_wall_s"]), str(z["fingerprint"]))
 
 
-def make_predictor(model, brightness: bool = True) -> Callable:
-  """jit(vmap) of task.predict_logits over a leading model axis: (params, frames, index[M, L])."""
-  def one(params, frames, index):
-    return task_lib.predict_logits(model, params, frames, index, brightness)
-  return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
-
-
-def predict_held_out(predictor, params, frames, data: task_lib.LosoData,
-                     slots: Sequence[task_lib.ModelSlot], eval_batch_size: int,
-                     stacked: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Logits of every real slot's held-out clips: (folds [R], clip index [R], logits [R, C]).
-
-  Held-out clips are taken in chunks of eval_batch_size, padded (the padding is dropped), so a
-  single program shape serves every chunk.
-  """
-  if not stacked:
-    params = jax.tree.map(lambda x: x[None], params)
-  tests = [np.asarray(data.folds[s.fold].test_idx) for s in slots]
-  longest = max(len(t) for t in tests)
-  chunk = min(eval_batch_size, longest)
-  chunks = -(-longest // chunk)
-  padded = np.stack([np.resize(t, chunks * chunk) for t in tests]).astype(np.int32)  # [M, L]
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  logits = []
-  for c in range(chunks):
-    # Gathered from every process (the stack may be sharded over hosts); numpy on one host.
-    logits.append(np.asarray(multihost_utils.process_allgather(
-        predictor(params, frames, padded[:, c * chunk:(c + 1) * chunk]), tiled=True)))
-  logits = np.concatenate(logits, axis=1)                                   # [M, L, C]
-  folds, index, out = [], [], []
-  for m, (slot, test) in enumerate(zip(slots, tests)):
-    if slot.dummy:
-      continue
-    folds.append(np.full(len(test), slot.fold))
-    index.append(test)
-    out.append(logits[m, :len(test)])
-  return (np.concatenate(folds).astype(np.int64), np.concatenate(index).astype(np.int64),
-          np.concatenate(out).astype(np.float32))
-
-
 class _Sweep:
   """One sweep invocation in one workdir (see the module docstring)."""
 
@@ -151,8 +144,10 @@ class _Sweep:
     self.fold_ids = list(fold_ids)
     self.say = say
     self.fingerprint = config_fingerprint(config)
-    model, *_ = task_lib.build(config)
-    self.predictor = make_predictor(model, config.data.match_brightness)
+    # Fingerprints of the same experiment under an earlier version's rules (sweep.json).
+    self.accepted = {self.fingerprint}
+    model, *_ = training.build(config)
+    self.predictor = training.make_predictor(model, config.data.match_brightness)
 
   def log(self, message: str) -> None:
     if jax.process_index():
@@ -164,14 +159,13 @@ class _Sweep:
     if not path.is_file():
       return None
     unit = UnitOutput.load(path)
-    if unit.fingerprint != self.fingerprint:
-      raise ValueError(f"{path} was trained with another config (fingerprint "
+    if unit.fingerprint not in self.accepted:
+      raise ConfigError(f"{path} was trained with another config (fingerprint "
                        f"{unit.fingerprint}, now {self.fingerprint}); use a new --workdir")
     return unit
 
   def train_unit(self, unit_dir: pathlib.Path, fold_ids: Sequence[int], stacked: bool,
                  label: str) -> UnitOutput:
-    from launch.trainer import train_and_evaluate  # pylint: disable=g-import-not-at-top
     task = task_lib.make_task(self.config, data=self.data, fold_ids=fold_ids, stacked=stacked)
     self.log(f"start {label}")
     start = time.perf_counter()
@@ -182,7 +176,7 @@ class _Sweep:
     jax.block_until_ready(result.state)
     trained = time.perf_counter() - start
     start = time.perf_counter()
-    folds, index, logits = predict_held_out(
+    folds, index, logits = training.predict_held_out(
         self.predictor, result.state["params"], result.frozen["frames"], self.data,
         task.slots, self.config.eval_batch_size, stacked)
     unit = UnitOutput(folds, index, logits, trained, time.perf_counter() - start,
@@ -197,7 +191,7 @@ class _Sweep:
     unit = self.load_unit(unit_dir / UNIT_FILE)
     folds_file = unit_dir / "folds.json"
     if folds_file.is_file() and json.loads(folds_file.read_text()) != self.fold_ids:
-      raise ValueError(f"{unit_dir} holds a stacked run of folds "
+      raise ConfigError(f"{unit_dir} holds a stacked run of folds "
                        f"{json.loads(folds_file.read_text())}, not {self.fold_ids}; use a new "
                        "--workdir")
     if unit is not None:
@@ -225,41 +219,50 @@ class _Sweep:
 
 
 def resolve_mode(mode: str) -> str:
-  """'stacked' or 'per_fold'; 'auto' is stacked on accelerators and per_fold on CPU (config_lib)."""
+  """'stacked' or 'per_fold'; 'auto' is stacked on accelerators and per_fold on CPU."""
   if mode == "auto":
     return "per_fold" if jax.default_backend() == "cpu" else "stacked"
   if mode not in ("stacked", "per_fold"):
-    raise ValueError(f"sweep mode must be 'auto', 'stacked' or 'per_fold', got {mode!r}")
+    raise ConfigError(f"sweep mode must be 'auto', 'stacked' or 'per_fold', got {mode!r}")
   return mode
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-              mode: Optional[str] = None, data: Optional[task_lib.LosoData] = None,
+              mode: Optional[str] = None, data: Optional[loso_data.LosoData] = None,
               say: Callable[[str], None] = print) -> dict:
   """Runs (or resumes) the LOSO sweep of `config` in `workdir`; writes and returns results.
 
   Args:
-    config: an FRL-DGT config (frldgt_jax/config_lib.py).
+    config: an FRL-DGT config (configs/frldgt_composite.py).
     workdir: the sweep's folder (module docstring).
     mode: 'stacked', 'per_fold' or 'auto' (default: config.sweep_mode).
-    data: preloaded clips and folds (default: task.load_loso_data(config)).
+    data: preloaded clips and folds (default: loso_data.load_loso_data(config)).
   Raises SweepInterrupted when a signal stopped training (rerun to resume).
   """
   mode = resolve_mode(mode or config.sweep_mode)
   begin = time.perf_counter()
-  data = data if data is not None else task_lib.load_loso_data(config)
-  fold_ids = task_lib.selected_folds(config, data.folds)
+  data = data if data is not None else loso_data.load_loso_data(config)
+  fold_ids = loso_data.selected_folds(config, data.folds)
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   sweep = _Sweep(config, workdir, data, fold_ids, say)
   info_file = workdir / SWEEP_FILE
+  previous: list[str] = []
   if info_file.is_file():
-    old = json.loads(info_file.read_text()).get("fingerprint")
+    info = json.loads(info_file.read_text())
+    old = info.get("fingerprint")
+    previous = list(info.get("previous_fingerprints", []))
     if old != sweep.fingerprint:
-      raise ValueError(f"{workdir} holds a sweep of another config (fingerprint {old}, now "
-                       f"{sweep.fingerprint}); use a new --workdir or delete it")
+      if not same_experiment(info.get("config", {}), config):
+        raise ConfigError(f"{workdir} holds a sweep of another config (fingerprint {old}, now "
+                          f"{sweep.fingerprint}); use a new --workdir or delete it")
+      say(f"resuming a sweep begun by an earlier version (fingerprint {old}, the same "
+          f"experiment as {sweep.fingerprint})")
+      previous.append(old)
+    sweep.accepted.update(previous)
   if jax.process_index() == 0:
     info_file.write_text(json.dumps({"fingerprint": sweep.fingerprint,
+                                     "previous_fingerprints": sorted(set(previous)),
                                      "config": json.loads(config.to_json_best_effort())},
                                     indent=1))
   say(f"LOSO sweep ({mode}): {len(fold_ids)} of {len(data.folds)} folds, {len(data.labels)} "
@@ -270,7 +273,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   folds = np.concatenate([u.folds for u in units])
   index = np.concatenate([u.index for u in units])
   logits = np.concatenate([u.logits for u in units])
-  check_held_out_once(data, fold_ids, folds, index)
+  loso_data.check_held_out_once(data, fold_ids, folds, index)
   prepared = data.prepared
   predictions = results_lib.Predictions(
       dataset=prepared.database[index], subject=prepared.subject[index],
@@ -297,18 +300,6 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   return results
 
 
-def check_held_out_once(data: task_lib.LosoData, fold_ids: Sequence[int], folds: np.ndarray,
-                        index: np.ndarray) -> None:
-  """Asserts every selected fold's held-out clips are predicted exactly once, by that fold."""
-  expected = np.sort(np.concatenate([data.folds[k].test_idx for k in fold_ids]))
-  if not np.array_equal(np.sort(index), expected):
-    raise AssertionError("the predictions do not cover each held-out clip exactly once")
-  keys = data.prepared.subject_keys
-  for k in fold_ids:
-    if set(keys[index[folds == k]].tolist()) != {data.folds[k].test_subject}:
-      raise AssertionError(f"fold {k} predicted clips of another subject than its own")
-
-
 def machine_description() -> dict:
   """The machine a timing was taken on."""
   return {"platform": platform.platform(), "processor": platform.processor(),
@@ -324,7 +315,7 @@ def compare_modes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   the share of identical predictions and the UF1 difference.
   """
   workdir = pathlib.Path(workdir)
-  data = task_lib.load_loso_data(config)
+  data = loso_data.load_loso_data(config)
   out = {}
   for mode in ("per_fold", "stacked"):
     say(f"=== mode {mode} ===")
