@@ -52,11 +52,14 @@ def synthetic_dirs(config: ml_collections.ConfigDict) -> tuple[pathlib.Path, pat
   return root / "corpus", root / "tfds"
 
 
-def ensure_synthetic_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
+def ensure_synthetic_dataset(config: ml_collections.ConfigDict,
+                             detector: Optional[Callable] = None) -> pathlib.Path:
   """Generates the synthetic corpus and builds its TFDS dataset when absent; returns its folder.
 
   The corpus is written to a temporary folder and renamed when complete, and TFDS builds into a
   temporary folder too, so an interrupted run leaves nothing half-made that would be reused.
+  `detector` ((image, name) -> (points, source), data/builders.py) is needed only with
+  config.data.alignment == 'detect'.
   """
   from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
   from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -87,7 +90,8 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
   landmarks = tuple(str(p) for p in sorted(corpus.glob("landmarks_*.csv")))
   options = builders.BuildOptions(
       landmarks_csv=landmarks if d.alignment == "landmarks" else None,
-      composite_csv=str(corpus / "composite_3class.csv") if d.dataset == "composite" else None)
+      composite_csv=str(corpus / "composite_3class.csv") if d.dataset == "composite" else None,
+      detector=detector)
   _say(f"building TFDS dataset {d.dataset} ({d.frames} frames at {d.resolution}x{d.resolution}, "
        f"alignment {d.alignment}) from {corpus} into {data_dir}")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -100,11 +104,12 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
   return pathlib.Path(builder.data_dir)
 
 
-def dataset_folder(config: ml_collections.ConfigDict) -> pathlib.Path:
+def dataset_folder(config: ml_collections.ConfigDict,
+                   detector: Optional[Callable] = None) -> pathlib.Path:
   """The prepared dataset a config reads (building the synthetic one when needed)."""
   d = config.data
   if d.synthetic:
-    return ensure_synthetic_dataset(config)
+    return ensure_synthetic_dataset(config, detector)
   if d.dataset_dir:
     folder = pathlib.Path(d.dataset_dir)
   else:
@@ -121,10 +126,11 @@ def dataset_folder(config: ml_collections.ConfigDict) -> pathlib.Path:
   return folder
 
 
-def load_loso_data(config: ml_collections.ConfigDict) -> LosoData:
+def load_loso_data(config: ml_collections.ConfigDict,
+                   detector: Optional[Callable] = None) -> LosoData:
   """Loads the prepared clips with a label of the config's label set and makes the LOSO folds."""
   validate_config(config)
-  folder = dataset_folder(config)
+  folder = dataset_folder(config, detector)
   prepared = pipeline.load_prepared(folder)
   labels = getattr(prepared, config.data.labels)
   prepared = prepared.select(labels >= 0)

@@ -1,26 +1,47 @@
-"""launch/generate.py on the tiny128 fixture: grid PNGs and turntable MP4s."""
+"""launch/generate.py on the tiny128 fixture: grid PNGs and turntable MP4s, and its flag errors.
+
+The command runs as a subprocess: absl flags are process-global, so entry points are never
+imported into the test process.
+"""
+import pathlib
+import subprocess
+import sys
+
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
-import pytest
 
-from launch import generate
-
-
-def test_parse_seeds():
-  assert generate.parse_seeds("0-3") == [0, 1, 2, 3]
-  assert generate.parse_seeds("1,5,7-8") == [1, 5, 7, 8]
-  with pytest.raises(Exception, match="bad seed range"):
-    generate.parse_seeds("3-1")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_generate_grid_and_video(tmp_path, eg3d_fixture_dir, capsys):
+def _generate(*args):
+  return subprocess.run([sys.executable, "launch/generate.py", *map(str, args)],
+                        check=False, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_seed_lists_and_user_errors(tmp_path):
+  """--seeds takes lists and inclusive ranges; a bad range or a missing generator is one line
+  on stderr and exit status 2, nothing written."""
+  listed = _generate("--generator", tmp_path / "missing", "--seeds", "1,5,7-8",
+                     "--out", tmp_path / "gen")
+  assert "4 seed(s): 1, 5, 7, 8" in listed.stdout
+  assert listed.returncode == 2, listed.stderr
+  assert f"error: no generator at {tmp_path / 'missing'}" in listed.stderr
+  assert "Traceback" not in listed.stderr
+  bad = _generate("--generator", tmp_path / "missing", "--seeds", "3-1",
+                  "--out", tmp_path / "gen")
+  assert bad.returncode == 2
+  assert "bad seed range '3-1'" in bad.stderr and "Traceback" not in bad.stderr
+  assert not (tmp_path / "gen").exists()
+
+
+def test_generate_grid_and_video(tmp_path, eg3d_fixture_dir):
   out = tmp_path / "gen"
-  rc = generate.main(["--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"),
-                      "--seeds", "0-1", "--out", str(out), "--views", "3", "--frames", "5",
-                      "--fps", "10"])
-  assert rc == 0
-  assert str(out.resolve()) in capsys.readouterr().out
+  done = _generate("--generator", eg3d_fixture_dir / "eg3d_tiny128.npz", "--seeds", "0-1",
+                   "--out", out, "--views", "3", "--frames", "5", "--fps", "10")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "2 seed(s): 0, 1" in done.stdout
+  assert str(out.resolve()) in done.stdout
   res = 128  # tiny128: 128 px images
   grids = {}
   for seed in (0, 1):

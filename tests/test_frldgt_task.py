@@ -14,11 +14,10 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score, recall_score
 
-from frldgt_jax import config_lib
-from frldgt_jax import losses
+from frldgt_jax import losses, loso_data
 from frldgt_jax import results as results_lib
-from frldgt_jax import task as task_lib
-from launch.trainer import InputSpec
+from launch.tasks import frldgt as task_lib
+from launch.trainer import InputSpec, from_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ["frldgt_composite", "frldgt_casme2", "frldgt_samm", "frldgt_smic",
@@ -26,7 +25,7 @@ CONFIGS = ["frldgt_composite", "frldgt_casme2", "frldgt_samm", "frldgt_smic",
 
 
 def tiny_config(tmp_root, variant="synthetic_tiny"):
-  config = config_lib.frldgt_config(dataset="composite", variant=variant)
+  config = from_file(str(REPO / "configs" / "frldgt_composite.py"), variant)
   config.data.synthetic_root = str(tmp_root)
   return config
 
@@ -40,23 +39,19 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny(synthetic_root):
   config = tiny_config(synthetic_root)
-  return config, task_lib.load_loso_data(config)
+  return config, loso_data.load_loso_data(config)
 
 
 def _load_config(name, arg):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return from_file(str(REPO / "configs" / f"{name}.py"), arg)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("arg", ["", "synthetic", "synthetic_tiny,zero,shuffled,per_fold,bf16"])
 def test_every_config_and_variant_is_consistent(name, arg):
   config = _load_config(name, arg)
-  task_lib.validate_config(config)
-  assert config.task == "frldgt_jax.task" and config.model.image_size == config.data.resolution
+  loso_data.validate_config(config)
+  assert config.task == "launch.tasks.frldgt" and config.model.image_size == config.data.resolution
   assert config.model.num_classes == len(config.data.class_names)
   if "zero" in arg:
     assert config.model.displacement == "zero" and config.labels_shuffled
@@ -67,22 +62,21 @@ def test_every_config_and_variant_is_consistent(name, arg):
 
 
 def test_unknown_variant_is_named():
-  with pytest.raises(ValueError, match="synthtic"):
-    config_lib.frldgt_config(dataset="composite", variant="synthtic")
-  with pytest.raises(ValueError, match="5-class"):
-    config_lib.frldgt_config(dataset="samm", five_class=True)
+  for name in CONFIGS:
+    with pytest.raises(ValueError, match="synthtic"):
+      _load_config(name, "synthtic")
 
 
 def test_missing_real_dataset_says_how_to_prepare_it(tmp_path):
-  config = config_lib.frldgt_config(dataset="samm")
+  config = _load_config("frldgt_samm", "")
   config.data.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="prepare_data.py --dataset samm"):
-    task_lib.load_loso_data(config)
+    loso_data.load_loso_data(config)
 
 
 def test_synthetic_dataset_is_generated_and_every_subject_is_one_fold(tiny):
   config, data = tiny
-  corpus, _ = task_lib.synthetic_dirs(config)
+  corpus, _ = loso_data.synthetic_dirs(config)
   manifest = json.loads((corpus / "manifest.json").read_text())
   composite = [c for c in manifest["clips"] if c["in_composite"]]
   assert len(data.labels) == len(composite)
@@ -98,15 +92,15 @@ def test_synthetic_dataset_is_generated_and_every_subject_is_one_fold(tiny):
 
 def test_fold_selection(tiny):
   config, data = tiny
-  assert task_lib.selected_folds(config, data.folds) == list(range(len(data.folds)))
+  assert loso_data.selected_folds(config, data.folds) == list(range(len(data.folds)))
   subject = data.folds[3].test_subject
   config = config.copy_and_resolve_references()
   config.folds = f"1,{subject}"
-  assert task_lib.selected_folds(config, data.folds) == [1, 3]
+  assert loso_data.selected_folds(config, data.folds) == [1, 3]
   for bad, message in (("99", "does not exist"), ("nobody", "neither"), ("1,1", "twice")):
     config.folds = bad
     with pytest.raises(ValueError, match=message):
-      task_lib.selected_folds(config, data.folds)
+      loso_data.selected_folds(config, data.folds)
 
 
 def _batches(task, start, count, spec=None):
@@ -186,16 +180,16 @@ def test_shuffled_labels_stay_inside_each_folds_training_clips(tiny):
   config.labels_shuffled = True
   changed = 0
   for fold in data.folds:
-    shuffled = task_lib.fold_labels(config, data, fold)
+    shuffled = loso_data.fold_labels(config, data, fold)
     np.testing.assert_array_equal(shuffled[fold.test_idx], data.labels[fold.test_idx])
     assert sorted(shuffled[fold.train_idx]) == sorted(data.labels[fold.train_idx])
-    np.testing.assert_array_equal(shuffled, task_lib.fold_labels(config, data, fold))
+    np.testing.assert_array_equal(shuffled, loso_data.fold_labels(config, data, fold))
     changed += int((shuffled != data.labels).sum())
   assert changed > 0
   task = task_lib.make_task(config, data=data, device_multiple=1)
   batch = _batches(task, config.dgm_pretrain_steps, 1)[0]
   for m, slot in enumerate(task.slots):
-    expected = task_lib.fold_labels(config, data, data.folds[slot.fold])[batch["index"][m]]
+    expected = loso_data.fold_labels(config, data, data.folds[slot.fold])[batch["index"][m]]
     np.testing.assert_array_equal(batch["label"][m], expected)
 
 

@@ -6,10 +6,16 @@ the task's describe() as task.json, launch.trainer.checkpoint for the Orbax stat
 other row has 0. That makes outcomes known in advance: a hairstyle transfer is a whole-style
 swap (the result measures as the reference), a beard transfer leaves the source as it is, and
 the channel-swap baseline copies all channels for hairstyle and one for beard.
+
+The commands run as subprocesses (absl flags are process-global, so entry points are never
+imported into the test process); each rebuilds the run's models from its config.json, as a user's
+run does.
 """
 import importlib.util
 import json
 import pathlib
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import imageio_ffmpeg
@@ -18,13 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from launch import evaluate as evaluate_cli
-from launch import transfer as transfer_cli
+from launch.tasks.sat3d import make_task
 from launch.trainer.checkpoint import Checkpoints
-from sat3d_jax import baselines, evaluation, pairs, run_io
+from sat3d_jax import baselines, evaluation, latent_file, run_io
 from sat3d_jax.clip_utils import save_tiny_clip
-from sat3d_jax.eg3d import parse_config, get_preset
-from sat3d_jax.task import Sat3dModel, make_task
+from sat3d_jax.eg3d import get_preset, parse_config
+from sat3d_jax.model import Sat3dModel
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PLANTED_LOGIT = 50.0
@@ -59,17 +64,22 @@ def trained(tmp_path_factory):
   return workdir, model, mask
 
 
+def _cli(command, *args):
+  """Runs launch/COMMAND.py with these flags from the repository root."""
+  return subprocess.run([sys.executable, f"launch/{command}.py", *map(str, args)],
+                        check=False, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def _user_error(result, *fragments):
+  """A user error: exit status 2, `error: ...` on stderr naming each fragment, no traceback."""
+  assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+  assert "error: " in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in result.stderr, (fragment, result.stderr[-3000:])
+
+
 # ---------------------------------------------------------------------------------------------
 # Pieces.
-
-@pytest.fixture
-def reuse_model(trained, monkeypatch):
-  """The CLIs rebuild the frozen models from config.json; here they get the fixture's (built
-  from the same config, which test_run_io_restores_the_saved_mask_and_config checks), so the
-  slow random init and CLIP set-up run once per file."""
-  _, model, _ = trained
-  monkeypatch.setattr(run_io, "Sat3dModel", lambda config: model)
-
 
 def test_run_io_restores_the_saved_mask_and_config(trained):
   workdir, model, mask = trained
@@ -147,7 +157,7 @@ def _grid_cells(path, rows, cols):
   return grid, grid.reshape(rows, h, cols, w, 3).transpose(0, 2, 1, 3, 4)
 
 
-def test_transfer_from_seeds_and_latent_files(trained, reuse_model, tmp_path, capsys):
+def test_transfer_from_seeds_and_latent_files(trained, tmp_path):
   """Seeds with delta 0: the result is the source, bit for bit. Then latent files holding the
   same ws (the source with a 'generator' copy, the reference with a camera) render as the seeds
   do, the reference's camera adds a column, and the planted hairstyle mask (P = 1 everywhere)
@@ -156,11 +166,11 @@ def test_transfer_from_seeds_and_latent_files(trained, reuse_model, tmp_path, ca
   gen = model.generator
   res = gen.img_resolution
   out_seed, out_file = tmp_path / "seed", tmp_path / "file"
-  common = ["--workdir", str(workdir), "--views", "2"]
-  assert transfer_cli.main(common + ["--source", "1", "--reference", "2", "--delta", "0",
-                                     "--attributes", "hairstyle,beard", "--frames", "3",
-                                     "--out", str(out_seed)]) == 0
-  assert str(out_seed.resolve()) in capsys.readouterr().out
+  common = ["--workdir", workdir, "--views", "2"]
+  done = _cli("transfer", *common, "--source", "1", "--reference", "2", "--delta", "0",
+              "--attributes", "hairstyle,beard", "--frames", "3", "--out", out_seed)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert str(out_seed.resolve()) in done.stdout
   grid, by_seed = _grid_cells(out_seed / "grid.png", 3, 2)
   assert grid.shape == (3 * res, 2 * res, 3)
   np.testing.assert_array_equal(by_seed[2], by_seed[0])  # result == source, bit for bit
@@ -177,15 +187,14 @@ def test_transfer_from_seeds_and_latent_files(trained, reuse_model, tmp_path, ca
   (tuned / "config.json").write_text(json.dumps(gen.config))
   ws = np.asarray(model.ws_from_z(gen.params, jnp.asarray(
       evaluation.latents_for_seeds([1, 2], gen.z_dim))))
-  pairs.write_latent_file(tmp_path / "src.npz", ws[:1], generator=str(tuned))
+  latent_file.write_latent_file(tmp_path / "src.npz", ws[:1], generator=str(tuned))
   cam = np.asarray(model.cameras(jnp.array([[0.2, 0.1]])))
-  pairs.write_latent_file(tmp_path / "ref.npz", ws, c=np.concatenate([cam, cam]))
-  assert transfer_cli.main(common + ["--source", str(tmp_path / "src.npz"),
-                                     "--reference", str(tmp_path / "ref.npz"),
-                                     "--reference_index", "1", "--attributes", "hairstyle",
-                                     "--frames", "0", "--out", str(out_file)]) == 0
-  printed = capsys.readouterr().out
-  assert "pivotal-tuned generator" in printed and "the reference's camera" in printed
+  latent_file.write_latent_file(tmp_path / "ref.npz", ws, c=np.concatenate([cam, cam]))
+  done = _cli("transfer", *common, "--source", tmp_path / "src.npz",
+              "--reference", tmp_path / "ref.npz", "--reference_index", "1",
+              "--attributes", "hairstyle", "--frames", "0", "--out", out_file)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "pivotal-tuned generator" in done.stdout and "the reference's camera" in done.stdout
   assert not (out_file / "turntable.mp4").exists()
   grid, by_file = _grid_cells(out_file / "grid.png", 3, 3)
   assert grid.shape == (3 * res, 3 * res, 3)
@@ -195,52 +204,49 @@ def test_transfer_from_seeds_and_latent_files(trained, reuse_model, tmp_path, ca
   assert np.abs(by_file[2].astype(int) - by_file[1].astype(int)).max() <= 2
 
 
-def test_clis_reject_bad_input(trained, reuse_model, tmp_path, capsys):
+def test_clis_reject_bad_input(trained, tmp_path):
+  """Each is one `error:` line and exit status 2, before anything is written."""
   workdir, model, _ = trained
-  rc = transfer_cli.main(["--workdir", str(workdir), "--source", "1", "--reference", "2",
-                          "--attributes", "hairstyle,baerd", "--out", str(tmp_path / "x")])
-  err = capsys.readouterr().err
-  assert rc == 2
-  assert "unknown attribute 'baerd'" in err and "beard" in err and "hairstyle" in err
+  _user_error(_cli("transfer", "--workdir", workdir, "--source", "1", "--reference", "2",
+                   "--attributes", "hairstyle,baerd", "--out", tmp_path / "x"),
+              "unknown attribute 'baerd'", "beard", "hairstyle")
   assert not (tmp_path / "x").exists()
-  rc = transfer_cli.main(["--workdir", str(workdir), "--source", str(tmp_path / "no.npz"),
-                          "--reference", "2", "--attributes", "beard",
-                          "--out", str(tmp_path / "x")])
-  assert rc == 2 and "neither an integer seed nor an existing latent file" in \
-      capsys.readouterr().err
+  _user_error(_cli("transfer", "--workdir", workdir, "--source", tmp_path / "no.npz",
+                   "--reference", "2", "--attributes", "beard", "--out", tmp_path / "x"),
+              "neither an integer seed nor an existing latent file")
+  _user_error(_cli("transfer", "--workdir", tmp_path / "no_run", "--source", "1",
+                   "--reference", "2", "--attributes", "beard", "--out", tmp_path / "x"),
+              f"{tmp_path / 'no_run'}: no config.json")
   # A latent inverted with another generator (EG3D FFHQ-512: 14 ws of 512) than the run's
   # micro one (10 ws of 512), as source or as reference.
   assert (model.generator.num_ws, model.generator.w_dim) == (10, 512)
   other = tmp_path / "ffhq512_latent.npz"
-  pairs.write_latent_file(other, np.zeros((1, 14, 512), np.float32))
-  for role, source, reference in (("source", str(other), "1"), ("reference", "1", str(other))):
-    rc = transfer_cli.main(["--workdir", str(workdir), "--source", source, "--reference",
-                            reference, "--attributes", "beard", "--out", str(tmp_path / "x")])
-    err = capsys.readouterr().err
-    assert rc == 2, role
-    assert f"{other}: its 'ws' rows are (num_ws, w_dim) = (14, 512), but the run's generator " \
-           "preset:micro needs (10, 512)" in err, err
+  latent_file.write_latent_file(other, np.zeros((1, 14, 512), np.float32))
+  for source, reference in ((other, "1"), ("1", other)):
+    _user_error(_cli("transfer", "--workdir", workdir, "--source", source, "--reference",
+                     reference, "--attributes", "beard", "--out", tmp_path / "x"),
+                f"{other}: its 'ws' rows are (num_ws, w_dim) = (14, 512), but the run's "
+                "generator preset:micro needs (10, 512)")
   assert not (tmp_path / "x").exists()
-  rc = evaluate_cli.main(["--workdir", str(workdir), "--pairs", "1", "--attributes", "smiel",
-                          "--out", str(tmp_path / "e.json")])
-  err = capsys.readouterr().err
-  assert rc == 2 and "unknown attribute 'smiel'" in err and "smile" in err
+  _user_error(_cli("evaluate", "--workdir", workdir, "--pairs", "1", "--attributes", "smiel",
+                   "--out", tmp_path / "e.json"),
+              "unknown attribute 'smiel'", "smile")
   assert not (tmp_path / "e.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------
 # launch/evaluate.py
 
-def test_evaluate_end_to_end(trained, reuse_model, tmp_path):
+def test_evaluate_end_to_end(trained, tmp_path):
   workdir, model, _ = trained
   out = tmp_path / "eval" / "report.json"
   # A second judge CLIP: the run's own tiny CLIP (seed 0) saved as a Hugging Face directory,
   # so its verdicts must equal the first judge's.
   judge_dir = save_tiny_clip(tmp_path / "judge_clip", seed=model.config.seed)
-  rc = evaluate_cli.main(["--workdir", str(workdir), "--pairs", "2", "--views", "2",
-                          "--attributes", "hairstyle,beard", "--correlation_samples", "4",
-                          "--judge_clip", str(judge_dir), "--out", str(out)])
-  assert rc == 0
+  done = _cli("evaluate", "--workdir", workdir, "--pairs", "2", "--views", "2",
+              "--attributes", "hairstyle,beard", "--correlation_samples", "4",
+              "--judge_clip", judge_dir, "--out", out)
+  assert done.returncode == 0, done.stderr[-3000:]
   report = json.loads(out.read_text())
   second = report["results"][f"judge_clip:{judge_dir}"]
   methods = ["sat3d", "mix_coarse", "mix_middle", "mix_fine", "channel_swap", "source"]

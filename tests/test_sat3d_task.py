@@ -1,6 +1,7 @@
 """SAT3D through the real driver on :tiny (random micro EG3D + tiny CLIP), 8 fake devices."""
 import json
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -8,8 +9,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.sat3d_ffhq import get_config
-from launch.trainer import InputSpec, train_and_evaluate
-from sat3d_jax import pairs, task as sat3d_task
+from launch.tasks import sat3d as sat3d_task
+from launch.trainer import train_and_evaluate
+from sat3d_jax import latent_file, model as model_lib, pairs
 
 
 def _tiny(**overrides):
@@ -28,7 +30,7 @@ def _tiny(**overrides):
 
 @pytest.fixture(scope="module")
 def model():
-  return sat3d_task.Sat3dModel(_tiny())
+  return model_lib.Sat3dModel(_tiny())
 
 
 def test_tiny_trains_data_parallel_and_checkpoints_only_the_mask(tmp_path, model):
@@ -68,16 +70,20 @@ def test_tiny_trains_data_parallel_and_checkpoints_only_the_mask(tmp_path, model
   # Resuming (also after a kill) is the driver's, tested on every task in test_driver.py.
 
 
+_DRAW = pairs.PairDraw(batch_size=8, z_dim=16, num_attributes=5, target_attributes=(0, 2, 4),
+                       max_targets=2, views=3, yaw_mean=0.0, yaw_std=0.3, yaw_limit=0.8,
+                       pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35)
+
+
 def test_pairs_pipeline_is_step_indexed_and_process_sharded():
-  kwargs = dict(seed=3, total_steps=10, batch_size=8, z_dim=16, num_attributes=5,
-                target_attributes=[0, 2, 4], max_targets=2, views=3, yaw_mean=0.0,
-                yaw_std=0.3, yaw_limit=0.8, pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35)
-  full = list(pairs.make_pairs_pipeline(InputSpec(0), **kwargs))
-  resumed = list(pairs.make_pairs_pipeline(InputSpec(6), **kwargs))
+  kwargs = dict(seed=3, total_steps=10)
+  full = list(pairs.make_pairs_pipeline(_DRAW, start_step=0, **kwargs))
+  resumed = list(pairs.make_pairs_pipeline(_DRAW, start_step=6, **kwargs))
   for a, b in zip(full[6:], resumed):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
-  halves = [next(pairs.make_pairs_pipeline(InputSpec(0, i, 2), **kwargs)) for i in range(2)]
+  halves = [next(pairs.make_pairs_pipeline(_DRAW, start_step=0, rows=slice(4 * i, 4 * i + 4),
+                                           **kwargs)) for i in range(2)]
   for k in full[0]:
     np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), full[0][k])
   targets = np.concatenate([b["targets"] for b in full])
@@ -87,40 +93,35 @@ def test_pairs_pipeline_is_step_indexed_and_process_sharded():
   assert np.abs(views[..., 0]).max() <= 0.8 and np.abs(views[..., 1]).max() <= 0.35
 
 
-_DRAW = dict(batch_size=8, z_dim=16, num_attributes=5, target_attributes=[0, 2, 4],
-             max_targets=2, views=3, yaw_mean=0.0, yaw_std=0.3, yaw_limit=0.8, pitch_mean=0.0,
-             pitch_std=0.1, pitch_limit=0.35)
-
-
 def test_eval_set_is_fixed_held_out_and_process_sharded():
-  full = list(pairs.make_eval_pipeline(InputSpec(0), seed=3, num_pairs=24, **_DRAW))
-  again = list(pairs.make_eval_pipeline(InputSpec(5), seed=3, num_pairs=24, **_DRAW))
+  full = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24))
+  again = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24))
   assert len(full) == 3
   for a, b in zip(full, again, strict=True):  # no step enters: the same set every time
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
-  train = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=50, **_DRAW))
+  train = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=50))
   train_z = np.concatenate([b["z_src"] for b in train] + [b["z_ref"] for b in train])
   eval_z = np.concatenate([b["z_src"] for b in full] + [b["z_ref"] for b in full])
   # Never a training latent (the first 50 steps' 800 of them).
   assert np.min(np.abs(eval_z[:, None, :] - train_z[None]).max(-1)) > 0.1
-  halves = [list(pairs.make_eval_pipeline(InputSpec(0, i, 2), seed=3, num_pairs=24, **_DRAW))
-            for i in range(2)]
+  halves = [list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24,
+                                          rows=slice(4 * i, 4 * i + 4))) for i in range(2)]
   for k in full[0]:
     np.testing.assert_array_equal(np.concatenate([h[1][k] for h in halves]), full[1][k])
-  other_seed = next(pairs.make_eval_pipeline(InputSpec(0), seed=4, num_pairs=8, **_DRAW))
+  other_seed = next(pairs.make_eval_pipeline(_DRAW, seed=4, num_pairs=8))
   assert not np.array_equal(other_seed["z_src"], full[0]["z_src"])
   with pytest.raises(ValueError, match="evaluation set size 20 must be a positive multiple of "
                                        "the batch size 8"):
-    pairs.make_eval_pipeline(InputSpec(0), seed=3, num_pairs=20, **_DRAW)
+    pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=20)
 
 
 def test_pair_pool_cycles_the_first_examples_of_the_stream():
-  fresh = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=2, **_DRAW))
-  pooled = list(pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=5, pool_size=16,
-                                          **_DRAW))
-  resumed = list(pairs.make_pairs_pipeline(InputSpec(3), seed=3, total_steps=5, pool_size=16,
-                                           **_DRAW))
+  fresh = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=2))
+  pooled = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=5,
+                                          pool_size=16))
+  resumed = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=3, total_steps=5,
+                                           pool_size=16))
   for step, batch in enumerate(pooled):
     for k in batch:  # step s trains on draw s mod 2 of the fresh stream
       np.testing.assert_array_equal(batch[k], fresh[step % 2][k])
@@ -128,33 +129,58 @@ def test_pair_pool_cycles_the_first_examples_of_the_stream():
     for k in batch:
       np.testing.assert_array_equal(batch[k], pooled[step][k])
   with pytest.raises(ValueError, match="pool_size=12 must be 0 .* multiple of the batch size 8"):
-    pairs.make_pairs_pipeline(InputSpec(0), seed=3, total_steps=5, pool_size=12, **_DRAW)
+    pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=5, pool_size=12)
 
 
 def test_latent_files_round_trip_and_bad_files_are_clear(tmp_path):
   path = tmp_path / "lat.npz"
   ws = np.random.default_rng(0).normal(size=(3, 14, 512)).astype(np.float32)
-  pairs.write_latent_file(path, ws, c=np.zeros((3, 25)), generator="tuned/")
-  out = pairs.read_latent_file(path)
+  latent_file.write_latent_file(path, ws, c=np.zeros((3, 25)), generator="tuned/")
+  out = latent_file.read_latent_file(path)
   np.testing.assert_array_equal(out["ws"], ws)
   assert out["generator"] == "tuned/"
   np.savez(tmp_path / "bad.npz", w=ws)
   with pytest.raises(ValueError, match="no 'ws' array"):
-    pairs.read_latent_file(tmp_path / "bad.npz")
+    latent_file.read_latent_file(tmp_path / "bad.npz")
   (tmp_path / "junk.npz").write_bytes(b"not a zip")
   with pytest.raises(ValueError, match="junk.npz"):
-    pairs.read_latent_file(tmp_path / "junk.npz")
+    latent_file.read_latent_file(tmp_path / "junk.npz")
 
 
 def test_missing_weights_say_where_they_go():
   config = get_config("")
   with pytest.raises(FileNotFoundError, match="convert_eg3d.py"):
-    sat3d_task.build_generator(config)
+    model_lib.build_generator(config)
   config.clip = "/nonexistent/clip"
   with pytest.raises(FileNotFoundError, match="Hugging Face CLIP"):
-    sat3d_task.build_qmm(config)
+    model_lib.build_qmm(config)
 
 
 def test_unknown_variant_is_an_error():
   with pytest.raises(ValueError, match="unknown variant 'tinny'"):
     get_config("tinny")
+
+
+def test_a_workdir_made_before_the_restructuring_loads_and_resumes(tmp_path, model):
+  """tests/fixtures/legacy_ee41ea4/sat3d_tiny: `launch/train.py --config
+  configs/sat3d_ffhq.py:tiny --config.total_steps=2 --config.eval_pairs=0` run at commit
+  ee41ea4 (its config.json names the task 'sat3d_jax.task'; its config has no optimizer.name)."""
+  from sat3d_jax import run_io  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "legacy"
+  shutil.copytree(pathlib.Path(__file__).parent / "fixtures" / "legacy_ee41ea4" / "sat3d_tiny",
+                  workdir)
+  run = run_io.load_run(workdir, model=model)
+  assert run.step == 2 and run.config.task == "sat3d_jax.task"
+  assert run.mask_logits.shape == (len(model.attributes) + 1, model.num_editable)
+  assert np.all(np.isfinite(run.probabilities()))
+  # Training resumes from its checkpoint with today's config file.
+  config = get_config("tiny")
+  config.total_steps = 3
+  config.eval_pairs = 0
+  config.tensorboard = False
+  result = train_and_evaluate(config, workdir, task=sat3d_task.make_task(config, model))
+  assert result.step == 3
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if "loss" in r][-1] == 3
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) \
+      == [2, 3]

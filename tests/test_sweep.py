@@ -1,4 +1,4 @@
-"""The LOSO sweep end to end on the tiny generated corpus (frldgt_jax/loso.py, launch/sweep.py).
+"""The LOSO sweep end to end on the tiny generated corpus (launch/tasks/loso.py, launch/sweep.py).
 
 Three folds of the tiny config are trained fold by fold and stacked (8 fake devices: the stack is
 padded with dummy folds); results.json is checked against scikit-learn on predictions.csv, the
@@ -9,6 +9,7 @@ and must not change any prediction.
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from frldgt_jax import config_lib
-from frldgt_jax import loso
+from frldgt_jax import loso_data
 from frldgt_jax import results as results_lib
-from frldgt_jax import task as task_lib
+from launch.tasks import frldgt as task_lib
+from launch.tasks import loso
+from launch.trainer import from_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FOLDS = "0,1,2"
@@ -33,7 +35,7 @@ def synthetic_root(tmp_path_factory):
 
 
 def tiny_config(root, mode):
-  config = config_lib.frldgt_config(dataset="composite", variant="synthetic_tiny")
+  config = from_file(str(REPO / "configs" / "frldgt_composite.py"), "synthetic_tiny")
   config.data.synthetic_root = str(root)
   config.folds = FOLDS
   config.sweep_mode = mode
@@ -42,7 +44,7 @@ def tiny_config(root, mode):
 
 @pytest.fixture(scope="module")
 def data(synthetic_root):
-  return task_lib.load_loso_data(tiny_config(synthetic_root, "per_fold"))
+  return loso_data.load_loso_data(tiny_config(synthetic_root, "per_fold"))
 
 
 def _sweep(mode, root, data, tmp_path_factory):
@@ -183,8 +185,9 @@ def test_a_config_typo_is_an_error_naming_the_field(tmp_path):
              "--config.batchsize=4", f"--workdir={tmp_path}"]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                         env=dict(os.environ, PYTHONPATH=str(REPO)))
-  assert done.returncode != 0
-  assert "batchsize" in done.stderr
+  assert done.returncode == 2, done.stderr
+  assert "batchsize" in done.stderr and "Traceback" not in done.stderr
+  assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
   assert not (tmp_path / "results.json").exists()
 
 
@@ -194,3 +197,41 @@ def test_a_workdir_of_another_config_is_refused(per_fold, synthetic_root, data):
   config.optimizer.learning_rate = 0.5
   with pytest.raises(ValueError, match="another config"):
     loso.run_sweep(config, workdir, data=data)
+
+
+LEGACY = REPO / "tests" / "fixtures" / "legacy_ee41ea4"
+
+
+def test_a_sweep_begun_before_the_restructuring_resumes(per_fold, synthetic_root, data, tmp_path):
+  """tests/fixtures/legacy_ee41ea4/sweep: `launch/sweep.py ... :synthetic_tiny,per_fold
+  --config.folds=0` run at commit ee41ea4 (task 'frldgt_jax.task', no optimizer.name field, its
+  corpus elsewhere). Asked for folds 0 and 1, today's code keeps its fold 0 and trains fold 1."""
+  workdir = tmp_path / "legacy"
+  shutil.copytree(LEGACY / "sweep", workdir)
+  legacy_fingerprint = json.loads((workdir / "sweep.json").read_text())["fingerprint"]
+  config = tiny_config(synthetic_root, "per_fold")
+  config.folds = "0,1"
+  said = []
+  loso.run_sweep(config, workdir, data=data, say=said.append)
+  assert any("begun by an earlier version" in m for m in said), said
+  assert any("fold 0 (" in m and "finished earlier, skipping" in m for m in said), said
+  log = (workdir / loso.LOG_FILE).read_text()
+  assert log.count("start fold 0") == 1 and log.count("start fold 1") == 1
+  info = json.loads((workdir / "sweep.json").read_text())
+  assert info["previous_fingerprints"] == [legacy_fingerprint]
+  assert info["config"]["task"] == "launch.tasks.frldgt"
+  # The old fold 0 and the new fold 1 predict what today's uninterrupted sweep predicts.
+  reference, _ = per_fold
+  ref, got = np.load(reference / "logits.npz"), np.load(workdir / "logits.npz")
+  keep = np.isin(ref["folds"], [0, 1])
+  np.testing.assert_array_equal(ref["index"][keep], got["index"])
+  np.testing.assert_allclose(ref["logits"][keep], got["logits"], atol=1e-5)
+  # Another experiment is still refused: a field added since, at another value than the one
+  # the old sweep ran with, and a changed hyperparameter.
+  for field, value in (("name", "adam"), ("learning_rate", 0.5)):
+    other = tiny_config(synthetic_root, "per_fold")
+    other.optimizer[field] = value
+    fresh = tmp_path / f"legacy_{field}"
+    shutil.copytree(LEGACY / "sweep", fresh)
+    with pytest.raises(ValueError, match="another config"):
+      loso.run_sweep(other, fresh, data=data)

@@ -32,6 +32,13 @@ from frldgt_jax import loso_data, training
 from launch.trainer import ConfigError, InputSpec, Task
 
 
+def load_data(config: ml_collections.ConfigDict) -> loso_data.LosoData:
+  """The config's clips and folds; a generated corpus with alignment 'detect' is aligned with the
+  application's face detector (launch/common/faces.py)."""
+  from launch.common import faces  # pylint: disable=g-import-not-at-top
+  return loso_data.load_loso_data(config, detector=faces.detect_landmarks)
+
+
 def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.LosoData] = None,
               fold_ids: Optional[Sequence[int]] = None, stacked: Optional[bool] = None,
               device_multiple: Optional[int] = None) -> Task:
@@ -39,7 +46,7 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.Los
 
   Args:
     config: an FRL-DGT config (configs/frldgt_composite.py).
-    data: the loaded clips and folds (default: `loso_data.load_loso_data(config)`).
+    data: the loaded clips and folds (default: `load_data(config)`).
     fold_ids: the folds to train (default: `selected_folds(config)`).
     stacked: all of them in one program (default) or, with exactly one fold, that fold alone
       with num_models=0 and model_ids=(fold,).
@@ -47,7 +54,7 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.Los
       count when config.model_sharding == 'models', else 1).
   """
   loso_data.validate_config(config)
-  data = data if data is not None else loso_data.load_loso_data(config)
+  data = data if data is not None else load_data(config)
   if fold_ids is None:
     fold_ids = loso_data.selected_folds(config, data.folds)
   fold_ids = list(fold_ids)

@@ -73,6 +73,9 @@ def use_compilation_cache(path: str | os.PathLike) -> None:
 # computes what those sweeps computed. At that value a field is left out of the comparison, so a
 # sweep begun before the field existed resumes; at any other value it is a different config.
 ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw"}
+# Where a generated corpus is kept is not what it holds (its synthetic_* fields decide that):
+# a sweep whose corpus folder moved is the same experiment.
+_LOCATIONS = ("data.synthetic_root",)
 
 
 def config_fingerprint(config: ml_collections.ConfigDict) -> str:
@@ -85,25 +88,28 @@ def config_fingerprint(config: ml_collections.ConfigDict) -> str:
 
 def _comparable(fields: dict) -> dict:
   """A resolved config as sweeps compare it: without the fields that do not change what a fold
-  computes, with today's task name, and without later-added fields at their old behaviour."""
+  computes (nor the corpus folder), with today's task name, and without later-added fields at
+  their old behaviour."""
   fields = json.loads(json.dumps(fields))
   for key in _NOT_FINGERPRINTED:
     fields.pop(key, None)
   if "task" in fields:
     fields["task"] = tasks.current_task_name(fields["task"])
-  for path, value in ADDED_FIELDS.items():
+  dropped = [(path, value) for path, value in ADDED_FIELDS.items()]
+  dropped += [(path, None) for path in _LOCATIONS]
+  for path, value in dropped:
     *parents, leaf = path.split(".")
     node = fields
     for key in parents:
       node = node.get(key, {}) if isinstance(node, dict) else {}
-    if isinstance(node, dict) and leaf in node and node[leaf] == value:
+    if isinstance(node, dict) and leaf in node and (value is None or node[leaf] == value):
       del node[leaf]
   return fields
 
 
 def same_experiment(stored: dict, config: ml_collections.ConfigDict) -> bool:
   """Whether a sweep's stored config (sweep.json) computes what `config` computes, allowing for
-  renamed task modules and fields added since (ADDED_FIELDS)."""
+  renamed task modules, fields added since (ADDED_FIELDS) and a moved corpus folder."""
   return _comparable(stored) == _comparable(json.loads(config.to_json_best_effort()))
 
 
@@ -236,12 +242,12 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     config: an FRL-DGT config (configs/frldgt_composite.py).
     workdir: the sweep's folder (module docstring).
     mode: 'stacked', 'per_fold' or 'auto' (default: config.sweep_mode).
-    data: preloaded clips and folds (default: loso_data.load_loso_data(config)).
+    data: preloaded clips and folds (default: task_lib.load_data(config)).
   Raises SweepInterrupted when a signal stopped training (rerun to resume).
   """
   mode = resolve_mode(mode or config.sweep_mode)
   begin = time.perf_counter()
-  data = data if data is not None else loso_data.load_loso_data(config)
+  data = data if data is not None else task_lib.load_data(config)
   fold_ids = loso_data.selected_folds(config, data.folds)
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +321,7 @@ def compare_modes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   the share of identical predictions and the UF1 difference.
   """
   workdir = pathlib.Path(workdir)
-  data = loso_data.load_loso_data(config)
+  data = task_lib.load_data(config)
   out = {}
   for mode in ("per_fold", "stacked"):
     say(f"=== mode {mode} ===")

@@ -143,7 +143,7 @@ def _build(config, options: SuiteOptions, sweep: bool):
   from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
   from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
   log, pool = options.log, options.compile_pool
-  data = loso_data.load_loso_data(config)
+  data = task_lib.load_data(config)
   fold_ids = loso_data.selected_folds(config, data.folds)
   stacked = task_step.prepare_step(
       config, task_lib.make_task(config, data=data, fold_ids=fold_ids), pool=pool)
