@@ -261,7 +261,7 @@ def test_prepare_data_cli_summary_and_errors(tmp_path):
   common = ["--dataset", "casme2", "--manual_dir", manual, "--data_dir", tmp_path / "out",
             "--landmarks", landmarks, "--resolution", S, "--frames", T]
   failed = _prepare(*common)
-  assert failed.returncode == 1
+  assert failed.returncode == 2 and "Traceback" not in failed.stderr
   assert "error: 1 problem(s)" in failed.stderr and "(sample EP05_03)" in failed.stderr
 
   summary_json = tmp_path / "summary.json"

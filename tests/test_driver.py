@@ -174,7 +174,7 @@ def test_same_command_with_more_steps_continues_also_on_fewer_devices(tmp_path, 
 
 def test_nan_loss_stops_run_and_latest_checkpoint_is_finite(tmp_path):
   proc = _run(tmp_path, "total_steps=40", "nan_at_step=23", check=False)
-  assert proc.returncode != 0
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
   assert "non-finite loss" in proc.stderr and "at step 23" in proc.stderr
   step, params = _restore_params(tmp_path)
   assert step == 20
@@ -183,8 +183,45 @@ def test_nan_loss_stops_run_and_latest_checkpoint_is_finite(tmp_path):
 
 def test_config_typo_is_an_error(tmp_path):
   proc = _run(tmp_path, "totl_steps=5", check=False)
-  assert proc.returncode != 0
-  assert "totl_steps" in proc.stderr
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert "totl_steps" in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+
+
+def test_missing_weights_on_a_fresh_clone_are_one_short_message(tmp_path):
+  """The default SAT3D config without converted weights: what to do, exit 2, no traceback and
+  none of TensorFlow's start-up logging."""
+  proc = subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"),
+                         "--config=configs/sat3d_ffhq.py", f"--workdir={tmp_path}"],
+                        cwd=ROOT, env={k: v for k, v in _env(1).items()
+                                       if k != "TF_CPP_MIN_LOG_LEVEL"},
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  err = proc.stderr.strip().splitlines()
+  assert err[0].startswith("error: EG3D generator not found at 'weights/eg3d/ffhq512-128'")
+  assert "python launch/convert_eg3d.py" in proc.stderr and len(err) <= 8, proc.stderr
+  for chatter in ("Traceback", "oneDNN", "absl::InitializeLog", "deprecated"):
+    assert chatter not in proc.stderr, proc.stderr
+  # --debug shows the traceback behind the message.
+  debug = subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), "--debug",
+                          "--config=configs/sat3d_ffhq.py", f"--workdir={tmp_path}"],
+                         cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=300)
+  assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_batch_that_does_not_divide_over_the_devices(capsys):
+  """All devices by default: a global batch of 4 on 8 devices trains on 4 of them (one note);
+  an explicit device count the batch does not divide over is a config error."""
+  from launch import trainer  # pylint: disable=g-import-not-at-top
+  config = driver_task.get_config()
+  task = trainer.Task(init_state=lambda rng: {"w": jax.numpy.zeros(())},
+                      train_step=None, input_pipeline=None, global_batch_size=4)
+  assert jax.device_count() == 8
+  assert trainer.plan_run(config, task).mesh.size == 4
+  assert "does not divide over 8 devices: training on 4" in capsys.readouterr().out
+  with config.unlocked():
+    config.num_devices = 3
+  with pytest.raises(trainer.ConfigError, match="config.num_devices=3"):
+    trainer.plan_run(config, task)
 
 
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):

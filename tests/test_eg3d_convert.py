@@ -256,7 +256,8 @@ def test_cli_converts_and_round_trips(eg3d_fixture_dir, tmp_path):
   # A second run refuses to replace it unless asked; an unrelated directory is never replaced.
   before = (out / "params.npz").stat().st_mtime_ns
   result = _run_cli("--pkl", str(pkl), "--out", str(out))
-  assert result.returncode == 1 and "--overwrite" in result.stderr
+  assert result.returncode == 2 and "--overwrite" in result.stderr
+  assert "error: " in result.stderr and "Traceback" not in result.stderr
   assert (out / "params.npz").stat().st_mtime_ns == before
   result = _run_cli("--pkl", str(eg3d_fixture_dir / "eg3d_cars128_tiny.pkl"), "--out", str(out),
                     "--overwrite")

@@ -6,6 +6,7 @@ imported into the test process.
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import imageio.v3 as iio
 import imageio_ffmpeg
@@ -15,8 +16,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _generate(*args):
-  return subprocess.run([sys.executable, "launch/generate.py", *map(str, args)],
-                        check=False, capture_output=True, text=True, cwd=REPO, timeout=300)
+  with warnings.catch_warnings():  # JAX's warning about fork() does not apply to fork + exec
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+    return subprocess.run([sys.executable, "launch/generate.py", *map(str, args)],
+                          check=False, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
 def test_seed_lists_and_user_errors(tmp_path):

@@ -1,4 +1,6 @@
 """FRL-DGT model side: warp, DGM, AU regions, fusion model, losses."""
+import pathlib
+
 import flax.core
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,15 @@ from frldgt_jax import losses
 from frldgt_jax import model as model_lib
 from frldgt_jax import regions
 from frldgt_jax.warp import warp
+from launch.trainer import from_file
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _model_config():
+  """The `model` section of the FRL-DGT experiment config (every model size is there)."""
+  config = from_file(str(REPO / "configs" / "frldgt_composite.py"))
+  return config.copy_and_resolve_references().model
 
 
 def _flip(a):
@@ -100,7 +111,7 @@ def test_warp_rejects_bad_shapes():
 
 
 def _dgm_config(**overrides):
-  c = model_lib.default_model_config().dgm
+  c = _model_config().dgm
   c.update(overrides)
   return c
 
@@ -228,7 +239,9 @@ def test_regions_reject_bad_names():
 
 
 def _tiny(**overrides):
-  c = model_lib.default_model_config('tiny')
+  c = _model_config()  # a small model at 64 x 64, so each case compiles in seconds
+  c.update(dict(image_size=64, token_dim=32, num_heads=2, full_depth=1))
+  c.dgm.update(dict(input_stride=2, widths=(8, 16)))
   c.update(overrides)
   return c
 
@@ -416,8 +429,6 @@ def test_config_validation():
     model_lib.build_model(_tiny(inputs=('apex', 'onset')))
   with pytest.raises(ValueError, match='patch_size'):
     model_lib.build_model(_tiny(patch_size=7))
-  with pytest.raises(ValueError, match='variant'):
-    model_lib.default_model_config('huge')
 
 
 # --------------------------------------------------------------------------------- losses

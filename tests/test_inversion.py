@@ -189,12 +189,13 @@ def test_no_face_is_a_clear_error(tmp_path, eg3d_fixture_dir):
   from launch.common import faces
   with pytest.raises(faces.FaceNotFoundError, match="gradient.png: no face found"):
     faces.detect_landmarks(_face_free_image(), "gradient.png")
-  from launch import invert as invert_cli
   path = tmp_path / "gradient.png"
   iio.imwrite(path, _face_free_image())
-  code = invert_cli.main(["--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(path), "--out",
-                          str(tmp_path / "out"), "--quiet"])
-  assert code == 2
+  done = _cli("invert", "--generator", eg3d_fixture_dir / "eg3d_tiny128.npz", "--image", path,
+              "--out", tmp_path / "out", "--quiet")
+  assert done.returncode == 2, done.stderr[-3000:]
+  assert "error: " in done.stderr and "gradient.png: no face found" in done.stderr
+  assert "--landmarks" in done.stderr and "Traceback" not in done.stderr
   assert not (tmp_path / "out").exists()  # nothing written before the failure
 
 
@@ -250,6 +251,20 @@ def test_camera_estimation_recovers_yaw_and_pitch(generator, known):
 
 
 # ------------------------------------------------------------------------------ command line
+# The commands run as subprocesses: absl flags are process-global, so entry points are never
+# imported into the test process.
+
+def _cli(command, *args):
+  """Runs launch/COMMAND.py with these flags from the repository root."""
+  import subprocess
+  import sys
+  import warnings
+  with warnings.catch_warnings():  # JAX's warning about fork() does not apply to fork + exec
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+    return subprocess.run([sys.executable, f"launch/{command}.py", *map(str, args)],
+                          check=False, capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).parents[1], timeout=600)
+
 
 def _read_mp4_frames(path):
   import imageio_ffmpeg
@@ -261,17 +276,16 @@ def _read_mp4_frames(path):
 
 def test_photograph_end_to_end(tmp_path, generator, eg3d_fixture_dir):
   import skimage.data
-  from launch import invert as invert_cli
-  from sat3d_jax import pairs
+
+  from sat3d_jax import latent_file
   photo = tmp_path / "astronaut.png"
   iio.imwrite(photo, skimage.data.astronaut())
   out = tmp_path / "out"
-  code = invert_cli.main([
-      "--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(photo),
-      "--out", str(out), "--w-steps", "3", "--wplus-steps", "2", "--camera-yaws=-0.2,0,0.2",
-      "--camera-pitches", "0", "--frames", "3", "--quiet"])
-  assert code == 0
-  latent = pairs.read_latent_file(str(out / "latent.npz"))
+  done = _cli("invert", "--generator", eg3d_fixture_dir / "eg3d_tiny128.npz", "--image", photo,
+              "--out", out, "--w_steps", "3", "--wplus_steps", "2", "--camera_yaws=-0.2,0,0.2",
+              "--camera_pitches", "0", "--frames", "3", "--quiet")
+  assert done.returncode == 0, done.stderr[-3000:]
+  latent = latent_file.read_latent_file(str(out / "latent.npz"))
   assert latent["ws"].shape == (1, generator.num_ws, generator.w_dim)
   assert latent["c"].shape == (1, 25) and "generator" not in latent
   # The camera is an orbit camera at the generator's radius looking at its pivot.
@@ -300,16 +314,14 @@ def _write_rendered(tmp_path, known):
 
 def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
                                                     eg3d_fixture_dir):
-  from launch import invert as invert_cli
-  from sat3d_jax import pairs
+  from sat3d_jax import latent_file
   image, label = _write_rendered(tmp_path, known)
   out = tmp_path / "out"
-  code = invert_cli.main([
-      "--generator", str(eg3d_fixture_dir / "eg3d_tiny128.npz"), "--image", str(image),
-      "--aligned", "--camera", str(label), "--out", str(out), "--w-steps", "2",
-      "--wplus-steps", "2", "--pti-steps", "3", "--frames", "0", "--quiet"])
-  assert code == 0
-  latent = pairs.read_latent_file(str(out / "latent.npz"))
+  done = _cli("invert", "--generator", eg3d_fixture_dir / "eg3d_tiny128.npz", "--image", image,
+              "--aligned", "--camera", label, "--out", out, "--w_steps", "2",
+              "--wplus_steps", "2", "--pti_steps", "3", "--frames", "0", "--quiet")
+  assert done.returncode == 0, done.stderr[-3000:]
+  latent = latent_file.read_latent_file(str(out / "latent.npz"))
   np.testing.assert_allclose(latent["c"], known[1], atol=1e-6)
   tuned_dir = pathlib.Path(latent["generator"])
   assert tuned_dir == (out / "tuned_generator").absolute()
@@ -332,19 +344,18 @@ def test_pivotal_tuning_writes_a_loadable_generator(tmp_path, generator, known,
 # ------------------------------------------------------------------------------ SAT3D chain
 
 def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator, known,
-                                                            eg3d_fixture_dir, monkeypatch,
-                                                            capsys):
+                                                            eg3d_fixture_dir):
   """invert.py's latent file, used by transfer.py as the source and then as the reference, with
   a SAT3D run on the generator it was inverted with. The run is written in the driver's format
   with a planted mask ('hairstyle' owns every channel, P = 1), so a hairstyle transfer must turn
   the source into the reference: the outcome is known in advance."""
   import imageio_ffmpeg
+
   from configs.sat3d_ffhq import get_config
-  from launch import invert as invert_cli
-  from launch import transfer as transfer_cli
+  from launch.tasks.sat3d import make_task
   from launch.trainer.checkpoint import Checkpoints
-  from sat3d_jax import pairs, run_io
-  from sat3d_jax.task import Sat3dModel, make_task
+  from sat3d_jax import latent_file
+  from sat3d_jax.model import Sat3dModel
 
   fixture = eg3d_fixture_dir / "eg3d_tiny128.npz"
   config = get_config("tiny")
@@ -362,38 +373,38 @@ def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator,
   checkpoints.save(1, {"mask": jnp.asarray(mask), "opt": state["opt"]},
                    {"step": 1, "input_position": 1, "time": 0.0})
   checkpoints.close()
-  # transfer.py rebuilds this same model from config.json (test_sat3d_cli checks that); reusing
-  # it here saves building the tiny CLIP and compiling twice.
-  monkeypatch.setattr(run_io, "Sat3dModel", lambda cfg: model)
 
   image, label = _write_rendered(tmp_path, known)
   inverted = tmp_path / "inverted"
-  assert invert_cli.main(["--generator", str(fixture), "--image", str(image), "--aligned",
-                          "--camera", str(label), "--out", str(inverted), "--w-steps", "2",
-                          "--wplus-steps", "2", "--frames", "0", "--quiet"]) == 0
+  done = _cli("invert", "--generator", fixture, "--image", image, "--aligned",
+              "--camera", label, "--out", inverted, "--w_steps", "2",
+              "--wplus_steps", "2", "--frames", "0", "--quiet")
+  assert done.returncode == 0, done.stderr[-3000:]
   latent = inverted / "latent.npz"
-  assert pairs.read_latent_file(str(latent))["ws"].shape == (1, generator.num_ws,
-                                                              generator.w_dim)
+  assert latent_file.read_latent_file(str(latent))["ws"].shape == (1, generator.num_ws,
+                                                                    generator.w_dim)
   # The W+ reconstruction invert.py rendered from the latent and its camera.
   reconstruction = iio.imread(inverted / "rendered_reconstruction.png")[:, 128:256]
-  capsys.readouterr()
 
   def transfer(source, reference, out):
-    assert transfer_cli.main(["--workdir", str(run), "--source", source, "--reference",
-                              reference, "--attributes", "hairstyle", "--views", "1",
-                              "--frames", "2", "--batch", "2", "--out", str(out)]) == 0
+    # transfer.py rebuilds the run's model from config.json (test_sat3d_cli checks it is this
+    # one).
+    done = _cli("transfer", "--workdir", run, "--source", source, "--reference", reference,
+                "--attributes", "hairstyle", "--views", "1", "--frames", "2", "--batch", "2",
+                "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
     grid = iio.imread(out / "grid.png")
     assert grid.shape == (3 * 128, 2 * 128, 3)  # the latent's camera, then one sweep view
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / "turntable.mp4"))
     assert frames == 2
-    return grid.reshape(3, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).astype(int)
+    return done.stdout, grid.reshape(3, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).astype(int)
 
-  as_source = transfer(str(latent), "3", tmp_path / "as_source")
-  assert f"source: {latent} row 0" in capsys.readouterr().out
+  printed, as_source = transfer(str(latent), "3", tmp_path / "as_source")
+  assert f"source: {latent} row 0" in printed
   assert np.abs(as_source[0, 0] - reconstruction).max() <= 2  # the inverted person
   assert np.abs(as_source[2] - as_source[1]).max() <= 2  # planted mask: result = reference
-  as_reference = transfer("3", str(latent), tmp_path / "as_reference")
-  assert f"reference: {latent} row 0" in capsys.readouterr().out
+  printed, as_reference = transfer("3", str(latent), tmp_path / "as_reference")
+  assert f"reference: {latent} row 0" in printed
   assert np.abs(as_reference[1, 0] - reconstruction).max() <= 2
   assert np.abs(as_reference[2] - as_reference[1]).max() <= 2
   # Seed 3 is the same person in both grids (the reference there, the source here).

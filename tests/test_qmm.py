@@ -448,4 +448,5 @@ def test_measure_cli_on_a_saved_tiny_clip(saved_dirs, tmp_path):
   bad = subprocess.run([sys.executable, str(REPO / "launch" / "measure.py"),
                         f"--clip={tmp_path / 'missing'}", str(photo)],
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-  assert bad.returncode == 1 and "does not exist" in bad.stderr
+  assert bad.returncode == 2 and "error: " in bad.stderr and "does not exist" in bad.stderr
+  assert "Traceback" not in bad.stderr

@@ -16,6 +16,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import imageio.v3 as iio
 import imageio_ffmpeg
@@ -66,8 +67,10 @@ def trained(tmp_path_factory):
 
 def _cli(command, *args):
   """Runs launch/COMMAND.py with these flags from the repository root."""
-  return subprocess.run([sys.executable, f"launch/{command}.py", *map(str, args)],
-                        check=False, capture_output=True, text=True, cwd=REPO, timeout=600)
+  with warnings.catch_warnings():  # JAX's warning about fork() does not apply to fork + exec
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+    return subprocess.run([sys.executable, f"launch/{command}.py", *map(str, args)],
+                          check=False, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 def _user_error(result, *fragments):

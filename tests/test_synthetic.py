@@ -410,3 +410,9 @@ def test_command_line(tmp_path):
   manifest = json.loads((out / "manifest.json").read_text())
   assert manifest["counts"]["per_database"]["casme2"]["composite"] == 1
   assert not (out / "Cropped").exists()
+  # A user error (a bad flag value): one `error:` line, exit status 2, no traceback.
+  bad = subprocess.run(
+      [sys.executable, str(REPO / "launch" / "make_synthetic.py"), "--out", str(out),
+       "--subjects", "0"], capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert bad.returncode == 2 and "error: subjects" in bad.stderr, bad.stderr[-2000:]
+  assert "Traceback" not in bad.stderr

@@ -81,12 +81,30 @@ def import_tensorflow_quietly() -> None:
     os.unlink(path)
 
 
+def _one_line(message: str) -> str:
+  """A flag error as one line: config_flags embeds the config file's traceback in its message
+  (keep the flag and the exception's last line) and KeyErrors arrive quoted and escaped."""
+  if "Traceback (most recent call last)" in message:
+    head = message.split("Traceback (most recent call last)")[0].strip()
+    lines = [l.strip() for l in message.splitlines() if l.strip()]
+    message = f"{head} {lines[-1]}" if lines else head
+  message = message.replace("\\'", "'").replace("\\n", " ").replace("\n", " ")
+  if len(message) > 1 and message[0] == message[-1] and message[0] in "'\"":
+    message = message[1:-1]
+  return " ".join(message.split())
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing with exit status 2 and one line for a bad flag. Config flags load the
+  config file here, so an error in it or in a `--config.x=y` override (a misspelt field, a
+  wrong type, an unknown variant) is reported the same way; `--debug` raises it instead."""
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
-    print(f"see: {os.path.basename(argv[0])} --help", file=sys.stderr)
+  except Exception as e:  # pylint: disable=broad-except
+    if "--debug" in argv[1:]:
+      raise
+    print(f"error: {_one_line(str(e))}", file=sys.stderr)
+    print(f"see: python {argv[0]} --help (or add --debug for the traceback)", file=sys.stderr)
     sys.exit(USAGE_EXIT)
 
 
@@ -97,8 +115,6 @@ def run(main, *, tensorflow: bool = False) -> None:
   tf.data), so its start-up logging never reaches the terminal.
   """
   def guarded(argv):
-    if tensorflow:
-      import_tensorflow_quietly()
     try:
       return main(argv)
     except app.UsageError as e:
@@ -108,4 +124,6 @@ def run(main, *, tensorflow: bool = False) -> None:
         raise
       fail(str(e))
 
+  if tensorflow:  # before the flags: config files are loaded while they are parsed
+    import_tensorflow_quietly()
   app.run(guarded, flags_parser=_parse_flags)

@@ -59,6 +59,12 @@ def start(argv) -> None:
   from absl import app, logging  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:  # config_flags defers a file it could not load until first use
+    FLAGS.config.get("task")
+  except OSError as e:
+    reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+    raise app.UsageError(f"cannot load the config file "
+                         f"{config_flags.get_config_filename(FLAGS['config'])}: {reason}") from e
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   maybe_start_distributed()
