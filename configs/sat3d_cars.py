@@ -14,8 +14,12 @@ def get_config(arg: str = ""):
   c = from_file("sat3d_ffhq.py", arg)
   c.domain = "cars"
   c.descriptors = "shapenet_cars"
-  c.generator = {"": "weights/eg3d/shapenetcars128-64", "tiny": "preset:cars128_tiny",
-                 "bench": "preset:shapenetcars128"}[arg]
+  if arg == "tiny":
+    c.generator = "preset:cars128_tiny"
+  elif arg == "bench":
+    c.generator = "preset:shapenetcars128"
+  else:
+    c.generator = "weights/eg3d/shapenetcars128-64"
   c.views.yaw_std = 1.5
   c.views.yaw_limit = 3.1
   c.views.pitch_std = 0.15

@@ -13,7 +13,11 @@ def get_config(arg: str = ""):
   c = from_file("sat3d_ffhq.py", arg)
   c.domain = "cats"
   c.descriptors = "afhq_cats"
-  c.generator = {"": "weights/eg3d/afhqcats512-128", "tiny": "preset:micro",
-                 "bench": "preset:afhqcats512"}[arg]
+  if arg == "tiny":
+    c.generator = "preset:micro"
+  elif arg == "bench":
+    c.generator = "preset:afhqcats512"
+  else:
+    c.generator = "weights/eg3d/afhqcats512-128"
   c.lock()
   return c

@@ -86,7 +86,7 @@ _GENERATOR = flags.DEFINE_string(
     "generator", None, "Converted dir, .pkl, state-dict .npz (+ .json), or preset:NAME.",
     required=True)
 _IMAGE = flags.DEFINE_multi_string("image", None,
-                                   "Photo to invert (repeat for several); one latent row each.",
+                                   "Photo to invert, one latent row each",
                                    required=True)
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
 _CAMERA = flags.DEFINE_string(

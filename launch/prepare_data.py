@@ -53,6 +53,7 @@ def main(argv):
   if _COMPOSITE_CSV.value and _DATASET.value != "composite":
     raise app.UsageError("--composite_csv only applies to --dataset composite")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
   from launch.common import faces  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].present:
