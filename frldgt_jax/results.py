@@ -133,7 +133,8 @@ def _unique_in_order(values: np.ndarray) -> list:
 
 
 def megc_log(p: Predictions) -> str:
-  """The MEGC submission log: per fold a header '<dataset> <subject>', then '<sample> <gt> <pred>'."""
+  """The MEGC submission log: per fold a header '<dataset> <subject>', then lines
+  '<sample> <gt> <pred>'."""
   lines = []
   for k in _unique_in_order(p.fold):
     rows = np.flatnonzero(p.fold == k)

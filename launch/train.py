@@ -1,6 +1,7 @@
 """Train any task of this project.
 
-  python launch/train.py --config configs/sat3d_ffhq.py:tiny [--workdir DIR] [--config.total_steps=200]
+  python launch/train.py --config configs/sat3d_ffhq.py:tiny [--workdir DIR] \
+      [--config.total_steps=200]
 
 Running the same command again resumes from the newest checkpoint in the workdir (raise
 `--config.total_steps` to train further). See launch/trainer/cli.py for multi-process flags.

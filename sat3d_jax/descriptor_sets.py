@@ -60,7 +60,7 @@ class Descriptors:
     raise KeyError(f"no attribute {name!r} in {self.source}; it has {list(self.names)}")
 
   def select(self, names: Sequence[str]) -> "Descriptors":
-    """The subset `names`, in the given order; an unknown name is an error listing the known ones."""
+    """The subset `names`, in the given order; an unknown name is an error listing the known."""
     return Descriptors(tuple(self[n] for n in names), self.source)
 
   def phrase_groups(self, heldout: bool = False) -> dict[str, tuple[tuple[str, ...], ...]]:
@@ -121,7 +121,8 @@ def _attribute(name: str, value: Any, source: str) -> Attribute:
 
 
 def parse_descriptors(data: Mapping[str, Any], source: str = "<dict>") -> Descriptors:
-  """Validates {attribute: {...} or [[phrase, ...], ...]} into `Descriptors` (errors name source)."""
+  """Validates {attribute: {...} or [[phrase, ...], ...]} into `Descriptors` (errors name the
+  source)."""
   if not isinstance(data, Mapping) or not data:
     raise ValueError(f"{source}: expected a non-empty mapping {{attribute: groups}}")
   return Descriptors(tuple(_attribute(n, v, source) for n, v in data.items()), source)

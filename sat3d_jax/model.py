@@ -1,4 +1,4 @@
-"""A SAT3D model: the frozen EG3D generator and CLIP QMM a config names, and the pure functions on them.
+"""A SAT3D model: the frozen EG3D generator and CLIP QMM a config names, and functions on them.
 
 `Sat3dModel(config)` builds both from `config.generator` (a converted directory, a pickle, a
 fixture `.npz` or `preset:NAME` for random weights) and `config.clip` (a local Hugging Face
@@ -62,7 +62,8 @@ def build_qmm(config: ml_collections.ConfigDict, heldout: bool = False) -> qmm_l
 
 class Sat3dModel:
   """The frozen EG3D generator, the QMM and the pure functions a SAT3D run builds on them
-  (styles, edits, multi-view rendering, measurement), shared by training, transfer and evaluation."""
+  (styles, edits, multi-view rendering, measurement), shared by training, transfer and
+  evaluation."""
 
   def __init__(self, config: ml_collections.ConfigDict, generator=None, qmm=None):
     self.config = config

@@ -1,8 +1,9 @@
 """SAT3D's training step, written against pluggable components.
 
-The real task (launch/tasks/sat3d.py, through sat3d_jax/model.py) plugs in EG3D (styles and multi-view rendering) and the CLIP QMM;
-the planted-truth test plugs in a stand-in generator and measurement with known meaning and goes
-through exactly this code: the mask, the edit, the losses, the optimiser update.
+The real task (launch/tasks/sat3d.py, through sat3d_jax/model.py) plugs in EG3D (styles and
+multi-view rendering) and the CLIP QMM; the planted-truth test plugs in a stand-in generator
+and measurement with known meaning and goes through exactly this code: the mask, the edit,
+the losses, the optimiser update.
 
 A batch holds, per example, a source and a reference (seeds or latent-file rows, resolved by
 `components.styles`), a multi-hot target set `targets` [B, A] and camera angles `views`
@@ -12,7 +13,7 @@ so are the source and the reference (without gradient), and each view is measure
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from sat3d_jax import clip_utils
 from sat3d_jax.clip_utils import ClipSpec, load_clip, preprocess, tiny_clip
 from sat3d_jax.descriptor_sets import Descriptors, load_descriptors, shipped_descriptor_sets
+from sat3d_jax.errors import InputError
 
 PyTree = Any
 
@@ -72,7 +73,8 @@ def image_embeddings(clip_params: PyTree, images: jax.Array, spec: QMMSpec | Cli
 
 def qmm_apply(clip_params: PyTree, group_embeds: jax.Array, images: jax.Array,
               spec: QMMSpec) -> dict[str, jax.Array]:
-  """q_a(x) for every attribute: {attribute: [B, K_a] probabilities}. Pure, jittable, differentiable.
+  """q_a(x) for every attribute: {attribute: [B, K_a] probabilities}. Pure, jittable,
+  differentiable.
 
   Args:
     clip_params: frozen CLIP parameters (a FlaxCLIPModel params tree, incl. 'logit_scale').
@@ -98,7 +100,7 @@ def group_embeddings(clip_params: PyTree, clip: ClipSpec,
   """
   phrases, owner, slices = [], [], []
   g = 0
-  for name, attr_groups in groups.items():
+  for attr_groups in groups.values():
     start = g
     for group in attr_groups:
       phrases.extend(group)
@@ -222,7 +224,8 @@ def get_distance(name: str) -> Callable[..., jax.Array]:
   try:
     return DISTANCES[name]
   except KeyError:
-    raise ValueError(f"unknown attribute distance {name!r}; choose from {sorted(DISTANCES)}") from None
+    raise InputError(f"unknown attribute distance {name!r}; choose from "
+                     f"{sorted(DISTANCES)}") from None
 
 
 def attribute_distances(p: Mapping[str, jax.Array], q: Mapping[str, jax.Array],

@@ -6,7 +6,6 @@ background stripe nobody measures) and a stand-in measurement with a known meani
 (a fixed softmax read-out of that attribute's stripe). Trained through `objective.make_train_step`
 the learned mask must put each attribute's top-k control probability on its planted channels.
 """
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +88,7 @@ def test_driver_run_lowers_train_and_eval_loss(tmp_path, capsys):
   before the first step equals the objective averaged one example at a time, and the run ends
   by printing first -> last of both."""
   import json
-  from launch.trainer import InputSpec, Task, base_config, train_and_evaluate
+  from launch.trainer import Task, base_config, train_and_evaluate
 
   components = _stand_ins()
   cfg = objective.ObjectiveConfig(distance=qmm.get_distance("sym_kl"), sparsity_weight=0.05)

@@ -3,7 +3,6 @@ import json
 import pathlib
 import shutil
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest

@@ -4,7 +4,8 @@ Every fold trains with the same fixed budget (config.total_steps: DGM pre-traini
 end; frldgt_jax/training.py) and nothing is ever selected on the held-out subject: the final
 parameters of each fold predict that fold's held-out clips, and all predictions are pooled.
 
-Two modes, same results for the same seeds (launch/tasks/frldgt.py: fold k draws the same batches and rngs):
+Two modes, same results for the same seeds (launch/tasks/frldgt.py: fold k draws the same batches
+and rngs):
   'stacked'   all folds in one driver run, the fold as the leading (vmapped) model axis, sharded
               over the devices with config.model_sharding='models' (padded with dummy folds to
               a multiple of the device count) or replicated with each fold's batch sharded

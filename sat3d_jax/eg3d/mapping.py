@@ -1,4 +1,5 @@
-"""Mapping network z, c -> ws of TriPlaneGenerator (StyleGAN2 MappingNetwork, camera conditioned)."""
+"""Mapping network z, c -> ws of TriPlaneGenerator (StyleGAN2's MappingNetwork, camera
+conditioned)."""
 from __future__ import annotations
 
 from typing import Mapping, Optional, Union

@@ -103,7 +103,8 @@ def _polyphase_2x(phases: dict, row_taps: tuple, col_taps: tuple, n: int, m: int
   return y.reshape(bsz, 2 * n, 2 * m, c)
 
 
-# upsample2d per axis, on x padded by 1: y[2i] = (x[i-1] + 3x[i]) / 4, y[2i+1] = (3x[i] + x[i+1]) / 4.
+# upsample2d per axis, on x padded by 1:
+# y[2i] = (x[i-1] + 3x[i]) / 4, y[2i+1] = (3x[i] + x[i+1]) / 4.
 _UPSAMPLE_TAPS = ((("", 0, 0.25), ("", 1, 0.75)), (("", 1, 0.75), ("", 2, 0.25)))
 
 

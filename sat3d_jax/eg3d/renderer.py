@@ -25,7 +25,6 @@ def ray_sampler(cam2world: jax.Array, intrinsics: jax.Array,
   cam2world [B, 4, 4] (OpenCV: x right, y down, z forward); intrinsics [B, 3, 3] normalised by
   the image size. Pixel (i, j) looks through ((j + 0.5) / R, (i + 0.5) / R).
   """
-  b = cam2world.shape[0]
   ar = jnp.arange(resolution, dtype=jnp.float32) * (1.0 / resolution) + (0.5 / resolution)
   y_cam, x_cam = jnp.meshgrid(ar, ar, indexing="ij")
   x_cam, y_cam = x_cam.reshape(1, -1), y_cam.reshape(1, -1)

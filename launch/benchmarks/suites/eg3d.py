@@ -60,7 +60,8 @@ def start(options: SuiteOptions, preset: Optional[str] = None,
   try:
     from sat3d_jax import eg3d  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    return lambda: harness.missing_suite(f"sat3d_jax.eg3d cannot be imported ({e})")
+    reason = f"sat3d_jax.eg3d cannot be imported ({e})"  # `e` is unbound after the block
+    return lambda: harness.missing_suite(reason)
   preset = preset or (QUICK_PRESET if options.quick else FULL_PRESET)
   batches = tuple(batches or (QUICK_BATCHES if options.quick else FULL_BATCHES))
   log, pool = options.log, options.compile_pool

@@ -203,7 +203,8 @@ def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) 
 def start(options: SuiteOptions, config_ref: Optional[str] = None,
           overrides: Optional[dict] = None, sweep: bool = True) -> Finish:
   """Builds the training-step cases of `config_ref` (default by options.quick) and, with
-  `sweep`, the programs of the LOSO comparison, handing every compilation to the pool; finish() measures the cases, runs the sweeps and returns the suite dict."""
+  `sweep`, the programs of the LOSO comparison, handing every compilation to the pool;
+  finish() measures the cases, runs the sweeps and returns the suite dict."""
   ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
   hint = " (the FRL-DGT task is not built yet)"
   reason = task_step.missing_reason(ref)
