@@ -13,11 +13,10 @@ def get_config(arg: str = ""):
   c = from_file("sat3d_ffhq.py", arg)
   c.domain = "cats"
   c.descriptors = "afhq_cats"
-  if arg == "tiny":
-    c.generator = "preset:micro"
-  elif arg == "bench":
+  if arg == "bench":
     c.generator = "preset:afhqcats512"
-  else:
+  elif not arg:
     c.generator = "weights/eg3d/afhqcats512-128"
+  # ':tiny' keeps the FFHQ config's random micro generator, the same architecture family.
   c.lock()
   return c
