@@ -12,16 +12,14 @@ run) and of the vendor's peak (known GPUs/TPUs), and peak memory. Writes FILE.js
 Markdown table FILE.md (and, with --readme, between the README's benchmark-table markers).
 Parts whose model is not built yet are reported as missing.
 """
-import os
+from launch.common import cli  # first: it quiets TensorFlow's start-up logging
+
+# isort: split
 import pathlib
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import app, flags, logging
 
 SUITES = ("eg3d", "sat3d", "frldgt")
 
@@ -79,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

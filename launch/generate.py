@@ -105,7 +105,8 @@ def main(argv) -> None:
   print(f"{len(seeds)} seed(s): {', '.join(map(str, seeds[:8]))}"
         + (", ..." if len(seeds) > 8 else ""))
   print(f"loading generator {_GENERATOR.value}")
-  G = media.load_generator_spec(_GENERATOR.value, _MODCONV.value, _RAY_CHUNK.value)
+  G = eg3d.generator_from_spec(_GENERATOR.value, modconv=_MODCONV.value,
+                              ray_chunk=_RAY_CHUNK.value)
   rk = G.rendering_kwargs
   pivot = rk.get("avg_camera_pivot", [0, 0, 0])
   radius = float(rk.get("avg_camera_radius", 2.7))

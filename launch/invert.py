@@ -39,7 +39,7 @@ from absl import app, flags
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from sat3d_jax import face_crop, inversion, latent_file, media
+from sat3d_jax import eg3d, face_crop, inversion, latent_file, media
 from sat3d_jax.eg3d import camera as camera_lib
 from sat3d_jax.errors import InputError
 
@@ -259,7 +259,7 @@ def run() -> None:
     cameras = np.broadcast_to(cameras, (len(images), 25))
 
   print(f"loading generator {_GENERATOR.value}")
-  G = media.load_generator_spec(_GENERATOR.value)
+  G = eg3d.generator_from_spec(_GENERATOR.value)
   size = G.img_resolution
   rig = inversion.CameraRig.of(G, _FOV.value)
   print(f"  {size} px, {G.num_ws} ws of {G.w_dim}; camera radius {rig.radius}, pivot "

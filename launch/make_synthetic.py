@@ -44,7 +44,7 @@ def main(argv):
         databases=tuple(_DATABASES.value), extra_clips=_EXTRA.value, faults=_FAULTS.value,
         distractors=_DISTRACTORS.value, cropped=_CROPPED.value)
   except ValueError as e:
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from e
   print(f"Generating a synthetic micro-expression corpus in {_OUT.value}: "
         f"{config.subjects} subject(s) x {config.clips_per_subject} composite clip(s) per "
         f"database ({', '.join(config.databases)}), seed {config.seed}")
@@ -61,7 +61,7 @@ def main(argv):
                                          progress=progress)
   except FileExistsError as e:
     bar.close()
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from e
   bar.close()
   counts = manifest["counts"]
   print(f"{counts['clips']} clips ({counts['composite']} in the composite: "

@@ -5,8 +5,8 @@
     views = media.turntable_views(60)                    # [60, 2] (yaw, pitch) offsets, radians
     media.write_mp4(path, frames, fps=30)
 
-One home for these so launch/generate.py, launch/transfer.py and launch/invert.py write the
-same bytes the same way. `load_generator_spec` reads what their --generator flag names.
+One home for these, so every command that renders (generate, transfer, invert) writes the same
+bytes the same way.
 """
 from __future__ import annotations
 
@@ -17,32 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sat3d_jax.errors import InputError
 
 # The turntable of EG3D's gen_videos.py: at t = 2 pi k / frames,
 #   yaw = pi/2 + 0.35 sin(t),  pitch = pi/2 - 0.05 + 0.25 cos(t).
 VIDEO_YAW_RANGE, VIDEO_PITCH_RANGE, VIDEO_PITCH_OFFSET = 0.35, 0.25, -0.05
-
-
-def load_generator_spec(spec: str, modconv: str = "nonfused", ray_chunk: int | None = None):
-  """The EG3D generator a --generator flag names: `preset:NAME` (random weights, seed 0) or
-  anything sat3d_jax.eg3d.load_generator accepts (converted directory, .pkl, state-dict .npz).
-
-  Raises FileNotFoundError for a missing path and InputError for a file that is not a
-  generator or an unknown preset.
-  """
-  from sat3d_jax import eg3d  # pylint: disable=g-import-not-at-top  (jax: only when rendering)
-  if spec.startswith("preset:"):
-    name = spec[len("preset:"):]
-    if name not in eg3d.PRESET_NAMES:
-      raise InputError(f"unknown EG3D preset {name!r}; known: {', '.join(eg3d.PRESET_NAMES)}")
-    return eg3d.random_generator(name, seed=0, modconv=modconv, ray_chunk=ray_chunk)
-  try:
-    return eg3d.load_generator(spec, modconv=modconv, ray_chunk=ray_chunk)
-  except InputError:
-    raise
-  except ValueError as e:  # the readers name the file and what is wrong with it
-    raise InputError(str(e)) from e
 
 
 def to_uint8(images) -> np.ndarray:

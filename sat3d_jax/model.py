@@ -15,7 +15,7 @@ import ml_collections
 
 from sat3d_jax import latent_file, objective, qmm as qmm_lib
 from sat3d_jax.eg3d import camera
-from sat3d_jax.eg3d.generator import load_generator, random_generator
+from sat3d_jax.eg3d.generator import generator_from_spec
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -38,13 +38,12 @@ on a machine with internet access. Or set --config.clip=tiny for a random tiny C
 
 def build_generator(config: ml_collections.ConfigDict):
   """The frozen EG3D: `preset:NAME` (random weights) or a path load_generator accepts."""
-  options = dict(modconv=config.generator_modconv, dtype=_DTYPES[config.compute_dtype],
-                 ray_chunk=config.ray_chunk or None)
-  if config.generator.startswith("preset:"):
-    return random_generator(config.generator.split(":", 1)[1], seed=config.seed, **options)
-  if not pathlib.Path(config.generator).exists():
+  if not config.generator.startswith("preset:") and not pathlib.Path(config.generator).exists():
     raise FileNotFoundError(MISSING_GENERATOR.format(path=config.generator))
-  return load_generator(config.generator, **options)
+  return generator_from_spec(config.generator, seed=config.seed,
+                             modconv=config.generator_modconv,
+                             dtype=_DTYPES[config.compute_dtype],
+                             ray_chunk=config.ray_chunk or None)
 
 
 def build_qmm(config: ml_collections.ConfigDict, heldout: bool = False) -> qmm_lib.QMM:

@@ -267,10 +267,15 @@ def _cli(command, *args):
 
 
 def _read_mp4_frames(path):
+  """(ffmpeg's metadata, number of frames) of an MP4."""
+  import warnings
+
   import imageio_ffmpeg
-  reader = imageio_ffmpeg.read_frames(str(path))
-  meta = next(reader)
-  frames = sum(1 for _ in reader)
+  with warnings.catch_warnings():  # ffmpeg runs by fork + exec: JAX's fork() warning does not apply
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = sum(1 for _ in reader)
   return meta, frames
 
 
@@ -349,8 +354,6 @@ def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator,
   a SAT3D run on the generator it was inverted with. The run is written in the driver's format
   with a planted mask ('hairstyle' owns every channel, P = 1), so a hairstyle transfer must turn
   the source into the reference: the outcome is known in advance."""
-  import imageio_ffmpeg
-
   from configs.sat3d_ffhq import get_config
   from launch.tasks.sat3d import make_task
   from launch.trainer.checkpoint import Checkpoints
@@ -395,7 +398,7 @@ def test_inverted_latent_is_a_transfer_source_and_reference(tmp_path, generator,
     assert done.returncode == 0, done.stderr[-3000:]
     grid = iio.imread(out / "grid.png")
     assert grid.shape == (3 * 128, 2 * 128, 3)  # the latent's camera, then one sweep view
-    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / "turntable.mp4"))
+    _, frames = _read_mp4_frames(out / "turntable.mp4")
     assert frames == 2
     return done.stdout, grid.reshape(3, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).astype(int)
 

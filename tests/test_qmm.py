@@ -277,7 +277,8 @@ def test_gradients_reach_the_image(ffhq_qmm):
   # Central difference along the gradient direction: d/dh loss(x + h v) = |grad|.
   v = grad / np.linalg.norm(grad)
   h = 1e-2
-  fd = (float(value_and_grad(images + h * v)[0]) - float(value_and_grad(images - h * v)[0])) / (2 * h)
+  fd = (float(value_and_grad(images + h * v)[0])
+        - float(value_and_grad(images - h * v)[0])) / (2 * h)
   assert fd == pytest.approx(np.linalg.norm(grad), rel=2e-2)
 
 

@@ -235,3 +235,66 @@ def test_a_sweep_begun_before_the_restructuring_resumes(per_fold, synthetic_root
     shutil.copytree(LEGACY / "sweep", fresh)
     with pytest.raises(ValueError, match="another config"):
       loso.run_sweep(other, fresh, data=data)
+
+
+# README.md, "Use it from Python": its FRL-DGT block needs a trained fold (tests/
+# test_use_from_python.py runs the SAT3D blocks). Run in a fresh single-device process: the fold
+# was trained on this session's 8 fake devices and must load on 1.
+_README_RUNNER = """
+import sys
+import jax
+import numpy as np
+from tests.test_use_from_python import readme_python_blocks
+line, code = readme_python_blocks()[3]
+namespace = {"__name__": "__readme__"}
+exec(compile(code, f"README.md:{line}", "exec"), namespace)
+assert jax.device_count() == 1, jax.devices()
+np.save(sys.argv[1], namespace["probabilities"])
+"""
+
+
+def test_readme_scores_a_clip_with_a_trained_fold(per_fold, data, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  workdir, _ = per_fold
+  (tmp_path / "workdirs").mkdir()
+  (tmp_path / "workdirs" / "frldgt_composite_synthetic").symlink_to(workdir)
+  clip = int(data.folds[0].test_idx[0])
+  frames = data.prepared.frames[clip]                                # [T, S, S, 1] uint8
+  Image.fromarray(frames[0, :, :, 0]).save(tmp_path / "onset.png")
+  Image.fromarray(frames[-1, :, :, 0]).save(tmp_path / "apex.png")
+  out = tmp_path / "probabilities.npy"
+  env = dict(os.environ, PYTHONPATH=str(REPO),
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  done = subprocess.run([sys.executable, "-c", _README_RUNNER, str(out)], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  probabilities = np.load(out)
+  assert probabilities.shape == (data.num_classes,)
+  assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+  for name, p in zip(data.class_names, probabilities):
+    assert f"'{name}': {round(float(p), 3)}" in done.stdout
+  sweep = np.load(workdir / "logits.npz")
+  row = np.flatnonzero((sweep["folds"] == 0) & (sweep["index"] == clip))
+  assert len(row) == 1
+  logits = sweep["logits"][row[0]]
+  expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+  np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_load_fold_refuses_what_it_cannot_use(per_fold, data):
+  from frldgt_jax import run_io  # pylint: disable=g-import-not-at-top
+  from frldgt_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  workdir, _ = per_fold
+  with pytest.raises(InputError, match="no config.json.*fold_00, fold_01, fold_02"):
+    run_io.load_fold(workdir)
+  with pytest.raises(InputError, match="fold 1 was not trained here"):
+    run_io.load_fold(workdir / "fold_00", fold=1)
+  fold = run_io.load_fold(workdir / "fold_00")
+  assert fold.class_names == data.class_names and fold.step == 12
+  frame = data.prepared.frames[int(data.folds[0].test_idx[0]), 0]    # [S, S, 1] uint8
+  with pytest.raises(InputError, match=r"onset: .*got shape \(31, 31, 1\)"):
+    fold.probabilities(frame[1:, 1:], frame)
+  with pytest.raises(InputError, match="apex: float frames must lie in"):
+    fold.probabilities(frame, frame.astype(np.float32))
+  np.testing.assert_allclose(fold.probabilities(frame, frame),
+                             fold.probabilities(frame / 255.0, frame[..., 0] / 255.0), atol=1e-6)

@@ -15,13 +15,15 @@ from sat3d_jax.eg3d.camera import (camera_label, fov_to_intrinsics, lookat_pose,
 from sat3d_jax.eg3d.generator import (Generator, Options, apply_mapping, apply_planes,
                                       apply_sample, apply_styles, apply_synthesis,
                                       apply_synthesis_from_styles, from_state_dict,
-                                      init_params, load_generator, random_generator)
+                                      generator_from_spec, init_params, load_generator,
+                                      random_generator)
 from sat3d_jax.eg3d.presets import PRESET_NAMES, get_preset
 
 __all__ = [
     "Arch", "Generator", "Options", "PRESET_NAMES", "apply_mapping", "apply_planes",
     "apply_sample", "apply_styles", "apply_synthesis", "apply_synthesis_from_styles",
-    "camera_label", "fov_to_intrinsics", "from_state_dict", "get_preset", "init_params",
+    "camera_label", "fov_to_intrinsics", "from_state_dict", "generator_from_spec", "get_preset",
+    "init_params",
     "load_generator", "lookat_pose", "orbit_labels", "param_shapes", "parse_config",
     "random_generator",
 ]

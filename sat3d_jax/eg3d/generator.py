@@ -28,6 +28,7 @@ import numpy as np
 
 from sat3d_jax.eg3d import architecture, mapping, renderer, superres, synthesis
 from sat3d_jax.eg3d.architecture import Arch
+from sat3d_jax.errors import InputError
 
 Params = Mapping[str, jax.Array]
 MODCONV_CHOICES = ("nonfused", "fused")
@@ -49,9 +50,9 @@ class Options:
 
   def __post_init__(self):
     if self.modconv not in MODCONV_CHOICES:
-      raise ValueError(f"modconv must be one of {MODCONV_CHOICES}, got {self.modconv!r}")
+      raise InputError(f"modconv must be one of {MODCONV_CHOICES}, got {self.modconv!r}")
     if self.ray_chunk is not None and int(self.ray_chunk) < 1:
-      raise ValueError(f"ray_chunk must be a positive int or None, got {self.ray_chunk!r}")
+      raise InputError(f"ray_chunk must be a positive int or None, got {self.ray_chunk!r}")
     object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
 
 
@@ -166,7 +167,7 @@ def init_params(config: Union[Mapping[str, Any], Arch], key: jax.Array) -> dict[
 
 def _normalise_config(config: Mapping[str, Any], source: str) -> dict:
   if not isinstance(config, Mapping) or "init_kwargs" not in config:
-    raise ValueError(f"{source}: config has no 'init_kwargs' (expected a TriPlaneGenerator "
+    raise InputError(f"{source}: config has no 'init_kwargs' (expected a TriPlaneGenerator "
                      "config as the converter or the fixtures write it)")
   return {"init_kwargs": copy.deepcopy(dict(config["init_kwargs"])),
           "neural_rendering_resolution": config.get("neural_rendering_resolution")}
@@ -338,7 +339,7 @@ def _make(params: Mapping[str, Any], config: Mapping[str, Any], source: str,
   bad = [k for k, v in params.items()
          if not np.issubdtype(np.asarray(v).dtype, np.floating)]
   if bad:
-    raise ValueError(f"{source}: non-float tensors {bad[:3]}")
+    raise InputError(f"{source}: non-float tensors {bad[:3]}")
   params = {k: jnp.asarray(np.asarray(params[k], np.float32))
             for k in architecture.param_shapes(arch)}
   return Generator(params=params, config=config, options=options)
@@ -379,7 +380,7 @@ def load_generator(path: Union[str, pathlib.Path], *, modconv: str = "nonfused",
       raise FileNotFoundError(f"{path}: state-dict .npz needs its config {config_file.name} "
                               "beside it")
     return _make(_read_npz(path), _read_json(config_file), str(path), options)
-  raise ValueError(f"{path}: expected a directory, a .pkl or a .npz")
+  raise InputError(f"{path}: expected a directory, a .pkl or a .npz")
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -392,7 +393,22 @@ def _read_json(path: pathlib.Path) -> dict:
     with open(path, encoding="utf-8") as f:
       return json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+    raise InputError(f"{path}: not valid JSON ({e})") from e
+
+
+def generator_from_spec(spec: str, *, seed: int = 0, modconv: str = "nonfused",
+                        dtype=jnp.float32, ray_chunk: Optional[int] = None) -> Generator:
+  """The generator a `--generator` flag or `config.generator` names: `preset:NAME` (random
+  weights from `seed`) or a path `load_generator` reads. An unknown preset is an InputError
+  listing the known ones; a missing path a FileNotFoundError."""
+  from sat3d_jax.eg3d import presets
+  options = dict(modconv=modconv, dtype=dtype, ray_chunk=ray_chunk)
+  if spec.startswith("preset:"):
+    name = spec[len("preset:"):]
+    if name not in presets.PRESET_NAMES:
+      raise InputError(f"unknown EG3D preset {name!r}; known: {', '.join(presets.PRESET_NAMES)}")
+    return random_generator(name, seed=seed, **options)
+  return load_generator(spec, **options)
 
 
 def random_generator(preset_or_config: Union[str, Mapping[str, Any]], seed: int = 0, *,
