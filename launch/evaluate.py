@@ -23,7 +23,6 @@ import pathlib
 from absl import app, flags
 
 from sat3d_jax import evaluation
-from sat3d_jax.errors import InputError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained SAT3D run directory.", required=True)
 _PAIRS = flags.DEFINE_integer("pairs", None, "Number of held-out pairs.", required=True,
@@ -80,21 +79,16 @@ def main(argv) -> None:
   # Cheap checks first: a misspelt attribute is reported before any model loads.
   run_io.load_config(workdir)
   recorded = run_io.recorded_attributes(workdir)
-  try:
-    if names and recorded:
-      transfer.targets_from_names(names, recorded)
-    print(f"loading the run in {workdir}")
-    run = run_io.load_run(workdir, _STEP.value)
-    if names:
-      run.targets(names)
-    judges = [evaluation.heldout_judge(run.model.qmm)]
-    if _JUDGE_CLIP.value:
-      print(f"loading the second judge CLIP {_JUDGE_CLIP.value}")
-      judges.append(evaluation.clip_judge(_JUDGE_CLIP.value, run.model.qmm))
-  except InputError:
-    raise
-  except ValueError as e:  # e.g. an attribute the run does not know, a CLIP it cannot read
-    raise InputError(str(e)) from e
+  if names and recorded:
+    transfer.targets_from_names(names, recorded)
+  print(f"loading the run in {workdir}")
+  run = run_io.load_run(workdir, _STEP.value)
+  if names:
+    run.targets(names)
+  judges = [evaluation.heldout_judge(run.model.qmm)]
+  if _JUDGE_CLIP.value:
+    print(f"loading the second judge CLIP {_JUDGE_CLIP.value}")
+    judges.append(evaluation.clip_judge(_JUDGE_CLIP.value, run.model.qmm))
   print(f"  step {run.step}; {len(run.attributes)} attributes measured; judges: "
         f"{', '.join(j.name for j in judges)}")
   print(f"estimating channel correlations on {_CORRELATION_SAMPLES.value} samples, then "

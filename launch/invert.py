@@ -249,10 +249,7 @@ def run() -> None:
   out = pathlib.Path(_OUT.value)
   cameras = None
   if _CAMERA.value is not None:
-    try:
-      cameras = inversion.read_camera_label(_CAMERA.value)
-    except ValueError as e:
-      raise InputError(str(e)) from e
+    cameras = inversion.read_camera_label(_CAMERA.value)
     if len(cameras) not in (1, len(images)):
       raise InputError(f"{_CAMERA.value}: {len(cameras)} camera labels for {len(images)} "
                        "images (give one for all or one per image)")
@@ -284,17 +281,14 @@ def run() -> None:
     print(f"loading CLIP {_CLIP.value}")
     try:
       clip_model = clip_utils.load_clip(_CLIP.value)
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except OSError as e:  # a tokenizer or weights file transformers cannot read
       raise InputError(f"{_CLIP.value}: {e}") from e
-  try:
-    config = inversion.InversionConfig(
-        w_init=_W_INIT.value, w_steps=_W_STEPS.value, w_lr=_W_LR.value,
-        wplus_steps=_WPLUS_STEPS.value, wplus_lr=_WPLUS_LR.value,
-        camera_yaws=tuple(_CAMERA_YAWS.value), camera_pitches=tuple(_CAMERA_PITCHES.value),
-        camera_lr=_CAMERA_LR.value, pti_steps=_PTI_STEPS.value, pti_lr=_PTI_LR.value,
-        weights=weights, seed=_SEED.value)
-  except ValueError as e:  # a combination of settings the optimisation cannot use
-    raise app.UsageError(str(e)) from e
+  config = inversion.InversionConfig(  # an unusable combination of settings: InputError
+      w_init=_W_INIT.value, w_steps=_W_STEPS.value, w_lr=_W_LR.value,
+      wplus_steps=_WPLUS_STEPS.value, wplus_lr=_WPLUS_LR.value,
+      camera_yaws=tuple(_CAMERA_YAWS.value), camera_pitches=tuple(_CAMERA_PITCHES.value),
+      camera_lr=_CAMERA_LR.value, pti_steps=_PTI_STEPS.value, pti_lr=_PTI_LR.value,
+      weights=weights, seed=_SEED.value)
 
   out.mkdir(parents=True, exist_ok=True)
   targets, clips, results, written = [], [], [], []

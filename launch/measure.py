@@ -76,13 +76,8 @@ def main(argv):
   print(f"loading CLIP from {_CLIP.value} and descriptors {_DESCRIPTORS.value!r}"
         f"{' (held-out phrasings)' if _HELDOUT.value else ''}")
   images = [load_image(p) for p in paths]
-  try:
-    qmm = qmm_lib.QMM.from_pretrained(_CLIP.value, _DESCRIPTORS.value, heldout=_HELDOUT.value,
-                                      attributes=_ATTRIBUTES.value)
-  except InputError:
-    raise
-  except (ValueError, KeyError) as e:  # an unreadable CLIP or descriptor file, or attribute
-    raise InputError(e.args[0] if isinstance(e, KeyError) else str(e)) from e
+  qmm = qmm_lib.QMM.from_pretrained(_CLIP.value, _DESCRIPTORS.value, heldout=_HELDOUT.value,
+                                    attributes=_ATTRIBUTES.value)
   clip = qmm.spec.clip
   print(f"CLIP {clip.source}: input {clip.image_size}px, logit scale {qmm.logit_scale:.2f}, "
         f"mean/std from {clip.mean_std_source}")

@@ -27,6 +27,8 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPTokenizerFast, FlaxCLIPM
 from transformers.models.clip.tokenization_clip import bytes_to_unicode
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from sat3d_jax.errors import InputError
+
 PyTree = Any
 
 CONFIG_FILE = "config.json"
@@ -186,11 +188,11 @@ def _check_complete(params: PyTree, model: FlaxCLIPModel, weights_file: pathlib.
   got = flatten_dict(params)
   missing = sorted("/".join(k) for k in expected if k not in got)
   if missing:
-    raise ValueError(f"{weights_file} is incomplete: {len(missing)} CLIP weights missing, e.g. "
+    raise InputError(f"{weights_file} is incomplete: {len(missing)} CLIP weights missing, e.g. "
                      f"{missing[:5]}")
   for k, shape in expected.items():
     if tuple(got[k].shape) != tuple(shape.shape):
-      raise ValueError(f"{weights_file}: weight {'/'.join(k)} has shape {tuple(got[k].shape)}, "
+      raise InputError(f"{weights_file}: weight {'/'.join(k)} has shape {tuple(got[k].shape)}, "
                        f"the config needs {tuple(shape.shape)}")
   return unflatten_dict({k: jnp.asarray(got[k], jnp.float32) for k in expected})
 
@@ -214,7 +216,7 @@ def _safetensors_format(path: pathlib.Path) -> str:
     metadata = f.metadata() or {}
   fmt = metadata.get("format")
   if fmt not in ("pt", "flax", "tf"):
-    raise ValueError(f"{path} has no 'format' metadata (pt/flax); save it with save_pretrained")
+    raise InputError(f"{path} has no 'format' metadata (pt/flax); save it with save_pretrained")
   return fmt
 
 
@@ -228,7 +230,7 @@ def _load_params(directory: pathlib.Path, model: FlaxCLIPModel) -> tuple[PyTree,
     return _check_complete(params, model, weights), weights
   if st_file.is_file():
     if _safetensors_format(st_file) == "tf":
-      raise ValueError(f"{st_file} holds TensorFlow weights; save Flax or PyTorch weights instead")
+      raise InputError(f"{st_file} holds TensorFlow weights; save Flax or PyTorch weights instead")
     # PyTorch-layout safetensors: transformers' own converter, read through safetensors' flax
     # backend, so torch is not needed.
     from transformers.modeling_flax_pytorch_utils import load_pytorch_checkpoint_in_flax_state_dict
@@ -258,10 +260,10 @@ def _load_mean_std(directory: pathlib.Path, image_size: int):
   try:
     cfg = json.loads(path.read_text())
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON: {e}") from None
+    raise InputError(f"{path} is not valid JSON: {e}") from None
   mean, std = cfg.get("image_mean", OPENAI_CLIP_MEAN), cfg.get("image_std", OPENAI_CLIP_STD)
   if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-    raise ValueError(f"{path}: image_mean/image_std must be 3 values (std > 0), got {mean}, {std}")
+    raise InputError(f"{path}: image_mean/image_std must be 3 values (std > 0), got {mean}, {std}")
   crop = cfg.get("crop_size")
   crop = crop.get("height") if isinstance(crop, dict) else crop
   if crop is not None and int(crop) != image_size:
@@ -287,9 +289,9 @@ def load_clip(clip_dir: str | os.PathLike) -> tuple[ClipSpec, PyTree]:
   try:
     model_type = json.loads(config_path.read_text()).get("model_type")
   except json.JSONDecodeError as e:
-    raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+    raise InputError(f"{config_path} is not valid JSON: {e}") from None
   if model_type != "clip":
-    raise ValueError(f"{config_path}: model_type is {model_type!r}, expected 'clip' (a full "
+    raise InputError(f"{config_path}: model_type is {model_type!r}, expected 'clip' (a full "
                      f"CLIPModel with both towers)")
   has_tokenizer = (directory / "tokenizer.json").is_file() or (
       (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file())
@@ -418,7 +420,7 @@ def save_clip(directory: str | os.PathLike, spec: ClipSpec, params: PyTree,
     save_file(flax_to_pytorch_state_dict(params), str(directory / SAFETENSORS_WEIGHTS),
               metadata={"format": "pt"})
   else:
-    raise ValueError(f"weights_format must be 'flax' or 'pytorch', got {weights_format!r}")
+    raise InputError(f"weights_format must be 'flax' or 'pytorch', got {weights_format!r}")
   spec.tokenizer.save_pretrained(str(directory))
   size = spec.image_size
   # CLIPImageProcessor's own fields; written directly because importing the processor class pulls

@@ -23,6 +23,8 @@ import pathlib
 import re
 from typing import Any, Mapping, Sequence
 
+from sat3d_jax.errors import InputError, UnknownNameError
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -39,7 +41,7 @@ class Attribute:
     if not heldout:
       return self.groups
     if self.heldout is None:
-      raise ValueError(f"attribute {self.name!r} has no held-out phrasings")
+      raise InputError(f"attribute {self.name!r} has no held-out phrasings")
     return self.heldout
 
 
@@ -57,7 +59,7 @@ class Descriptors:
     for a in self.attributes:
       if a.name == name:
         return a
-    raise KeyError(f"no attribute {name!r} in {self.source}; it has {list(self.names)}")
+    raise UnknownNameError(f"no attribute {name!r} in {self.source}; it has {list(self.names)}")
 
   def select(self, names: Sequence[str]) -> "Descriptors":
     """The subset `names`, in the given order; an unknown name is an error listing the known."""
@@ -77,37 +79,37 @@ def shipped_descriptor_sets() -> dict[str, pathlib.Path]:
 
 def _groups(value: Any, where: str) -> tuple[tuple[str, ...], ...]:
   if not isinstance(value, (list, tuple)) or not value:
-    raise ValueError(f"{where}: expected a non-empty list of groups (lists of phrases)")
+    raise InputError(f"{where}: expected a non-empty list of groups (lists of phrases)")
   groups = []
   for k, group in enumerate(value):
     if isinstance(group, str) or not isinstance(group, (list, tuple)) or not group:
-      raise ValueError(f"{where}, group {k}: expected a non-empty list of phrases, got {group!r}")
+      raise InputError(f"{where}, group {k}: expected a non-empty list of phrases, got {group!r}")
     for phrase in group:
       if not isinstance(phrase, str) or not phrase.strip():
-        raise ValueError(f"{where}, group {k}: phrases must be non-empty strings, got {phrase!r}")
+        raise InputError(f"{where}, group {k}: phrases must be non-empty strings, got {phrase!r}")
     groups.append(tuple(p.strip() for p in group))
   if len(groups) < 2:
-    raise ValueError(f"{where}: needs at least 2 groups (a softmax over one group is constant)")
+    raise InputError(f"{where}: needs at least 2 groups (a softmax over one group is constant)")
   return tuple(groups)
 
 
 def _attribute(name: str, value: Any, source: str) -> Attribute:
   where = f"{source}: attribute {name!r}"
   if not isinstance(name, str) or not _NAME.match(name):
-    raise ValueError(f"{source}: attribute name {name!r} must be lowercase letters, digits and _ "
+    raise InputError(f"{source}: attribute name {name!r} must be lowercase letters, digits and _ "
                      f"(it is typed on command lines)")
   if isinstance(value, Mapping):
     unknown = set(value) - {"groups", "heldout", "names"}
     if unknown:
-      raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: groups, heldout, names)")
+      raise InputError(f"{where}: unknown keys {sorted(unknown)} (allowed: groups, heldout, names)")
     if "groups" not in value:
-      raise ValueError(f"{where}: missing 'groups'")
+      raise InputError(f"{where}: missing 'groups'")
     groups = _groups(value["groups"], f"{where} groups")
     heldout = None
     if value.get("heldout") is not None:
       heldout = _groups(value["heldout"], f"{where} heldout")
       if len(heldout) != len(groups):
-        raise ValueError(f"{where}: 'heldout' has {len(heldout)} groups, 'groups' has "
+        raise InputError(f"{where}: 'heldout' has {len(heldout)} groups, 'groups' has "
                          f"{len(groups)}; they must match one to one, in order")
     names = value.get("names")
   else:
@@ -116,7 +118,7 @@ def _attribute(name: str, value: Any, source: str) -> Attribute:
     names = tuple(g[0] for g in groups)
   elif (not isinstance(names, (list, tuple)) or len(names) != len(groups)
         or not all(isinstance(n, str) and n for n in names)):
-    raise ValueError(f"{where}: 'names' must be {len(groups)} non-empty strings, got {names!r}")
+    raise InputError(f"{where}: 'names' must be {len(groups)} non-empty strings, got {names!r}")
   return Attribute(name=name, groups=groups, heldout=heldout, group_names=tuple(names))
 
 
@@ -124,7 +126,7 @@ def parse_descriptors(data: Mapping[str, Any], source: str = "<dict>") -> Descri
   """Validates {attribute: {...} or [[phrase, ...], ...]} into `Descriptors` (errors name the
   source)."""
   if not isinstance(data, Mapping) or not data:
-    raise ValueError(f"{source}: expected a non-empty mapping {{attribute: groups}}")
+    raise InputError(f"{source}: expected a non-empty mapping {{attribute: groups}}")
   return Descriptors(tuple(_attribute(n, v, source) for n, v in data.items()), source)
 
 
@@ -147,6 +149,6 @@ def load_descriptors(source: str | os.PathLike | Mapping[str, Any] | Descriptors
     try:
       data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON: {e}") from None
+      raise InputError(f"{path} is not valid JSON: {e}") from None
     desc = parse_descriptors(data, str(path))
   return desc.select(attributes) if attributes is not None else desc

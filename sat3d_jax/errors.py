@@ -9,3 +9,11 @@ bug and keeps its traceback.
 
 class InputError(ValueError):
   """Input that cannot be used; the message names it and says what is wrong."""
+
+
+class UnknownNameError(InputError, KeyError):
+  """A name (an attribute, a descriptor group) the model or file does not have; a KeyError too,
+  for callers that look names up."""
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return str(self.args[0]) if self.args else ""

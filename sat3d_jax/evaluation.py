@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from sat3d_jax import baselines, qmm as qmm_lib
 from sat3d_jax.eg3d import generator as eg3d_generator
+from sat3d_jax.errors import InputError
 
 EVAL_SEED_BASE = 1_000_000
 CORRELATION_SEED_BASE = 2_000_000
@@ -181,7 +182,7 @@ def heldout_judge(qmm: qmm_lib.QMM, name: str = "heldout_phrasings") -> Judge:
   try:
     return Judge(name, qmm.with_descriptors(qmm.descriptors, heldout=True))
   except ValueError as e:
-    raise ValueError(f"cannot build the held-out judge from descriptors "
+    raise InputError(f"cannot build the held-out judge from descriptors "
                      f"{qmm.descriptors.source}: {e}") from None
 
 

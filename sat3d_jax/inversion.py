@@ -43,6 +43,7 @@ import optax
 
 from sat3d_jax.eg3d import camera as camera_lib
 from sat3d_jax.eg3d.generator import Generator, apply_synthesis
+from sat3d_jax.errors import InputError
 
 # Wang, Simoncelli & Bovik (2003), the exponents of the five scales (as tf.image.ssim_multiscale).
 MS_SSIM_POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -286,23 +287,23 @@ def read_camera_label(path: str | os.PathLike) -> np.ndarray:
     with open(path, encoding="utf-8") as f:
       value = json.load(f)
   except OSError as e:
-    raise ValueError(f"{path}: cannot read the camera label ({e})") from e
+    raise InputError(f"{path}: cannot read the camera label ({e})") from e
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+    raise InputError(f"{path}: not valid JSON ({e})") from e
   try:
     label = np.asarray(value, dtype=np.float64)
   except (TypeError, ValueError) as e:
-    raise ValueError(f"{path}: the camera label must be a JSON list of 25 numbers") from e
+    raise InputError(f"{path}: the camera label must be a JSON list of 25 numbers") from e
   if label.ndim == 1:
     label = label[None]
   if label.ndim != 2 or label.shape[1] != 25:
-    raise ValueError(f"{path}: the camera label must be a JSON list of 25 numbers (or a list of "
+    raise InputError(f"{path}: the camera label must be a JSON list of 25 numbers (or a list of "
                      f"such lists), got shape {list(label.shape)}")
   if not np.all(np.isfinite(label)):
-    raise ValueError(f"{path}: the camera label has non-finite values")
+    raise InputError(f"{path}: the camera label has non-finite values")
   bottom = label[:, 12:16]
   if not np.allclose(bottom, [0.0, 0.0, 0.0, 1.0], atol=1e-4):
-    raise ValueError(f"{path}: values 13-16 (the cam2world matrix's last row) must be 0, 0, 0, 1, "
+    raise InputError(f"{path}: values 13-16 (the cam2world matrix's last row) must be 0, 0, 0, 1, "
                      f"got {bottom[0].tolist()}")
   return label.astype(np.float32)
 
@@ -341,14 +342,14 @@ class InversionConfig:
 
   def __post_init__(self):
     if self.w_init not in ("w_avg", "mean"):
-      raise ValueError(f"w_init must be 'w_avg' or 'mean', got {self.w_init!r}")
+      raise InputError(f"w_init must be 'w_avg' or 'mean', got {self.w_init!r}")
     for name in ("w_steps", "wplus_steps", "pti_steps", "wplus_warmup_steps"):
       if getattr(self, name) < 0:
-        raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
     if self.w_steps + self.wplus_steps == 0:
-      raise ValueError("w_steps + wplus_steps must be > 0")
+      raise InputError("w_steps + wplus_steps must be > 0")
     if not self.camera_yaws or not self.camera_pitches:
-      raise ValueError("the camera grid needs at least one yaw and one pitch")
+      raise InputError("the camera grid needs at least one yaw and one pitch")
 
 
 @dataclasses.dataclass
@@ -370,7 +371,7 @@ def initial_w(generator: Generator, how: str = "w_avg", samples: int = 1000, see
   if how == "w_avg":
     return jnp.asarray(generator.params["backbone.mapping.w_avg"], jnp.float32)
   if how != "mean":
-    raise ValueError(f"unknown w initialisation {how!r} (use 'w_avg' or 'mean')")
+    raise InputError(f"unknown w initialisation {how!r} (use 'w_avg' or 'mean')")
   rig = rig or CameraRig.of(generator)
   z = jax.random.normal(jax.random.PRNGKey(seed), (samples, generator.z_dim), jnp.float32)
   c = jnp.broadcast_to(rig.labels(jnp.zeros(2)), (samples, 25))

@@ -27,7 +27,7 @@ import numpy as np
 from sat3d_jax import clip_utils
 from sat3d_jax.clip_utils import ClipSpec, load_clip, preprocess, tiny_clip
 from sat3d_jax.descriptor_sets import Descriptors, load_descriptors, shipped_descriptor_sets
-from sat3d_jax.errors import InputError
+from sat3d_jax.errors import InputError, UnknownNameError
 
 PyTree = Any
 
@@ -58,7 +58,8 @@ class QMMSpec:
     try:
       start, stop = self.slices[self.attributes.index(attribute)]
     except ValueError:
-      raise KeyError(f"unknown attribute {attribute!r}; known: {list(self.attributes)}") from None
+      raise UnknownNameError(f"unknown attribute {attribute!r}; known: "
+                             f"{list(self.attributes)}") from None
     return slice(start, stop)
 
 

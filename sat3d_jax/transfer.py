@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sat3d_jax.errors import UnknownNameError
+
 
 def init_mask_logits(num_attributes: int, num_channels: int, other_logit: float = 0.0
                      ) -> jax.Array:
@@ -54,6 +56,7 @@ def targets_from_names(names, attributes) -> np.ndarray:
   row = np.zeros(len(attributes), np.float32)
   for name in names:
     if name not in attributes:
-      raise ValueError(f"unknown attribute {name!r}; this model knows: {', '.join(attributes)}")
+      raise UnknownNameError(f"unknown attribute {name!r}; this model knows: "
+                             f"{', '.join(attributes)}")
     row[attributes.index(name)] = 1.0
   return row
