@@ -3,7 +3,8 @@
 The ```python blocks of that section are executed verbatim, each in a fresh namespace, in a
 temporary directory laid out as the README assumes (workdirs/sat3d_ffhq_tiny is the tiny SAT3D
 run of tests/fixtures/legacy_ee41ea4). The SAT3D blocks are checked here; the FRL-DGT block needs a
-trained fold and is run by tests/test_sweep.py (test_readme_scores_a_clip_with_a_trained_fold).
+trained fold and is run by tests/frldgt/test_sweep.py
+(test_readme_scores_a_clip_with_a_trained_fold).
 """
 import contextlib
 import io

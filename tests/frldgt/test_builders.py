@@ -22,11 +22,11 @@ from frldgt_jax.data import align  # noqa: E402
 from frldgt_jax.data import annotations as A  # noqa: E402
 from frldgt_jax.data import builders  # noqa: E402
 from frldgt_jax.data import pipeline  # noqa: E402
-from tests.test_annotations import write_casme2_xlsx, write_frames, write_samm_xlsx
+from tests.frldgt.test_annotations import write_casme2_xlsx, write_frames, write_samm_xlsx
 
 tfds.disable_progress_bar()
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 S, T = 16, 4
 
 GOOD = (1, "EP02_01f", 46, 50, 52, "happiness")

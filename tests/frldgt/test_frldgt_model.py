@@ -18,7 +18,7 @@ from frldgt_jax import regions
 from frldgt_jax.warp import warp
 from launch.trainer import from_file
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _model_config():

@@ -166,7 +166,7 @@ def test_boundary_face_crop_needs_no_other_package():
   code = ("import sys, sat3d_jax.face_crop; "
           "print(sorted({m.split('.')[0] for m in sys.modules} & {'frldgt_jax', 'launch'}))")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                        cwd=pathlib.Path(__file__).resolve().parents[1])
+                        cwd=pathlib.Path(__file__).resolve().parents[2])
   assert done.stdout.strip() == "[]", done.stdout
 
 
@@ -263,7 +263,7 @@ def _cli(command, *args):
     warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
     return subprocess.run([sys.executable, f"launch/{command}.py", *map(str, args)],
                           check=False, capture_output=True, text=True,
-                          cwd=pathlib.Path(__file__).parents[1], timeout=600)
+                          cwd=pathlib.Path(__file__).resolve().parents[2], timeout=600)
 
 
 def _read_mp4_frames(path):

@@ -23,7 +23,7 @@ from transformers import CLIPTokenizer
 from sat3d_jax import clip_utils, qmm as qmm_lib
 from sat3d_jax.descriptor_sets import load_descriptors, shipped_descriptor_sets
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FACE_EXAMPLES = ("hairstyle", "hair_color", "beard", "eyeglasses", "smile", "age", "gender",
                  "makeup", "eyebrows", "skin_tone")  # the examples listed in sat3d.md
 

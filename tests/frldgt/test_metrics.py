@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from frldgt_jax import metrics
 
-COMPOSITE_CSV = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+COMPOSITE_CSV = (pathlib.Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
                  / 'megc2019_composite_3class.csv')
 
 

@@ -19,7 +19,7 @@ from frldgt_jax import results as results_lib
 from launch.tasks import frldgt as task_lib
 from launch.trainer import InputSpec, from_file
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ["frldgt_composite", "frldgt_casme2", "frldgt_samm", "frldgt_smic",
            "frldgt_casme2_5class"]
 

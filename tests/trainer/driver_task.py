@@ -22,7 +22,7 @@ DIM = 16
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   del arg
   c = base_config()
-  c.task = "tests.driver_task"
+  c.task = "tests.trainer.driver_task"
   c.total_steps = 40
   c.log_every = 5
   c.checkpoint_every = 10

@@ -21,7 +21,7 @@ from sat3d_jax.eg3d import convert
 from sat3d_jax.eg3d.pickle_reader import PickleFormatError, UnsafePickleError
 
 FIXTURES = ["eg3d_tiny128", "eg3d_ffhq512_small", "eg3d_cars128_tiny"]
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------------------------------------
 # A pickle writer that can reference globals that are not importable here (torch, EG3D, ...).

@@ -166,8 +166,8 @@ def test_a_workdir_made_before_the_restructuring_loads_and_resumes(tmp_path, mod
   ee41ea4 (its config.json names the task 'sat3d_jax.task'; its config has no optimizer.name)."""
   from sat3d_jax import run_io  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "legacy"
-  shutil.copytree(pathlib.Path(__file__).parent / "fixtures" / "legacy_ee41ea4" / "sat3d_tiny",
-                  workdir)
+  fixtures = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
+  shutil.copytree(fixtures / "legacy_ee41ea4" / "sat3d_tiny", workdir)
   run = run_io.load_run(workdir, model=model)
   assert run.step == 2 and run.config.task == "sat3d_jax.task"
   assert run.mask_logits.shape == (len(model.attributes) + 1, model.num_editable)

@@ -32,7 +32,7 @@ from sat3d_jax.clip_utils import save_tiny_clip
 from sat3d_jax.eg3d import get_preset, parse_config
 from sat3d_jax.model import Sat3dModel
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PLANTED_LOGIT = 50.0
 STEP = 7
 

@@ -12,7 +12,7 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _generate(*args):

@@ -25,7 +25,7 @@ from launch.tasks import frldgt as task_lib
 from launch.tasks import loso
 from launch.trainer import from_file
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FOLDS = "0,1,2"
 
 

@@ -18,8 +18,8 @@ from jax import lax
 from launch.benchmarks import compile_events, flops, harness, peak, report, task_step
 from launch.benchmarks.suites import SuiteOptions, frldgt, sat3d
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TOY = "tests/driver_task.py"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOY = "tests/trainer/driver_task.py"
 QUIET = SuiteOptions(quick=True, peaks={"measured": {"float32": 1.0}, "vendor": {}}, runs=2,
                      warmup=1, log=lambda _: None)
 
@@ -119,7 +119,7 @@ def test_analytic_count_agrees_with_xla_on_an_mlp():
 
 # --- Harness and report on the driver's toy task ---------------------------------------------
 def _toy_step_flops(batch=32, dim=16, hidden=32):
-  """Closed form of tests/driver_task.py's step: forward x@w1, h@w2; backward dW2 = h^T g,
+  """Closed form of tests/trainer/driver_task.py's step: forward x@w1, h@w2; backward dW2 = h^T g,
   dh = g W2^T, dW1 = x^T dh (no gradient w.r.t. the data)."""
   macs = batch * dim * hidden + batch * hidden + batch * hidden + batch * hidden + \
       dim * batch * hidden

@@ -1,6 +1,6 @@
 """The generic training driver: sharding, checkpoints, resume, non-finite guard, multi-process.
 
-Uses tests/driver_task.py (a small regression task) through the real entry point
+Uses tests/trainer/driver_task.py (a small regression task) through the real entry point
 `launch/train.py` in subprocesses, and `train_and_evaluate` in-process where that is enough.
 """
 import json
@@ -20,10 +20,10 @@ import pytest
 from launch.trainer import train_and_evaluate
 from launch.trainer import cli
 from launch.trainer import mesh as mesh_lib
-from tests import driver_task
+from tests.trainer import driver_task
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = "tests/driver_task.py"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIG = "tests/trainer/driver_task.py"
 
 
 def _env(devices: int = 8) -> dict:
