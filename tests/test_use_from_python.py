@@ -66,7 +66,8 @@ def ran(tmp_path_factory):
 
 
 def to_png_pixels(image) -> np.ndarray:
-  return np.uint8(np.clip((np.asarray(image) + 1) * 127.5, 0, 255))
+  """EG3D's gen_samples.py: (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)."""
+  return np.clip(np.asarray(image, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
 
 
 def test_the_section_holds_the_four_snippets():
