@@ -89,16 +89,6 @@ def scores(labels, predictions, num_classes: int = 3) -> dict:
   return scores_from_confusion(confusion_matrix(labels, predictions, num_classes))
 
 
-def uf1(labels, predictions, num_classes: int = 3) -> float:
-  """Unweighted F1 (macro F1 over all classes) of pooled predictions."""
-  return scores(labels, predictions, num_classes)['uf1']
-
-
-def uar(labels, predictions, num_classes: int = 3) -> float:
-  """Unweighted average recall (macro recall over all classes) of pooled predictions."""
-  return scores(labels, predictions, num_classes)['uar']
-
-
 def scores_by_database(labels, predictions, databases: Sequence[str],
                        num_classes: int = 3) -> Mapping[str, dict]:
   """{'composite': scores over all, <database>: scores of that database's slice, ...}."""

@@ -172,8 +172,3 @@ def with_pretrained_dgm(variables, dgm_variables):
                      f'{old_shapes} vs given {new_shapes}')
   params['dgm'] = new
   return dict(variables, params=params)
-
-
-def count_params(variables) -> int:
-  """Number of scalars in a params tree."""
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables)))

@@ -55,10 +55,6 @@ class PreparedData:
     return PreparedData(**{f.name: getattr(self, f.name)[index]
                            for f in dataclasses.fields(self)})
 
-  def composite_only(self) -> "PreparedData":
-    """The clips with a 3-class label (drops label -1)."""
-    return self.select(self.label >= 0)
-
 
 _STR_FIELDS = ("database", "subject", "sample")
 
