@@ -1,5 +1,6 @@
-"""Command-line entry points (train, sweep, convert, ...) and the generic training driver.
+"""The application: entry points (`launch/*.py`), the generic training driver (`trainer/`), each
+paper's binding to it (`tasks/`), what the entry points share (`common/`) and the benchmarks.
 
-`launch.trainer` is the one training driver both papers use; the scripts beside it are thin
-absl entry points.
+Imports point one way: launch -> sat3d_jax, frldgt_jax; `trainer/` imports no library, and no
+entry point imports another (tests/test_architecture.py checks both).
 """

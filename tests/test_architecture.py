@@ -222,3 +222,24 @@ def test_config_files_contain_no_library_calls_for_their_values():
     modules = {m for _, m in _imports(path)}
     assert modules <= {"ml_collections", "launch.trainer", "launch.trainer.base_config",
                        "launch.trainer.from_file"}, (path.name, modules)
+
+
+def test_every_flag_has_a_one_line_help():
+  """Each absl flag an entry point (or its shared modules) defines says what it is for."""
+  bad = []
+  for path in _modules("launch"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and
+              node.func.attr.startswith("DEFINE_")):
+        continue
+      # DEFINE_x(name, default, help); DEFINE_enum(name, default, enum_values, help)
+      position = 3 if node.func.attr.endswith("enum") else 2
+      help_node = next((kw.value for kw in node.keywords if kw.arg == "help"), None)
+      if help_node is None and len(node.args) > position:
+        help_node = node.args[position]
+      if isinstance(help_node, ast.Name):  # a parameter of a define_flags() helper
+        continue
+      text = ast.unparse(help_node) if help_node is not None else ""
+      if not isinstance(help_node, (ast.Constant, ast.JoinedStr, ast.BinOp)) or len(text) < 8:
+        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)[:60]}")
+  assert bad == []

@@ -27,14 +27,14 @@ import numpy as np
 from frldgt_jax.data import align as frldgt_align
 from sat3d_jax import errors as sat3d_errors
 
-# The heuristics place points at the micro-expression template's proportions (image-left eye
-# (0.32, 0.38), image-right eye (0.68, 0.38), mouth (0.50, 0.78) of a square crop), which the
-# Haar frontal-face box spans roughly.
-# Mouth below the eye line, in eye distances, when the smile cascade finds no mouth:
-# (0.78 - 0.38) / (0.68 - 0.32) = 1.111.
-_MOUTH_DROP = (0.78 - 0.38) / (0.68 - 0.32)
+# The heuristics place points at the micro-expression template's proportions (frldgt_jax's
+# TEMPLATE: image-left eye, image-right eye, mouth of a square crop), which the Haar
+# frontal-face box spans roughly.
+_TEMPLATE = frldgt_align.TEMPLATE
+# Mouth below the eye line, in eye distances, when the smile cascade finds no mouth.
+_MOUTH_DROP = (_TEMPLATE[2][1] - _TEMPLATE[0][1]) / (_TEMPLATE[1][0] - _TEMPLATE[0][0])
 # Eye centres inside a frontal-face box when the eye cascades find no pair.
-_BOX_EYES = ((0.32, 0.38), (0.68, 0.38))
+_BOX_EYES = (_TEMPLATE[0], _TEMPLATE[1])
 
 _FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
 _EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
