@@ -148,9 +148,7 @@ def main(argv) -> None:
       mp4 = out / f"seed{seed:04d}.mp4"
       media.write_mp4(mp4, video, _FPS.value)
       written.append(mp4)
-  print(f"wrote {len(written)} files to {out.resolve()}:")
-  for f in written:
-    print(f"  {f}")
+  cli.print_outputs(out, written)
 
 
 if __name__ == "__main__":

@@ -368,9 +368,7 @@ def run() -> None:
   with open(summary_json, "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   written.append(summary_json)
-  print(f"wrote {len(written)} outputs to {out.resolve()} in {summary['seconds']:.0f} s:")
-  for f in written:
-    print(f"  {f}")
+  cli.print_outputs(out, written, seconds=summary["seconds"])
 
 
 if __name__ == "__main__":

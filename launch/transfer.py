@@ -211,11 +211,9 @@ def main(argv) -> None:
                                    video_cams, on_batch=lambda b: bar.update(len(b)))
     media.write_mp4(out / "turntable.mp4", media.to_uint8(video), _FPS.value)
     written.append(out / "turntable.mp4")
-  print(f"wrote {len(written)} files to {out.resolve()}:")
-  print(f"  {written[0]}  ({grid.shape[1]}x{grid.shape[0]}: rows source / reference / result, "
-        f"{len(cams)} views)")
-  for f in written[1:]:
-    print(f"  {f}")
+  cli.print_outputs(out, written, notes={
+      written[0]: f"{grid.shape[1]}x{grid.shape[0]}: rows source / reference / result, "
+                  f"{len(cams)} views"})
 
 
 if __name__ == "__main__":

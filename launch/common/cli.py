@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import sys
 import tempfile
 
@@ -40,6 +41,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
   return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
           sat3d_errors.InputError, frldgt_errors.InputError, trainer_errors.ConfigError,
           trainer_errors.NonFiniteLossError)
+
+
+def print_outputs(out_dir, paths, seconds: float | None = None, notes: dict | None = None
+                  ) -> None:
+  """How a command ends: the files it wrote under `out_dir`, one a line (with `notes[path]`
+  beside a file where given) and, if given, how long it took."""
+  took = f" in {seconds:.0f} s" if seconds is not None else ""
+  print(f"wrote {len(paths)} files to {pathlib.Path(out_dir).resolve()}{took}:")
+  for path in paths:
+    note = (notes or {}).get(path)
+    print(f"  {path}" + (f"  ({note})" if note else ""))
 
 
 def fail(message: str) -> None:
