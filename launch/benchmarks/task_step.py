@@ -252,8 +252,10 @@ def start_task_suite(suite: str, ref: str, *, item: str, options,
     return lambda: harness.missing_suite(reason + hint)
 
   def failed(e: Exception) -> Callable[[], dict]:
-    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in PROJECT_PACKAGES:
-      missing = harness.missing_suite(f"{ref}: module {e.name} does not exist yet{hint}")
+    absent = e.__cause__ if isinstance(e.__cause__, ModuleNotFoundError) else e  # load_task's
+    if isinstance(absent, ModuleNotFoundError) and \
+        (absent.name or "").split(".")[0] in PROJECT_PACKAGES:
+      missing = harness.missing_suite(f"{ref}: module {absent.name} does not exist yet{hint}")
       return lambda: missing
     options.log(f"  [{suite}] {ref}: {type(e).__name__}: {e}")
     message = harness.error_case(suite, ref, e)["error"]

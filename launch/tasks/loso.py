@@ -96,8 +96,8 @@ def _comparable(fields: dict) -> dict:
     fields.pop(key, None)
   if "task" in fields:
     fields["task"] = tasks.current_task_name(fields["task"])
-  dropped = [(path, value) for path, value in ADDED_FIELDS.items()]
-  dropped += [(path, None) for path in _LOCATIONS]
+  # (path, value at which it is dropped; None: whatever its value)
+  dropped = list(ADDED_FIELDS.items()) + [(path, None) for path in _LOCATIONS]
   for path, value in dropped:
     *parents, leaf = path.split(".")
     node = fields
@@ -168,7 +168,7 @@ class _Sweep:
     unit = UnitOutput.load(path)
     if unit.fingerprint not in self.accepted:
       raise ConfigError(f"{path} was trained with another config (fingerprint "
-                       f"{unit.fingerprint}, now {self.fingerprint}); use a new --workdir")
+                        f"{unit.fingerprint}, now {self.fingerprint}); use a new --workdir")
     return unit
 
   def train_unit(self, unit_dir: pathlib.Path, fold_ids: Sequence[int], stacked: bool,
@@ -199,8 +199,8 @@ class _Sweep:
     folds_file = unit_dir / "folds.json"
     if folds_file.is_file() and json.loads(folds_file.read_text()) != self.fold_ids:
       raise ConfigError(f"{unit_dir} holds a stacked run of folds "
-                       f"{json.loads(folds_file.read_text())}, not {self.fold_ids}; use a new "
-                       "--workdir")
+                        f"{json.loads(folds_file.read_text())}, not {self.fold_ids}; use a new "
+                        "--workdir")
     if unit is not None:
       self.say(f"all {len(self.fold_ids)} folds already trained in {unit_dir}: reusing them")
       return [unit]

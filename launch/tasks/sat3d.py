@@ -48,7 +48,7 @@ def target_indices(config: ml_collections.ConfigDict, attributes) -> list[int]:
   unknown = [n for n in names if n not in attributes]
   if unknown:
     raise ConfigError(f"config.target_attributes names unknown attributes {unknown}; "
-                     f"measured: {list(attributes)}")
+                      f"measured: {list(attributes)}")
   return [list(attributes).index(n) for n in names]
 
 

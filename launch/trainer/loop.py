@@ -32,8 +32,13 @@ from launch.trainer.task import InputSpec, Task
 def load_task(config: ml_collections.ConfigDict) -> Task:
   """Imports `config.task` and calls its `make_task(config)`."""
   if not config.task:
-    raise ValueError("config.task is empty: it must name a module with make_task(config)")
-  module = importlib.import_module(config.task)
+    raise ConfigError("config.task is empty: it must name a module with make_task(config)")
+  try:
+    module = importlib.import_module(config.task)
+  except ModuleNotFoundError as e:
+    if e.name is None or not config.task.startswith(e.name):
+      raise  # the task module exists but imports something missing: a broken install
+    raise ConfigError(f"config.task names {config.task!r}, which does not exist") from e
   if not hasattr(module, "make_task"):
     raise ConfigError(f"task module {config.task!r} has no make_task(config)")
   return module.make_task(config)

@@ -285,3 +285,13 @@ def test_two_processes_match_one_process(tmp_path, reference_run):
   _, b = _restore_params(reference_run, 20)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_a_task_module_that_does_not_exist_is_a_config_error():
+  from launch import trainer  # pylint: disable=g-import-not-at-top
+  config = driver_task.get_config()
+  for name, message in (("launch.tasks.nope", "does not exist"), ("", "config.task is empty")):
+    with config.unlocked():
+      config.task = name
+    with pytest.raises(trainer.ConfigError, match=message):
+      trainer.load_task(config)
