@@ -110,9 +110,24 @@ class Sat3dModel:
     return self.generator.flatten_styles(self.generator.apply_styles(gen_params, ws))
 
   def render_flat(self, gen_params, flat: jax.Array, views: jax.Array, rng=None) -> jax.Array:
+    """Images [N, H, W, 3] of flat styles [N, C] from (yaw, pitch) views [N, 2]."""
     styles = self.generator.unflatten_styles(flat)
     out = self.generator.apply_synthesis_from_styles(gen_params, styles, self.cameras(views),
                                                      noise_mode="const", rng=rng)
+    return out["image"]
+
+  def planes_flat(self, gen_params, flat: jax.Array) -> jax.Array:
+    """Tri-planes [N, 3, R, R, 32] of flat styles [N, C]: what does not depend on the camera."""
+    return self.generator.apply_planes(gen_params, self.generator.unflatten_styles(flat))
+
+  def render_planes(self, gen_params, planes: jax.Array, flat: jax.Array, views: jax.Array,
+                    rng=None) -> jax.Array:
+    """As render_flat from planes_flat(flat): images [N*V, H, W, 3] for views [N, V, 2], each
+    face's planes rendered from its V cameras (row n*V + v is face n from view v)."""
+    n, v = views.shape[:2]
+    styles = self.generator.unflatten_styles(jnp.repeat(flat, v, axis=0))
+    out = self.generator.apply_render(gen_params, jnp.repeat(planes, v, axis=0), styles,
+                                      self.cameras(views.reshape(n * v, 2)), rng=rng)
     return out["image"]
 
   def components(self) -> objective.Components:

@@ -5,6 +5,7 @@
   ws = G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14)
   out = G.synthesis(ws, c)                           # {'image', 'image_raw', 'image_depth'}
   styles = G.styles(ws); out = G.synthesis_from_styles(styles, c)
+  planes = G.planes(styles); out = G.render(planes, styles, c)   # a new camera, same face
 
 Params are the official state dict {name: array}; see generator.py for the pure functions.
 The pickle converter lives in convert.py (imported lazily by load_generator).
@@ -13,7 +14,7 @@ from sat3d_jax.eg3d.architecture import Arch, param_shapes, parse_config
 from sat3d_jax.eg3d.camera import (camera_label, fov_to_intrinsics, lookat_pose,
                                    orbit_labels)
 from sat3d_jax.eg3d.generator import (Generator, Options, apply_mapping, apply_planes,
-                                      apply_sample, apply_styles, apply_synthesis,
+                                      apply_render, apply_sample, apply_styles, apply_synthesis,
                                       apply_synthesis_from_styles, from_state_dict,
                                       generator_from_spec, init_params, load_generator,
                                       random_generator)
@@ -21,7 +22,8 @@ from sat3d_jax.eg3d.presets import PRESET_NAMES, get_preset
 
 __all__ = [
     "Arch", "Generator", "Options", "PRESET_NAMES", "apply_mapping", "apply_planes",
-    "apply_sample", "apply_styles", "apply_synthesis", "apply_synthesis_from_styles",
+    "apply_render", "apply_sample", "apply_styles", "apply_synthesis",
+    "apply_synthesis_from_styles",
     "camera_label", "fov_to_intrinsics", "from_state_dict", "generator_from_spec", "get_preset",
     "init_params",
     "load_generator", "lookat_pose", "orbit_labels", "param_shapes", "parse_config",

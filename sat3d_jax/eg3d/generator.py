@@ -8,6 +8,7 @@ Pure API (jit/grad with params as an argument, which stay un-donated):
   apply_mapping(params, arch, z, c, truncation_psi, truncation_cutoff) -> ws
   apply_styles(params, arch, ws) -> {layer: [B, dim]}
   apply_planes(params, arch, styles, options, noise_mode, rng) -> [B, 3, 256, 256, 32]
+  apply_render(params, arch, planes, styles, c, options, rng) -> {'image', ...}
   apply_synthesis_from_styles(params, arch, styles, c, options, ...) -> {'image', ...}
   apply_synthesis(params, arch, ws, c, options, ...) -> {'image', ...}
   apply_sample(params, arch, coordinates, directions, ws, options, ...) -> {'sigma', 'rgb'}
@@ -79,12 +80,39 @@ def apply_planes(params: Params, arch: Arch, styles: Mapping[str, jax.Array],
                                    fused=options.modconv == "fused", dtype=options.dtype)
 
 
+def apply_render(params: Params, arch: Arch, planes: jax.Array, styles: Mapping[str, jax.Array],
+                 c: jax.Array, options: Options = Options(), rng: Optional[jax.Array] = None,
+                 neural_rendering_resolution: Optional[int] = None) -> dict[str, jax.Array]:
+  """Renders the camera c [N, 25] from tri-planes [N, 3, R, R, 32] and the styles [N, dim]
+  (super-resolution's): everything of synthesis that depends on the camera.
+
+  The backbone depends on the styles only, so several views of one face repeat its planes
+  (`jnp.repeat(planes, views, axis=0)`) instead of recomputing them. `rng` is the same key
+  apply_synthesis_from_styles takes (its render and super-resolution parts are used here), so
+  apply_render(apply_planes(...)) equals apply_synthesis_from_styles bit for bit.
+  """
+  if c.ndim != 2 or c.shape[1] != 25:
+    raise ValueError(f"camera labels c must be [B, 25], got {c.shape}")
+  if planes.shape[0] != c.shape[0]:
+    raise ValueError(f"planes {planes.shape} and cameras {c.shape} differ in batch size")
+  res = int(neural_rendering_resolution or arch.neural_rendering_resolution)
+  _, k_render, k_sr = _split_rng(rng)
+  c = c.astype(jnp.float32)
+  feature_image, depth_image = renderer.render(
+      params, arch, planes, c[:, :16].reshape(-1, 4, 4), c[:, 16:25].reshape(-1, 3, 3), res,
+      key=k_render, ray_chunk=options.ray_chunk, dtype=options.dtype)
+  image, image_raw = superres.superresolution(
+      params, arch, feature_image, styles, fused=options.modconv == "fused", dtype=options.dtype,
+      key=k_sr if arch.render.superresolution_noise_mode == "random" else None)
+  return {"image": image, "image_raw": image_raw, "image_depth": depth_image}
+
+
 def apply_synthesis_from_styles(params: Params, arch: Arch, styles: Mapping[str, jax.Array],
                                 c: jax.Array, options: Options = Options(),
                                 noise_mode: str = "const", rng: Optional[jax.Array] = None,
                                 neural_rendering_resolution: Optional[int] = None
                                 ) -> dict[str, jax.Array]:
-  """Renders the camera c [B, 25] from StyleSpace vectors.
+  """Renders the camera c [B, 25] from StyleSpace vectors: apply_planes, then apply_render.
 
   Returns {'image': [B, H, W, 3], 'image_raw': [B, r, r, 3], 'image_depth': [B, r, r, 1]},
   NHWC float32, images in [-1, 1]. Deterministic when rng is None (noise_mode must then be
@@ -95,19 +123,10 @@ def apply_synthesis_from_styles(params: Params, arch: Arch, styles: Mapping[str,
     raise ValueError(f"styles lack {len(missing)} layers, e.g. {missing[:3]}")
   if c.ndim != 2 or c.shape[1] != 25:
     raise ValueError(f"camera labels c must be [B, 25], got {c.shape}")
-  res = int(neural_rendering_resolution or arch.neural_rendering_resolution)
-  k_backbone, k_render, k_sr = _split_rng(rng)
-  fused = options.modconv == "fused"
+  k_backbone = _split_rng(rng)[0]
   planes = apply_planes(params, arch, styles, options, noise_mode,
                         k_backbone if noise_mode == "random" else None)
-  c = c.astype(jnp.float32)
-  feature_image, depth_image = renderer.render(
-      params, arch, planes, c[:, :16].reshape(-1, 4, 4), c[:, 16:25].reshape(-1, 3, 3), res,
-      key=k_render, ray_chunk=options.ray_chunk, dtype=options.dtype)
-  image, image_raw = superres.superresolution(
-      params, arch, feature_image, styles, fused=fused, dtype=options.dtype,
-      key=k_sr if arch.render.superresolution_noise_mode == "random" else None)
-  return {"image": image, "image_raw": image_raw, "image_depth": depth_image}
+  return apply_render(params, arch, planes, styles, c, options, rng, neural_rendering_resolution)
 
 
 def apply_synthesis(params: Params, arch: Arch, ws: jax.Array, c: jax.Array,
@@ -274,6 +293,10 @@ class Generator:
   def apply_planes(self, params, styles, noise_mode="const", rng=None):
     return apply_planes(params, self.arch, styles, self.options, noise_mode, rng)
 
+  def apply_render(self, params, planes, styles, c, rng=None, neural_rendering_resolution=None):
+    return apply_render(params, self.arch, planes, styles, c, self.options, rng,
+                        neural_rendering_resolution)
+
   def apply_synthesis(self, params, ws, c, noise_mode="const", rng=None,
                       neural_rendering_resolution=None):
     return apply_synthesis(params, self.arch, ws, c, self.options, noise_mode, rng,
@@ -313,6 +336,15 @@ class Generator:
     return _jit_synthesis_from_styles(self.params, self.arch, dict(styles), c, self.options,
                                       noise_mode, rng, neural_rendering_resolution)
 
+  def planes(self, styles, noise_mode="const", rng=None) -> jax.Array:
+    """Tri-planes [B, 3, R, R, 32] from StyleSpace vectors (the camera-independent part)."""
+    return _jit_planes(self.params, self.arch, dict(styles), self.options, noise_mode, rng)
+
+  def render(self, planes, styles, c, rng=None, neural_rendering_resolution=None):
+    """As synthesis_from_styles, from planes computed once (a camera move renders only)."""
+    return _jit_render(self.params, self.arch, planes, dict(styles), c, self.options, rng,
+                       neural_rendering_resolution)
+
   def sample(self, coordinates, directions, ws, noise_mode="const", rng=None):
     """{'sigma': [B, N, 1], 'rgb': [B, N, 32]} at points [B, N, 3] (official sample_mixed)."""
     return _jit_sample(self.params, self.arch, coordinates, directions, ws, self.options,
@@ -328,6 +360,9 @@ _jit_mapping = jax.jit(apply_mapping, static_argnames=("arch", "truncation_cutof
 _jit_styles = jax.jit(apply_styles, static_argnames=("arch",))
 _jit_synthesis = jax.jit(apply_synthesis, static_argnames=_STATIC)
 _jit_synthesis_from_styles = jax.jit(apply_synthesis_from_styles, static_argnames=_STATIC)
+_jit_planes = jax.jit(apply_planes, static_argnames=("arch", "options", "noise_mode"))
+_jit_render = jax.jit(apply_render,
+                      static_argnames=("arch", "options", "neural_rendering_resolution"))
 _jit_sample = jax.jit(apply_sample, static_argnames=("arch", "options", "noise_mode"))
 
 
