@@ -1,0 +1,69 @@
+"""Style files: faces as flat StyleSpace vectors, e.g. an edited face, to use as a source again.
+
+    write_style_file("face.npz", styles, generator, labels=["result"])
+    data = read_style_file("face.npz")      # {'styles' [N, C], 'layers', 'dims', ...}
+
+An `.npz` (no pickled objects) with
+  format 'sat3d-styles', format_version 1
+  styles                 [N, C] float32, the layers' styles concatenated in the official order
+  layers, dims           [L] layer names and their widths (sum(dims) = C)
+  generator_fingerprint  sat3d_jax.fingerprint of the weights the styles render with
+  generator              '' for the run's generator, else the path of pivotal-tuned params
+  labels                 [N] what each row is (e.g. 'source', 'reference', 'result')
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sat3d_jax.errors import InputError
+
+FORMAT = "sat3d-styles"
+FORMAT_VERSION = 1
+
+
+def write_style_file(path: str | os.PathLike, styles: np.ndarray, style_layers,
+                     fingerprint: str, labels: Sequence[str], generator: Optional[str] = None
+                     ) -> None:
+  """Writes flat styles [N, C] of a generator with `style_layers` [(name, dim)] whose weights
+  have `fingerprint` (sat3d_jax.fingerprint), one label per row; `generator`: the path of
+  pivotal-tuned params the styles render with (None: the run's generator)."""
+  styles = np.asarray(styles, np.float32)
+  if styles.ndim != 2 or len(labels) != len(styles):
+    raise ValueError(f"need styles [N, C] and N labels, got {styles.shape} and {len(labels)}")
+  np.savez(path, format=np.asarray(FORMAT), format_version=np.int32(FORMAT_VERSION),
+           styles=styles, layers=np.asarray([n for n, _ in style_layers], dtype=str),
+           dims=np.asarray([d for _, d in style_layers], np.int64),
+           generator_fingerprint=np.asarray(fingerprint),
+           generator=np.asarray(generator or ""), labels=np.asarray(list(labels), dtype=str))
+
+
+def read_style_file(path: str | os.PathLike) -> dict:
+  """{'styles' [N, C] float32, 'layers' [(name, dim)], 'generator_fingerprint', 'generator'
+  (str or None), 'labels'}; an InputError names the file and what is wrong with it."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      data = {k: f[k] for k in f.files}
+  except (OSError, ValueError, EOFError) as e:
+    raise InputError(f"{path}: not a readable style .npz file ({e})") from None
+  if str(data.get("format", "")) != FORMAT:
+    raise InputError(f"{path}: not a SAT3D style file (no format '{FORMAT}')")
+  missing = [k for k in ("format_version", "styles", "layers", "dims", "generator_fingerprint",
+                         "generator", "labels") if k not in data]
+  if missing:
+    raise InputError(f"{path}: style file lacks {', '.join(missing)}")
+  if int(data["format_version"]) > FORMAT_VERSION:
+    raise InputError(f"{path}: style file format version {int(data['format_version'])} is "
+                     f"newer than this code reads ({FORMAT_VERSION})")
+  styles, dims = np.asarray(data["styles"]), np.atleast_1d(data["dims"])
+  layers = [(str(n), int(d)) for n, d in zip(np.atleast_1d(data["layers"]), dims)]
+  if styles.ndim != 2 or styles.shape[1] != int(dims.sum()) or \
+      not np.issubdtype(styles.dtype, np.floating) or not np.all(np.isfinite(styles)):
+    raise InputError(f"{path}: 'styles' must be finite floats [N, sum(dims) = {int(dims.sum())}]"
+                     f", got {styles.dtype} {styles.shape}")
+  return {"styles": styles.astype(np.float32), "layers": layers,
+          "generator_fingerprint": str(data["generator_fingerprint"]),
+          "generator": str(data["generator"]) or None,
+          "labels": [str(x) for x in np.atleast_1d(data["labels"])]}
