@@ -8,8 +8,10 @@
 official .pkl, a state-dict .npz with its .json) or `preset:NAME` for randomly initialised weights
 of a preset architecture. Per seed it writes seedNNNN.png (images over a yaw sweep, their depth
 maps in the row below, depth normalised per seed, near = bright) and seedNNNN.mp4 (a turntable:
-image | depth). As the official gen_samples.py: z = RandomState(seed).randn(z_dim), the mapping
-is conditioned on the frontal camera, truncation cutoff 14, FOV 18.837 degrees.
+image | depth), and with --shapes seedNNNN.ply (its 3D shape: EG3D's density grid and marching
+cubes, sat3d_jax/shapes.py). The tri-planes of a seed are computed once for all of its views.
+As the official gen_samples.py: z = RandomState(seed).randn(z_dim), the mapping is conditioned
+on the frontal camera, truncation cutoff 14, FOV 18.837 degrees.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from sat3d_jax import eg3d, media
+from sat3d_jax import eg3d, media, shapes
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -77,21 +79,37 @@ _FPS = flags.DEFINE_integer("fps", 30, "Frames per second of the video.", lower_
 _FOV = flags.DEFINE_float("fov", eg3d.camera.DEFAULT_FOV_DEGREES, "Field of view in degrees.")
 _MODCONV = flags.DEFINE_enum("modconv", "nonfused", ["nonfused", "fused"],
                              "Modulated convolution implementation.")
+_SHAPES = flags.DEFINE_bool("shapes", False,
+                            "Also write each seed's 3D shape, seedNNNN.ply (marching cubes).")
+_SHAPE_RES = flags.DEFINE_integer("shape_resolution", 256,
+                                  "Density grid points per axis of --shapes.", lower_bound=8)
 _RAY_CHUNK = flags.DEFINE_integer("ray_chunk", None, "Rays per chunk (bounds memory).",
                                   lower_bound=1)
 
 
-def render(G: eg3d.Generator, ws: jax.Array, cams: np.ndarray, batch: int):
-  """Images [N, H, W, 3] and depths [N, r, r, 1] of one ws [1, num_ws, w_dim] at cams [N, 25].
+def face_planes(G: eg3d.Generator, ws: jax.Array, batch: int):
+  """(planes, styles) of one ws [1, num_ws, w_dim], repeated `batch` times: what every camera
+  of the seed reuses (the backbone runs once per seed)."""
+  styles = G.styles(ws)
+  planes = G.planes(styles)
+  return (jnp.repeat(planes, batch, axis=0),
+          {name: jnp.repeat(v, batch, axis=0) for name, v in styles.items()})
 
-  Runs fixed-size batches (the last one padded) so the generator compiles once.
+
+def render(G: eg3d.Generator, face, cams: np.ndarray):
+  """Images [N, H, W, 3] and depths [N, r, r, 1] of a face_planes(...) result at cams [N, 25].
+
+  Runs fixed-size batches (the batch of face_planes; the last one padded) so the renderer
+  compiles once.
   """
+  planes, styles = face
+  batch = planes.shape[0]
   images, depths = [], []
   for start in range(0, len(cams), batch):
     part = cams[start:start + batch]
     n = len(part)
     padded = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)]) if n < batch else part
-    out = G.synthesis(jnp.repeat(ws, batch, axis=0), jnp.asarray(padded))
+    out = G.render(planes, styles, jnp.asarray(padded))
     images.append(np.asarray(out["image"][:n]))
     depths.append(np.asarray(out["image_depth"][:n]))
   return np.concatenate(images), np.concatenate(depths)
@@ -122,12 +140,13 @@ def main(argv) -> None:
   video_cams = np.asarray(eg3d.orbit_labels(turn[:, 0], turn[:, 1], pivot, radius, fov)) \
       if frames else np.zeros((0, 25), np.float32)
   batch = views
-  written = []
+  written, notes = [], {}
   for seed in tqdm(seeds, desc="seeds", unit="seed"):
     z = np.random.RandomState(seed).randn(1, G.z_dim).astype(np.float32)
     ws = G.mapping(jnp.asarray(z), jnp.asarray(cond), truncation_psi=_TRUNC.value,
                    truncation_cutoff=_TRUNC_CUTOFF.value)
-    images, depths = render(G, ws, grid_cams, batch)
+    face = face_planes(G, ws, batch)
+    images, depths = render(G, face, grid_cams)
     lo, hi = float(depths.min()), float(depths.max())
     size = images.shape[1]
     png = out / f"seed{seed:04d}.png"
@@ -138,7 +157,7 @@ def main(argv) -> None:
       frames_img, frames_depth = [], []
       for start in tqdm(range(0, frames, batch), desc=f"seed {seed} video", unit="batch",
                         leave=False):
-        im, de = render(G, ws, video_cams[start:start + batch], batch)
+        im, de = render(G, face, video_cams[start:start + batch])
         frames_img.append(im)
         frames_depth.append(de)
       im, de = np.concatenate(frames_img), np.concatenate(frames_depth)
@@ -148,7 +167,13 @@ def main(argv) -> None:
       mp4 = out / f"seed{seed:04d}.mp4"
       media.write_mp4(mp4, video, _FPS.value)
       written.append(mp4)
-  cli.print_outputs(out, written)
+    if _SHAPES.value:
+      mesh = shapes.face_mesh(G, G.params, face[0][:1], _SHAPE_RES.value)
+      ply = out / f"seed{seed:04d}.ply"
+      shapes.write_ply(ply, mesh)
+      written.append(ply)
+      notes[ply] = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} triangles"
+  cli.print_outputs(out, written, notes=notes)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,19 @@ class Editor:
                        f" ({mask.generator}), these weights are {found}")
     return cls(generator, mask, str(path))
 
+  @classmethod
+  def plain(cls, generator, spec: str, seed: int = 0, truncation_psi: float = 0.7,
+            truncation_cutoff: int = 14) -> "Editor":
+    """A generator without a trained mask (no attributes: a generation and orbit viewer);
+    seeds mapped as launch/generate.py does."""
+    width = generator.num_style_channels
+    mask = mask_file.MaskFile(
+        attributes=(), mask_logits=np.zeros((1, width), np.float32), temperature=1.0,
+        include_torgb=True, generator=spec, generator_seed=seed,
+        generator_fingerprint=generator_fingerprint(generator), truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff, step=0)
+    return cls(generator, mask, spec)
+
   # --- The mask -------------------------------------------------------------------------------
   @property
   def attributes(self) -> tuple[str, ...]:
@@ -166,6 +179,19 @@ class Editor:
   def probabilities(self) -> np.ndarray:
     """P = softmax(M / tau) [A + 1, C_editable]."""
     return self._probabilities
+
+  def mask_by_layer(self) -> tuple[list[str], np.ndarray]:
+    """(layer names, [A, L] expected channels): sum over each layer's editable channels of
+    P[a, c], the channels attribute a controls there."""
+    columns = np.arange(self.generator.num_style_channels) if self.editable is None else \
+        self.editable
+    names, sums = [], []
+    for name, part in self.generator.style_slices(True).items():
+      inside = (columns >= part.start) & (columns < part.stop)
+      if inside.any():
+        names.append(name)
+        sums.append(self._probabilities[:-1, inside].sum(axis=1))
+    return names, np.stack(sums, axis=1)
 
   def strength_row(self, strengths: Mapping[str, float]) -> np.ndarray:
     """[A] strengths (0 for attributes not named); an unknown name is an InputError."""
@@ -209,8 +235,11 @@ class Editor:
     if not path.is_file():
       raise InputError(f"{role} {text!r} is neither an integer seed nor an existing latent or "
                        "style file")
-    with np.load(path, allow_pickle=False) as f:  # which of the two formats
-      is_styles = "styles" in f.files
+    try:
+      with np.load(path, allow_pickle=False) as f:  # which of the two formats
+        is_styles = "styles" in f.files
+    except (OSError, ValueError, EOFError) as e:
+      raise InputError(f"{path}: not a latent or style .npz file ({e})") from None
     if is_styles:
       return self.style_file_face(path, index, role)
     return self.latent_file_face(path, index, role)
@@ -224,13 +253,21 @@ class Editor:
     if ws_all.shape[1:] != (g.num_ws, g.w_dim):
       raise InputError(
           f"{path}: its 'ws' rows are (num_ws, w_dim) = {tuple(ws_all.shape[1:])}, but the "
-          f"generator {self.mask.generator} needs {(g.num_ws, g.w_dim)}: the latent was "
-          "written for another generator. Invert with this generator (launch/invert.py "
-          "--generator ...).")
+          f"run's generator {self.mask.generator} needs {(g.num_ws, g.w_dim)}: the latent was "
+          "written for another generator. Invert with the run's generator (launch/invert.py "
+          "--generator ...), or train on the generator the latent came from "
+          "(--config.generator=...).")
     params, tuned = self._tuned_params(path, latents.get("generator"))
-    styles = np.asarray(_jit_flat_styles(params, jnp.asarray(ws_all[index:index + 1]), g.arch))
     c = latents["c"][index] if "c" in latents else None
-    return Face(styles, params, c, tuned, f"{path.name} row {index}")
+    return self.latent_face(ws_all[index:index + 1], c, f"{path} row {index}", params, tuned)
+
+  def latent_face(self, ws: np.ndarray, c: Optional[np.ndarray], label: str, params=None,
+                  tuned: Optional[str] = None) -> Face:
+    """The face of ws [1, num_ws, w_dim] (e.g. an inverted photo, its camera c [25])."""
+    params = self.generator.params if params is None else params
+    styles = np.asarray(_jit_flat_styles(params, jnp.asarray(ws, jnp.float32),
+                                         self.generator.arch))
+    return Face(styles, params, c, tuned, label)
 
   def style_file_face(self, path: pathlib.Path, index: int, role: str = "source") -> Face:
     """Row `index` of a style file written for this generator (or its pivotal-tuned copy)."""
@@ -242,14 +279,13 @@ class Editor:
                        f"{data['styles'].shape[1]} channels; the generator has "
                        f"{self.generator.num_style_channels})")
     params, tuned = self._tuned_params(path, data["generator"])
-    expected = self.fingerprint if tuned is None else \
-        generator_fingerprint(dataclasses.replace(self.generator, params=params))
+    expected = self.face_fingerprint(Face(data["styles"], params, None, tuned, ""))
     if data["generator_fingerprint"] != expected:
       raise InputError(f"{path}: the styles were made with generator "
                        f"{data['generator_fingerprint']}, not with {expected} "
                        f"({tuned or self.mask.generator})")
     label = data["labels"][index] if index < len(data["labels"]) else f"row {index}"
-    return Face(data["styles"][index:index + 1], params, None, tuned, f"{path.name} {label}")
+    return Face(data["styles"][index:index + 1], params, None, tuned, f"{path} {label}")
 
   def _check_row(self, path, index: int, rows: int, role: str) -> None:
     if not 0 <= index < rows:
@@ -347,6 +383,23 @@ class Editor:
       for k, i in enumerate(members):
         out[i] = images[k * v:(k + 1) * v]
     return np.stack([out[i] for i in range(len(out))])
+
+  def render_views(self, prepared: list[tuple], face: int, cams: np.ndarray,
+                   batch: Optional[int] = None, on_batch=None) -> np.ndarray:
+    """Images [V, H, W, 3] of face number `face` (of those given to prepare) from cams [V, 25]
+    (e.g. a turntable: the planes are not computed again)."""
+    for params, members, flats, planes in prepared:
+      if face in members:
+        return self.render(params, planes, flats, np.full(len(cams), members.index(face)), cams,
+                           batch, on_batch=on_batch)
+    raise IndexError(f"face {face} was not prepared")
+
+  def face_fingerprint(self, face: Face) -> str:
+    """The fingerprint of the params a face renders with (the generator's or its tuned
+    copy's): what its style file records."""
+    if face.params is self.generator.params:
+      return self.fingerprint
+    return generator_fingerprint(dataclasses.replace(self.generator, params=face.params))
 
   def render_faces(self, faces: Sequence[Face], cams: np.ndarray, batch: Optional[int] = None
                    ) -> np.ndarray:

@@ -27,7 +27,7 @@ import pytest
 
 from launch.tasks.sat3d import make_task
 from launch.trainer.checkpoint import Checkpoints
-from sat3d_jax import baselines, evaluation, latent_file, run_io
+from sat3d_jax import baselines, evaluation, latent_file, run_io, style_file
 from sat3d_jax.clip_utils import save_tiny_clip
 from sat3d_jax.eg3d import get_preset, parse_config
 from sat3d_jax.model import Sat3dModel
@@ -180,9 +180,10 @@ def test_transfer_from_seeds_and_latent_files(trained, tmp_path):
   assert not np.array_equal(by_seed[1], by_seed[0])
   frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out_seed / "turntable.mp4"))
   assert frames == 3
-  styles = np.load(out_seed / "result_styles.npz")
-  np.testing.assert_array_equal(styles["result"], styles["source"])
-  assert styles["result"].shape == (model.num_channels,)
+  styles = style_file.read_style_file(out_seed / "result_styles.npz")
+  assert styles["labels"] == ["source", "reference", "result"]
+  np.testing.assert_array_equal(styles["styles"][2], styles["styles"][0])
+  assert styles["styles"].shape == (3, model.num_channels)
 
   tuned = tmp_path / "tuned_generator"
   tuned.mkdir()
