@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-SUITES = ("eg3d", "sat3d", "frldgt")
+SUITES = ("eg3d", "sat3d", "frldgt", "studio")
 
 _SUITE = flags.DEFINE_list("suite", list(SUITES), f"Suites to run, of {', '.join(SUITES)}.")
 _QUICK = flags.DEFINE_bool("quick", False,

@@ -119,6 +119,8 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   seeds, out = _SEEDS.value, pathlib.Path(_OUT.value)
+  if _SHAPES.value and not shapes.available():
+    cli.fail(shapes.MISSING)
   views, frames, fov = _VIEWS.value, _FRAMES.value, _FOV.value
   print(f"{len(seeds)} seed(s): {', '.join(map(str, seeds[:8]))}"
         + (", ..." if len(seeds) > 8 else ""))

@@ -111,6 +111,9 @@ def main(argv) -> None:
     raise app.UsageError("--attributes is empty")
   out = pathlib.Path(_OUT.value)
   frames = _FRAMES.value
+  from sat3d_jax import shapes  # pylint: disable=g-import-not-at-top
+  if _SHAPES.value and not shapes.available():
+    cli.fail(shapes.MISSING)
   for role, text in (("source", _SOURCE.value), ("reference", _REFERENCE.value)):
     try:
       int(text)
@@ -119,7 +122,7 @@ def main(argv) -> None:
         raise InputError(f"--{role} {text!r} is neither an integer seed nor an existing latent "
                          "file or style file") from None
 
-  from sat3d_jax import evaluation, run_io, shapes  # pylint: disable=g-import-not-at-top
+  from sat3d_jax import evaluation, run_io  # pylint: disable=g-import-not-at-top
   from sat3d_jax import style_file, transfer  # pylint: disable=g-import-not-at-top
 
   # Cheap checks first: a misspelt attribute is reported before any model loads.

@@ -52,10 +52,10 @@ def write_mask_file(path: str | os.PathLike, mask: MaskFile) -> None:
   np.savez(path, format=np.asarray(FORMAT), format_version=np.int32(FORMAT_VERSION),
            attributes=np.asarray(mask.attributes, dtype=str),
            mask_logits=np.asarray(mask.mask_logits, np.float32),
-           temperature=np.float32(mask.temperature), include_torgb=np.bool_(mask.include_torgb),
+           temperature=np.float64(mask.temperature), include_torgb=np.bool_(mask.include_torgb),
            generator=np.asarray(mask.generator), generator_seed=np.int64(mask.generator_seed),
            generator_fingerprint=np.asarray(mask.generator_fingerprint),
-           truncation_psi=np.float32(mask.truncation_psi),
+           truncation_psi=np.float64(mask.truncation_psi),
            truncation_cutoff=np.int32(mask.truncation_cutoff), step=np.int64(mask.step))
 
 

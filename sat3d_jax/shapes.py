@@ -26,6 +26,7 @@ import numpy as np
 
 from sat3d_jax.eg3d import renderer
 
+MISSING = 'the 3D shapes need scikit-image: pip install -e ".[studio]"'
 OFFICIAL_LEVEL = 10.0
 BORDER_VALUE = -1000.0
 
@@ -36,6 +37,12 @@ class Mesh:
   vertices: np.ndarray
   faces: np.ndarray
   level: float
+
+
+def available() -> bool:
+  """Whether marching cubes (scikit-image, the [studio] extra) can be imported."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec("skimage") is not None
 
 
 def grid_points(resolution: int, cube_length: float) -> np.ndarray:

@@ -14,11 +14,11 @@ import jax
 from launch.benchmarks import harness, machine, peak, report
 from launch.benchmarks.suites import SuiteOptions
 
-SUITE_NAMES = ("eg3d", "sat3d", "frldgt")
+SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio")
 # Suites are started longest compilation first (SAT3D's one large step, FRL-DGT's inits and
 # steps, then EG3D's eight medium programs), so that no long compilation is left alone at the
 # end while the other cores idle.
-_START_ORDER = ("sat3d", "frldgt", "eg3d")
+_START_ORDER = ("sat3d", "frldgt", "eg3d", "studio")
 
 
 def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config):
@@ -33,6 +33,9 @@ def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_conf
   if name == "frldgt":
     from launch.benchmarks.suites import frldgt  # pylint: disable=g-import-not-at-top
     return lambda o: frldgt.start(o, config_ref=frldgt_config)
+  if name == "studio":
+    from launch.benchmarks.suites import studio  # pylint: disable=g-import-not-at-top
+    return studio.start
   raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITE_NAMES)}")
 
 
