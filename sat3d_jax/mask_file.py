@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from sat3d_jax.errors import InputError
+from sat3d_jax.versioned_npz import read_versioned_npz
 
 FORMAT = "sat3d-mask"
 FORMAT_VERSION = 1
@@ -61,21 +62,8 @@ def write_mask_file(path: str | os.PathLike, mask: MaskFile) -> None:
 
 def read_mask_file(path: str | os.PathLike) -> MaskFile:
   """Reads a mask file; an InputError names the file and what is wrong with it."""
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      data = {k: f[k] for k in f.files}
-  except (OSError, ValueError, EOFError) as e:
-    raise InputError(f"{path}: not a readable mask .npz file ({e})") from None
-  if str(data.get("format", "")) != FORMAT:
-    raise InputError(f"{path}: not a SAT3D mask file (no format '{FORMAT}'; a run's mask is "
-                     "written by the studio's 'mask file' button)")
-  missing = [k for k in _FIELDS if k not in data]
-  if missing:
-    raise InputError(f"{path}: mask file lacks {', '.join(missing)}")
-  version = int(data["format_version"])
-  if version > FORMAT_VERSION:
-    raise InputError(f"{path}: mask file format version {version} is newer than this code "
-                     f"reads ({FORMAT_VERSION})")
+  data = read_versioned_npz(path, FORMAT, FORMAT_VERSION, _FIELDS[2:], "mask file",
+                            "; a run's mask is written by the studio's 'mask file' button")
   attributes = tuple(str(a) for a in np.atleast_1d(data["attributes"]))
   logits = np.asarray(data["mask_logits"])
   if logits.ndim != 2 or logits.shape[0] != len(attributes) + 1 or \

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sat3d_jax.errors import InputError
+from sat3d_jax.versioned_npz import read_versioned_npz
 
 FORMAT = "sat3d-styles"
 FORMAT_VERSION = 1
@@ -43,20 +44,9 @@ def write_style_file(path: str | os.PathLike, styles: np.ndarray, style_layers,
 def read_style_file(path: str | os.PathLike) -> dict:
   """{'styles' [N, C] float32, 'layers' [(name, dim)], 'generator_fingerprint', 'generator'
   (str or None), 'labels'}; an InputError names the file and what is wrong with it."""
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      data = {k: f[k] for k in f.files}
-  except (OSError, ValueError, EOFError) as e:
-    raise InputError(f"{path}: not a readable style .npz file ({e})") from None
-  if str(data.get("format", "")) != FORMAT:
-    raise InputError(f"{path}: not a SAT3D style file (no format '{FORMAT}')")
-  missing = [k for k in ("format_version", "styles", "layers", "dims", "generator_fingerprint",
-                         "generator", "labels") if k not in data]
-  if missing:
-    raise InputError(f"{path}: style file lacks {', '.join(missing)}")
-  if int(data["format_version"]) > FORMAT_VERSION:
-    raise InputError(f"{path}: style file format version {int(data['format_version'])} is "
-                     f"newer than this code reads ({FORMAT_VERSION})")
+  data = read_versioned_npz(path, FORMAT, FORMAT_VERSION, ("styles", "layers", "dims",
+                                                          "generator_fingerprint", "generator",
+                                                          "labels"), "style file")
   styles, dims = np.asarray(data["styles"]), np.atleast_1d(data["dims"])
   layers = [(str(n), int(d)) for n, d in zip(np.atleast_1d(data["layers"]), dims)]
   if styles.ndim != 2 or styles.shape[1] != int(dims.sum()) or \

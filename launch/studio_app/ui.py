@@ -16,6 +16,8 @@ from launch.studio_app import engine, photos, plots, uploads
 from sat3d_jax.errors import InputError
 
 KINDS = ("seed", "file", "photo")
+# The view is shown enlarged, pixels kept sharp (the served PNG keeps the generator's size).
+CSS = "#view img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain;}"
 JAX = dict(concurrency_id="jax", concurrency_limit=1)
 
 
@@ -41,7 +43,7 @@ def build(studio: engine.Studio, max_upload_bytes: int, w_steps: int, wplus_step
   ed = studio.editor
   gen = ed.generator
   psi0 = ed.mask.truncation_psi
-  with gr.Blocks(title="SAT3D Studio", analytics_enabled=False) as demo:
+  with gr.Blocks(title="SAT3D Studio", analytics_enabled=False, css=CSS) as demo:
     session = gr.State(None)
     gr.Markdown(
         "## SAT3D Studio\n"
@@ -57,12 +59,12 @@ def build(studio: engine.Studio, max_upload_bytes: int, w_steps: int, wplus_step
             seed = gr.Number(value=1 if role == "source" else 2, precision=0, label="seed",
                              elem_id=f"{role}_seed")
             npz = gr.File(label="latent or style .npz", file_types=[".npz"], type="filepath",
-                          elem_id=f"{role}_file")
+                          elem_id=f"{role}_file", height=100)
             row = gr.Number(value=0, precision=0, minimum=0, label="row of the file",
                             elem_id=f"{role}_row")
             photo = gr.File(label="photo (PNG / JPEG / WebP)",
                             file_types=list(uploads.PHOTO_TYPES), type="filepath",
-                            elem_id=f"{role}_photo")
+                            elem_id=f"{role}_photo", height=100)
             invert = gr.Button(f"invert the {role} photo", elem_id=f"{role}_invert")
           inputs[role] = (kind, seed, npz, row, photo, invert)
         checks, strengths = [], []
@@ -88,7 +90,7 @@ def build(studio: engine.Studio, max_upload_bytes: int, w_steps: int, wplus_step
                             elem_id="pitch")
         view = gr.Image(label=("source | reference | result" if studio.has_mask else "source"),
                         format="png", type="numpy", interactive=False, elem_id="view",
-                        height=max(gen.img_resolution, 256))
+                        height=max(gen.img_resolution, 300))
         caption = gr.Markdown("", elem_id="timing")
         status = gr.Markdown("", elem_id="status")
         with gr.Row():
@@ -156,10 +158,13 @@ def build(studio: engine.Studio, max_upload_bytes: int, w_steps: int, wplus_step
 
       def on_photo(state, path):
         state = current(state)
-        uploads.read_photo(path, max_upload_bytes)  # refuse a bad file at once
-        return state, "photo received: press invert"
+        try:
+          uploads.read_photo(path, max_upload_bytes)  # refuse a bad file at once
+        except InputError as e:
+          return state, None, f"**error:** {e}"  # cleared: the next upload can come
+        return state, gr.update(), "photo received: press invert"
 
-      photo_file.upload(_guarded(on_photo, 2), [session, photo_file], [session, status], **JAX)
+      photo_file.upload(on_photo, [session, photo_file], [session, photo_file, status], **JAX)
 
     def download_of(make):
       def run(state, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
