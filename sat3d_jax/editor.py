@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import zipfile
 from typing import Mapping, Optional, Sequence
 
 import jax
@@ -235,6 +236,8 @@ class Editor:
     if not path.is_file():
       raise InputError(f"{role} {text!r} is neither an integer seed nor an existing latent or "
                        "style file")
+    if not zipfile.is_zipfile(path):
+      raise InputError(f"{path}: not a latent or style .npz file")
     try:
       with np.load(path, allow_pickle=False) as f:  # which of the two formats
         is_styles = "styles" in f.files

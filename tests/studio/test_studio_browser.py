@@ -6,8 +6,9 @@ random mask: no training in the test). One browser session picks seeds, ticks an
 moves the strength and camera sliders; the PNG the page serves must equal what
 launch/transfer.py writes for the same inputs (within 1/255). A second session at the same
 time must not see the first one's state. The orbit MP4, the style file, the mask file and the
-3D shape are downloaded and read back; a bad upload and a photo without a face give a message
-and the studio keeps rendering.
+3D shape are downloaded and read back; the mask and style files go back into
+launch/transfer.py (--mask, the result as --source). A bad upload and a photo without a face
+give a message, and the studio keeps rendering.
 
 Chromium: Debian's `chromium` (apt-get install -y chromium chromium-driver); .ci/run installs it.
 Without it the test skips outside CI and fails in CI (CI set).
@@ -220,6 +221,12 @@ def test_studio_in_a_browser(run, studio, chromium, tmp_path):
   mask = mask_file.read_mask_file(_download(page, a, "save_mask", "mask.npz",
                                             tmp_path / "mask.npz"))
   assert mask.attributes == attributes and mask.step == 3
+  # Both files back into launch/transfer.py: the mask instead of the workdir, the studio's
+  # result as the source (strength 0: the source unchanged), and its shape.
+  again = _python("transfer", "--mask", tmp_path / "mask.npz", "--source",
+                  tmp_path / "styles.npz", "--source_index", 2, "--reference", REFERENCE,
+                  "--attributes", f"{target}=0", "--yaw", YAW, "--pitch", PITCH, "--frames", 0,
+                  "--batch", 3, "--shapes", "--shape_resolution", 16, "--out", tmp_path / "again")
   page.click("#show_mask")
   page.wait_for_selector("#mask_plot img", timeout=WAIT_MS)
   ply = _download(page, a, "save_shape", "shape.ply", tmp_path / "shape.ply")
@@ -239,6 +246,11 @@ def test_studio_in_a_browser(run, studio, chromium, tmp_path):
   _status(page, "error")
   _set_number(page, "pitch", 0.0)
   assert _caption(page, f"yaw {YAW:+.3f}, pitch +0.000").startswith("camera move")
+  output = again.communicate(timeout=600)[0]
+  assert again.returncode == 0, output[-3000:]
+  regrid = iio.imread(tmp_path / "again" / "grid.png")
+  assert np.abs(regrid[:res].astype(int) - image[:, 2 * res:].astype(int)).max() <= 1
+  assert len(shapes.read_ply(tmp_path / "again" / "result_shape.ply").faces) > 0
   page.set_viewport_size({"width": 1280, "height": 860})
   page.evaluate("window.scrollTo(0, 0)")
   page.screenshot(path=str(tmp_path / "studio.png"))
