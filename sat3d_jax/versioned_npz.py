@@ -3,6 +3,7 @@ beside the arrays, read without unpickling anything."""
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,10 @@ def read_versioned_npz(path: str | os.PathLike, fmt: str, version: int,
   """{name: array} of an `.npz` tagged `format` = fmt with every one of `fields`, written at a
   format version <= `version`; an InputError naming the file (`what`: e.g. 'mask file')
   otherwise."""
+  if not os.path.isfile(path):
+    raise InputError(f"{path}: no such {what}")
+  if not zipfile.is_zipfile(path):  # np.load would talk of pickles
+    raise InputError(f"{path}: not a readable {what} (not an .npz file)")
   try:
     with np.load(path, allow_pickle=False) as f:
       data = {k: f[k] for k in f.files}
