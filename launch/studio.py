@@ -100,9 +100,11 @@ def main(argv) -> None:
   demo = ui.build(studio, max_bytes, _W_STEPS.value, _WPLUS_STEPS.value)
   demo.queue(default_concurrency_limit=1)
   print(f"sessions' downloads go to {pathlib.Path(studio.out_dir).resolve()}")
-  demo.launch(server_name=_HOST.value, server_port=_PORT.value, share=_SHARE.value,
-              max_file_size=max_bytes, allowed_paths=[str(studio.out_dir)], inbrowser=False,
-              show_api=False)
+  try:
+    demo.launch(server_name=_HOST.value, server_port=_PORT.value, share=_SHARE.value,
+                max_file_size=max_bytes, allowed_paths=[str(studio.out_dir)], inbrowser=False)
+  except OSError as e:  # e.g. the port is taken
+    cli.fail(f"cannot serve on {_HOST.value}:{_PORT.value} ({e}); choose another --port")
 
 
 if __name__ == "__main__":

@@ -248,7 +248,7 @@ def test_studio_in_a_browser(chromium, run, studio, tmp_path):
   page.set_input_files("#source_photo input[type=file]", str(blank))
   _status(page, "photo received")
   page.click("#source_invert")
-  _status(page, "error")
+  _status(page, "no face")
   _set_number(page, "pitch", 0.0)
   assert _caption(page, f"yaw {YAW:+.3f}, pitch +0.000").startswith("camera move")
   output = again.communicate(timeout=600)[0]

@@ -157,3 +157,20 @@ def test_uploads_refuse_what_is_not_an_8bit_photo(tmp_path):
                         ("old.bmp", "a BMP image"), ("full.png", "more than the studio's limit")):
     with pytest.raises(InputError, match=message):
       uploads.read_photo(tmp_path / name, 10_000 if name != "full.png" else 1_000)
+
+
+def test_studio_engine_refuses_a_latent_of_another_generator(editor, tmp_path):
+  """A latent inverted with another generator (14 ws, FFHQ-512) in the studio: a message naming
+  both shapes; the session keeps its last good render."""
+  from launch.studio_app import engine
+  from sat3d_jax import latent_file
+  studio = engine.Studio(editor, str(tmp_path / "out"), frames=0)
+  session = studio.new_session()
+  other = tmp_path / "ffhq512.npz"
+  latent_file.write_latent_file(other, np.zeros((1, 14, 512), np.float32))
+  with pytest.raises(InputError, match=r"\(num_ws, w_dim\) = \(14, 512\)"):
+    studio.render(session, engine.Pick("file", other), engine.Pick("seed", 2),
+                  {"hairstyle": 1.0}, None, 0.0, 0.0)
+  assert session.faces == [] and session.key is None
+  with pytest.raises(InputError, match="render a face first"):
+    studio.grid_png(session)
