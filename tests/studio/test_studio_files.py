@@ -174,3 +174,16 @@ def test_studio_engine_refuses_a_latent_of_another_generator(editor, tmp_path):
   assert session.faces == [] and session.key is None
   with pytest.raises(InputError, match="render a face first"):
     studio.grid_png(session)
+
+
+def test_mask_by_layer_adds_up_to_the_mask(editor):
+  """The plot's matrix: per attribute, the layers' sums are the attribute's whole mass, and each
+  entry is the sum of P over that layer's editable channels (toRGB layers absent here)."""
+  names, channels = editor.mask_by_layer()
+  p = editor.probabilities()
+  assert channels.shape == (len(ATTRIBUTES), len(names))
+  assert not any(n.endswith(".torgb") for n in names)
+  np.testing.assert_allclose(channels.sum(1), p[:-1].sum(1), rtol=1e-5)
+  first = editor.generator.style_slices(True)[names[0]]
+  np.testing.assert_allclose(channels[:, 0], p[:-1, :first.stop - first.start].sum(1),
+                             rtol=1e-5)
