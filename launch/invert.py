@@ -178,6 +178,7 @@ def prepare_target(path: pathlib.Path, size: int, aligned: bool, landmarks: tupl
     interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC
     crop = photo if h == size else cv2.resize(photo, (size, size), interpolation=interp)
     info["alignment"] = "given (--aligned)"
+    pose_image = photo
   else:
     if landmarks is not None:
       points, source = np.reshape(landmarks, (5, 2)), "--landmarks"
@@ -200,16 +201,20 @@ def prepare_target(path: pathlib.Path, size: int, aligned: bool, landmarks: tupl
     except ValueError as e:  # e.g. landmarks in the wrong order
       raise InputError(str(e)) from e
     crop = fc.image
+    # The head pose is fitted on EG3D's own 512 crop: landmarks at the generator's (often
+    # lower) resolution would be coarser; the camera does not depend on the crop's size.
+    pose_image = (crop if size == face_crop.OUTPUT_SIZE or not want_pose else
+                  face_crop.crop_in_the_wild(photo, points, face_crop.OUTPUT_SIZE).image)
     info.update({"alignment": "eg3d in-the-wild crop (sat3d_jax/face_crop.py)",
                  "five_points": fc.points.round(2).tolist(), "landmark_source": source,
                  "crop_matrix": fc.matrix.round(6).tolist()})
   if want_pose:
     from launch.common import faces  # pylint: disable=g-import-not-at-top
-    try:  # on the crop itself: the pose fit assumes the crop's camera
-      face = faces.landmarks68(crop, f"{path} (crop)")
+    try:  # on the crop: the pose fit assumes the crop's camera
+      face = faces.landmarks68(pose_image, f"{path} (crop)")
     except faces.FaceNotFoundError as e:
       raise InputError(f"{e}: no head pose; use --camera_init grid or --camera") from e
-    pose = head_pose.estimate_pose(face.points, size)
+    pose = head_pose.estimate_pose(face.points, pose_image.shape[0])
     info.update({"head_pose_degrees": dict(zip(("pitch", "yaw", "roll"),
                                                np.degrees(pose.angles).round(2).tolist())),
                  "head_pose_rms_px": round(pose.rms_px, 3),

@@ -96,3 +96,37 @@ def test_crop_from_dlib_is_close_to_the_official_crop(astronaut):
   centre = np.full(2, 255.5)
   photo = np.linalg.solve(official.matrix[:, :2], centre - official.matrix[:, 2])
   assert np.abs(ours.matrix[:, :2] @ photo + ours.matrix[:, 2] - centre).max() < 10
+
+
+def test_evaluation_identity_counts_faces_not_found(astronaut, hopper):
+  """sat3d_jax.evaluation's identity on real photos with dlib's descriptor: the mirrored
+  astronaut is the same person, Grace Hopper is not, a face-free image is counted as not
+  found (the mean is over the found ones)."""
+  from sat3d_jax import evaluation
+  images = [astronaut, np.ascontiguousarray(astronaut[:, ::-1]), hopper, _gradient()]
+  describe = lambda row, view: faces.face_descriptor(images[row], f"image {row}")
+  d = evaluation.face_distances(describe, [1, 2, 3], 0, 1)
+  assert d[0, 0] < 0.6 < d[1, 0] and np.isnan(d[2, 0])
+  scores = evaluation.identity_scores(d.reshape(3, 1), faces.SAME_PERSON_DISTANCE)
+  assert scores["identity_not_found"] == 1 and scores["identity_measured"] == 2
+  assert scores["identity"] == pytest.approx(np.nanmean(d))
+  assert scores["identity_same_share"] == 0.5
+  assert evaluation.identity_scores(None, 0.6)["identity"] is None
+
+
+def test_missing_package_names_the_extra(monkeypatch, astronaut):
+  """Without dlib (or mtcnn) installed: one clear error naming the extra [faces]."""
+  import sys
+  monkeypatch.setitem(sys.modules, "dlib", None)
+  monkeypatch.setitem(sys.modules, "mtcnn", None)
+  faces.set_model_dir(None)  # clears the loaded models
+  faces._mtcnn.cache_clear()
+  try:
+    with pytest.raises(faces.FaceModelsMissing, match=r"needs 'dlib', from the extra \[faces\]"):
+      faces.landmarks68(astronaut, "astronaut")
+    with pytest.raises(faces.FaceModelsMissing, match=r"needs 'mtcnn', from the extra \[faces\]"):
+      faces.mtcnn_five(astronaut, "astronaut")
+  finally:
+    monkeypatch.undo()
+    faces.set_model_dir(None)
+    faces._mtcnn.cache_clear()
