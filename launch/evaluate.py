@@ -72,7 +72,7 @@ def face_identity(domain: str):
   from launch.common import faces  # pylint: disable=g-import-not-at-top
   if _FACE_MODELS.value:
     faces.set_model_dir(_FACE_MODELS.value)
-  faces.model_path("descriptor")  # a missing extra or model file: one line, before any work
+  faces.ensure_models("hog", "predictor68", "descriptor")  # missing: one line, before any work
 
   def describe(image):
     return faces.face_descriptor(image, "rendered image")

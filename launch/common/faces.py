@@ -138,6 +138,13 @@ def _dlib_model(kind: str):
     raise FaceModelsMissing(f"{path}: not a dlib {kind} model ({e})") from e
 
 
+def ensure_models(*kinds: str) -> None:
+  """Loads dlib's models `kinds` ('hog', 'cnn', 'predictor68', 'descriptor') now, so that a
+  missing package or model file fails before any long work (FaceModelsMissing)."""
+  for kind in kinds:
+    _dlib_model(kind)
+
+
 @functools.cache
 def _mtcnn():
   module = _import("mtcnn")
