@@ -11,7 +11,7 @@ conversion as the official scripts:
   c += (0, 0.006, 0.161), cam2world = [R diag(1, -1, -1) | c / |c| * 2.7], intrinsics
   [[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1]].
 Angles follow Deep3DFaceRecon: the face is rotated by Rz(roll) Ry(yaw) Rx(pitch) (x right, y up,
-z to the camera); positive yaw turns the face towards the image left... see `rotation`.
+z to the camera), so a camera orbiting to yaw offset +a (EG3D's orbit_labels) sees head yaw -a.
 tests/sat3d/test_head_pose.py projects the mean shape through EG3D cameras (with 1 px noise) and
 measures the angular error of the recovered cameras.
 """
