@@ -62,7 +62,7 @@ def get_config(arg: str = ""):
   c.data.dataset_dir = ""            # explicit prepared dataset folder (overrides data_dir)
   c.data.resolution = 128            # S (must equal model.image_size)
   c.data.frames = 8                  # T stored frames, onset..apex
-  c.data.alignment = "detect"        # 'detect' | 'landmarks' | 'cropped' (prepare_data flags)
+  c.data.alignment = "landmarks68"   # dlib's 68 | 'landmarks' (CSV) | 'cropped' (prepare_data)
   c.data.match_brightness = True     # each pair's target brightness set to the onset's
   c.data.synthetic = False           # True: generate + build the synthetic corpus when absent
   c.data.synthetic_root = "data/synthetic_me"  # corpus and TFDS data under a per-config folder
@@ -131,7 +131,9 @@ def get_config(arg: str = ""):
   if base in ("synthetic", "synthetic_tiny"):
     # The generated corpus at 64 x 64 with a small model.
     c.data.synthetic = True
-    c.data.alignment = "landmarks"   # the corpus writes the true onset landmarks
+    # The corpus's true onset landmarks (exact). dlib found all 78 drawn onset faces, eyes and
+    # mouth within 3 px on average (README); that alignment: prepare_data.py on the corpus.
+    c.data.alignment = "landmarks"
     c.data.resolution = 64
     c.model.token_dim = 32
     c.model.num_heads = 2

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import pathlib
 import time
-from typing import Callable, Optional, Sequence
+from typing import Sequence
 
 import ml_collections
 import numpy as np
@@ -52,14 +52,13 @@ def synthetic_dirs(config: ml_collections.ConfigDict) -> tuple[pathlib.Path, pat
   return root / "corpus", root / "tfds"
 
 
-def ensure_synthetic_dataset(config: ml_collections.ConfigDict,
-                             detector: Optional[Callable] = None) -> pathlib.Path:
+def ensure_synthetic_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
   """Generates the synthetic corpus and builds its TFDS dataset when absent; returns its folder.
 
   The corpus is written to a temporary folder and renamed when complete, and TFDS builds into a
   temporary folder too, so an interrupted run leaves nothing half-made that would be reused.
-  `detector` ((image, name) -> (points, source), data/builders.py) is needed only with
-  config.data.alignment == 'detect'.
+  The corpus is aligned with its true onset landmarks ('landmarks') or its crops ('cropped');
+  dlib's landmarks ('landmarks68') come from launch/prepare_data.py run on the corpus folder.
   """
   from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
   from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -85,13 +84,15 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict,
     else:
       tmp.rename(corpus)
     _say(f"  corpus written in {time.time() - start:.0f} s")
-  if d.alignment not in ("landmarks", "cropped", "detect"):
-    raise InputError(f"config.data.alignment {d.alignment!r} is not a builder alignment")
+  if d.alignment not in ("landmarks", "cropped"):
+    raise InputError(f"config.data.alignment {d.alignment!r}: the generated corpus is aligned "
+                     "with its true landmarks ('landmarks') or its crops ('cropped'); for dlib's "
+                     f"landmarks run launch/prepare_data.py --manual_dir {corpus} and set "
+                     "config.data.dataset_dir")
   landmarks = tuple(str(p) for p in sorted(corpus.glob("landmarks_*.csv")))
   options = builders.BuildOptions(
       landmarks_csv=landmarks if d.alignment == "landmarks" else None,
-      composite_csv=str(corpus / "composite_3class.csv") if d.dataset == "composite" else None,
-      detector=detector)
+      composite_csv=str(corpus / "composite_3class.csv") if d.dataset == "composite" else None)
   _say(f"building TFDS dataset {d.dataset} ({d.frames} frames at {d.resolution}x{d.resolution}, "
        f"alignment {d.alignment}) from {corpus} into {data_dir}")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -104,12 +105,11 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict,
   return pathlib.Path(builder.data_dir)
 
 
-def dataset_folder(config: ml_collections.ConfigDict,
-                   detector: Optional[Callable] = None) -> pathlib.Path:
+def dataset_folder(config: ml_collections.ConfigDict) -> pathlib.Path:
   """The prepared dataset a config reads (building the synthetic one when needed)."""
   d = config.data
   if d.synthetic:
-    return ensure_synthetic_dataset(config, detector)
+    return ensure_synthetic_dataset(config)
   if d.dataset_dir:
     folder = pathlib.Path(d.dataset_dir)
   else:
@@ -126,11 +126,10 @@ def dataset_folder(config: ml_collections.ConfigDict,
   return folder
 
 
-def load_loso_data(config: ml_collections.ConfigDict,
-                   detector: Optional[Callable] = None) -> LosoData:
+def load_loso_data(config: ml_collections.ConfigDict) -> LosoData:
   """Loads the prepared clips with a label of the config's label set and makes the LOSO folds."""
   validate_config(config)
-  folder = dataset_folder(config, detector)
+  folder = dataset_folder(config)
   prepared = pipeline.load_prepared(folder)
   labels = getattr(prepared, config.data.labels)
   prepared = prepared.select(labels >= 0)

@@ -6,10 +6,13 @@ r"""Evaluate a trained SAT3D run against the 2D editing baselines on held-out pa
 
 Per target attribute and method (SAT3D; style mixing of the coarse / middle / fine w layers; a
 full swap of the style channels most correlated with the attribute; the unedited source) it
-measures the transfer score, the preservation score, the identity similarity and the multi-view
-spread, judged by the run's CLIP with held-out phrasings of the descriptor groups (and by
---judge_clip, a second CLIP, if given). sat3d_jax/evaluation.py defines the protocol and every
-metric exactly. Writes FILE.json and the same results as a Markdown table in FILE.md.
+measures the transfer score, the preservation score, the identity (dlib's face-descriptor
+distance of edit and source, with the share under 0.6, dlib's same-person threshold, and the
+count of images without a face; faces only: cats and cars say "not applicable"; needs the extra
+[faces]), the CLIP identity (`identity_clip`) and the multi-view spread, judged by the run's CLIP
+with held-out phrasings of the descriptor groups (and by --judge_clip, a second CLIP, if
+given). sat3d_jax/evaluation.py defines the protocol and every metric exactly. Writes FILE.json
+and the same results as a Markdown table in FILE.md.
 """
 from __future__ import annotations
 
@@ -51,6 +54,30 @@ _SEED_BASE = flags.DEFINE_integer("seed_base", evaluation.EVAL_SEED_BASE,
                                   "First seed of the evaluation pairs.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Images rendered per call.", lower_bound=1)
+_FACE_IDENTITY = flags.DEFINE_bool("face_identity", True,
+                                   "Measure identity with dlib's face descriptor (face runs; "
+                                   "extra [faces]).")
+_FACE_MODELS = flags.DEFINE_string("face_models", None,
+                                   "Folder of dlib's model files (default: the "
+                                   "face-recognition-models package).")
+FACE_DOMAINS = ("ffhq",)
+
+
+def face_identity(domain: str):
+  """(evaluation.FaceIdentity or None, note): dlib's descriptor for a face domain."""
+  if domain not in FACE_DOMAINS:
+    return None, f"not applicable: domain {domain!r} is not faces"
+  if not _FACE_IDENTITY.value:
+    return None, "not measured (--noface_identity)"
+  from launch.common import faces  # pylint: disable=g-import-not-at-top
+  if _FACE_MODELS.value:
+    faces.set_model_dir(_FACE_MODELS.value)
+  faces.ensure_models("hog", "predictor68", "descriptor")  # missing: one line, before any work
+
+  def describe(image):
+    return faces.face_descriptor(image, "rendered image")
+  return evaluation.FaceIdentity("dlib_face_recognition_resnet_model_v1", describe,
+                                 faces.SAME_PERSON_DISTANCE), ""
 
 
 def _finite_or_none(x):
@@ -91,13 +118,16 @@ def main(argv) -> None:
     judges.append(evaluation.clip_judge(_JUDGE_CLIP.value, run.model.qmm))
   print(f"  step {run.step}; {len(run.attributes)} attributes measured; judges: "
         f"{', '.join(j.name for j in judges)}")
+  identity, note = face_identity(str(run.config.get("domain", "")))
+  print(f"  identity: {identity.name if identity else note}")
   print(f"estimating channel correlations on {_CORRELATION_SAMPLES.value} samples, then "
         f"evaluating {_PAIRS.value} pairs x {_VIEWS.value} views")
   report = evaluation.evaluate(
       run, judges, _PAIRS.value, num_views=_VIEWS.value, yaw_range=_YAW_RANGE.value,
       delta=_DELTA.value, attributes=names, distance=_DISTANCE.value,
       correlation_samples=_CORRELATION_SAMPLES.value, swap_count=_SWAP_CHANNELS.value,
-      seed_base=_SEED_BASE.value, batch=_BATCH.value)
+      seed_base=_SEED_BASE.value, batch=_BATCH.value, face_identity=identity,
+      identity_note=note)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(_finite_or_none(report), indent=2) + "\n")
   markdown = evaluation.markdown_report(report)

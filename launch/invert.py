@@ -4,11 +4,15 @@
       [--camera label.json] [--w_steps 200] [--wplus_steps 200] [--pti_steps 0] [--clip DIR]
   python launch/invert.py --generator G --image a.jpg --image b.jpg --out out/inv2
 
-Per photo: the face is found with OpenCV's bundled detectors and cut out like EG3D's FFHQ crop
-(sat3d_jax/face_crop.py says how and where it differs), the camera is read from --camera (a JSON
-list of 25 numbers) or estimated (yaw and pitch around the frontal camera), then w and W+ are
-optimised (pixel L2/L1, MS-SSIM, and CLIP image features with --clip), optionally followed by
-pivotal tuning of the generator (--pti_steps). Written to --out:
+Per photo: the face is cut out with EG3D's own in-the-wild recipe (sat3d_jax/face_crop.py: 5
+landmarks from MTCNN, or from dlib's 68, POS fit to the standard 3D face, 1024 at 300 px per unit,
+centre 700 -> the generator's resolution); the camera is read from --camera (a JSON list of 25
+numbers), or estimated from dlib's 68 landmarks of the crop (sat3d_jax/head_pose.py: head pose ->
+label as EG3D's 3dface2idr_mat.py; --camera_init pose, the default), or searched on a yaw/pitch
+grid around the frontal camera (--camera_init grid); then w and W+ are optimised (pixel L2/L1,
+MS-SSIM, and CLIP image features with --clip), optionally followed by pivotal tuning of the
+generator (--pti_steps). Face detection needs the extra [faces] (dlib, MTCNN); --aligned with
+--camera_init grid (or --camera) does without. Written to --out:
   latent.npz                 ws [N, num_ws, w_dim], c [N, 25] and, after pivotal tuning,
                              `generator` = the absolute path of tuned_generator/ (the latent file
                              format of sat3d_jax/latent_file.py, one row per --image, in order)
@@ -39,6 +43,7 @@ from absl import app, flags
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from launch.common import faces, photo_crop
 from sat3d_jax import eg3d, face_crop, inversion, latent_file, media
 from sat3d_jax.eg3d import camera as camera_lib
 from sat3d_jax.errors import InputError
@@ -91,12 +96,26 @@ _IMAGE = flags.DEFINE_multi_string("image", None,
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
 _CAMERA = flags.DEFINE_string(
     "camera", None, "JSON camera label: 25 numbers (EG3D's dataset.json layout) for every "
-    "image, or one such list per image (default: estimate yaw and pitch).")
+    "image, or one such list per image (default: see --camera_init).")
+_CAMERA_INIT = flags.DEFINE_enum(
+    "camera_init", "pose", ["pose", "grid"], "Without --camera: 'pose' = the head pose of "
+    "dlib's 68 landmarks (sat3d_jax/head_pose.py), fixed; 'grid' = search yaw/pitch offsets "
+    "(--camera_yaws, --camera_pitches), refined during the W phase.")
+_FACE_DETECTOR = flags.DEFINE_enum(
+    "face_detector", "mtcnn", ["mtcnn", "dlib"], "Where the crop's 5 points come from: MTCNN "
+    "(EG3D's own) or dlib's 68 landmarks via Deep3DFaceRecon's extract_5p.")
+_FACE_INDEX = flags.DEFINE_integer(
+    "face_index", None, "Take this face when a photo has several (0 = the detector's first "
+    "choice); default: the largest (MTCNN) / best-scored (dlib).", lower_bound=0)
+_FACE_MODELS = flags.DEFINE_string(
+    "face_models", None, "Folder of dlib's model files (default: the face-recognition-models "
+    "package).")
 _ALIGNED = flags.DEFINE_bool("aligned", False,
                              "The images are already EG3D-style face crops (only resized).")
 _LANDMARKS = _define_floats(
-    "landmarks", None, "LX,LY,RX,RY,MX,MY: image-left eye, image-right eye and mouth centre in "
-    "photo pixels, instead of detecting them (one image only).", count=6)
+    "landmarks", None, "10 numbers, x,y of the image-left eye, image-right eye, nose tip, "
+    "image-left and image-right mouth corner in photo pixels, instead of detecting them (one "
+    "image only).", count=10)
 # Optimisation.
 _W_STEPS = flags.DEFINE_integer("w_steps", _D.w_steps, "Steps of the W phase.", lower_bound=0)
 _WPLUS_STEPS = flags.DEFINE_integer("wplus_steps", _D.wplus_steps, "Steps of the W+ phase.",
@@ -142,37 +161,49 @@ def read_photo(path: pathlib.Path) -> np.ndarray:
     raise InputError(f"{path}: not a readable image ({e})") from e
 
 
-def prepare_target(path: pathlib.Path, size: int, aligned: bool,
-                   landmarks: tuple | None) -> tuple[np.ndarray, dict]:
-  """The uint8 crop [size, size, 3] to invert and what was done to get it."""
+def _no_face(e: Exception) -> InputError:
+  return InputError(f"{e}; give its 5 points with --landmarks (x,y of the eyes, nose tip and "
+                    "mouth corners), or --aligned if it is already an EG3D-style face crop")
+
+
+def prepare_target(path: pathlib.Path, size: int, aligned: bool, landmarks: tuple | None,
+                   want_pose: bool) -> tuple[np.ndarray, dict]:
+  """The uint8 crop [size, size, 3] to invert and what was done to get it (with the head pose's
+  camera label under 'pose_camera' when `want_pose`)."""
   photo = read_photo(path)
+  info: dict = {"photo_size": [photo.shape[1], photo.shape[0]]}
   if aligned:
     h, w = photo.shape[:2]
     if h != w:
       raise InputError(f"{path}: --aligned needs a square crop, got {w}x{h}")
     interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC
     crop = photo if h == size else cv2.resize(photo, (size, size), interpolation=interp)
-    return crop, {"alignment": "given (--aligned)", "photo_size": [w, h]}
-  if landmarks is not None:
-    points, source = np.reshape(landmarks, (3, 2)), "--landmarks"
+    info["alignment"] = "given (--aligned)"
+    pose_image = photo
   else:
-    from launch.common import faces  # pylint: disable=g-import-not-at-top
+    if landmarks is not None:
+      points, source = np.reshape(landmarks, (5, 2)), "--landmarks"
+    else:
+      try:
+        points, source = photo_crop.five_points(photo, str(path), _FACE_DETECTOR.value,
+                                                _FACE_INDEX.value)
+      except faces.FaceNotFoundError as e:
+        raise _no_face(e) from e
+      if "; " in source:
+        print(f"  {path}: {source.split('; ', 1)[1]}")
+    fc = photo_crop.crop(photo, points, size, str(path))
+    crop = fc.image
+    info.update({"alignment": "eg3d in-the-wild crop (sat3d_jax/face_crop.py)",
+                 "five_points": fc.points.round(2).tolist(), "landmark_source": source,
+                 "crop_matrix": fc.matrix.round(6).tolist()})
+    pose_image = (crop if size == face_crop.OUTPUT_SIZE or not want_pose else
+                  photo_crop.crop(photo, points, face_crop.OUTPUT_SIZE, str(path)).image)
+  if want_pose:
     try:
-      points, source = faces.detect_landmarks(photo, str(path))
-    except faces.FaceNotFoundError as e:
-      raise InputError(f"{e}; pass its eye and mouth positions with "
-                       "--landmarks LX,LY,RX,RY,MX,MY, or --aligned if it is already an "
-                       "EG3D-style face crop") from e
-  try:
-    fc = face_crop.crop_face(photo, size, points, str(path))
-  except ValueError as e:  # e.g. landmarks in the wrong order
-    raise InputError(f"{path}: {e}") from e
-  return fc.image, {"alignment": "eg3d-like crop (sat3d_jax/face_crop.py)",
-                    "photo_size": [photo.shape[1], photo.shape[0]],
-                    "landmarks": fc.landmarks.round(2).tolist(),
-                    "landmark_source": source,
-                    "roll_degrees": round(fc.roll_degrees, 3),
-                    "crop_matrix": fc.matrix.round(6).tolist()}
+      info.update(photo_crop.pose_camera(pose_image, str(path)))
+    except InputError as e:
+      raise InputError(f"{e}; use --camera_init grid or --camera") from e
+  return crop, info
 
 
 def turntable_labels(rig: inversion.CameraRig, frames: int) -> np.ndarray:
@@ -238,6 +269,8 @@ def main(argv) -> None:
     raise app.UsageError("--landmarks needs exactly one --image")
   if _LANDMARKS.value is not None and _ALIGNED.value:
     raise app.UsageError("--landmarks and --aligned exclude each other")
+  if _FACE_MODELS.value:
+    faces.set_model_dir(_FACE_MODELS.value)
   run()
 
 
@@ -265,13 +298,16 @@ def run() -> None:
   # Every photo is read and cropped before any long work, so a bad one fails at once.
   stems = unique_stems(images)
   crops, infos = [], []
+  want_pose = cameras is None and _CAMERA_INIT.value == "pose"
   for path in images:
-    crop, info = prepare_target(path, size, _ALIGNED.value, _LANDMARKS.value)
+    crop, info = prepare_target(path, size, _ALIGNED.value, _LANDMARKS.value, want_pose)
     crops.append(crop)
     infos.append(info)
-    print(f"  {path}: {info['alignment']}" + (f", landmarks from {info['landmark_source']}, "
-                                              f"roll {info['roll_degrees']:.1f} deg"
-                                              if "landmarks" in info else ""))
+    print(f"  {path}: {info['alignment']}"
+          + (f", landmarks from {info['landmark_source']}" if "landmark_source" in info else "")
+          + (f", head pose {info['head_pose_degrees']} deg" if want_pose else ""))
+  if want_pose:
+    cameras = np.stack([np.asarray(info.pop("pose_camera"), np.float32) for info in infos])
 
   clip_model = None
   weights = inversion.LossWeights(_L2.value, _L1.value, _MS_SSIM.value,
@@ -301,8 +337,8 @@ def run() -> None:
     clip = inversion.clip_target(clip_model[0], clip_model[1], target) if clip_model else None
     result = inversion.invert(G, target, camera=None if cameras is None else cameras[i],
                               config=config, clip=clip, rig=rig, progress=progress)
-    cam = ("given" if result.angles is None else
-           f"estimated yaw {result.angles[0]:+.3f}, pitch {result.angles[1]:+.3f} rad")
+    cam = ("head pose" if want_pose else "given" if result.angles is None else
+           f"grid yaw {result.angles[0]:+.3f}, pitch {result.angles[1]:+.3f} rad")
     print(f"  camera {cam}; PSNR {result.psnr:.2f} dB")
     targets.append(target)
     clips.append(clip)
@@ -356,7 +392,8 @@ def run() -> None:
       written.append(mp4)
     summary["images"].append({
         "image": str(path), "row": i, **infos[i],
-        "camera": "given" if result.angles is None else "estimated",
+        "camera": ("head_pose" if want_pose else "given" if result.angles is None
+                   else "grid"),
         "yaw_pitch_offsets": result.angles, "c": c[i].round(6).tolist(),
         "psnr_db": round(result.psnr, 3),
         "psnr_db_after_tuning": None if psnr_tuned is None else round(psnr_tuned, 3),

@@ -27,8 +27,14 @@ image for the target set {a}; src, ref = the unedited source and reference image
                   q_b(src)) over every other measured attribute b: 1 when the edit keeps the
                   source's other attributes, 0 when it imports the reference's as much as a
                   whole-image swap would.
-  identity      = mean_{p,v} cos(CLIP image embedding(edit), CLIP image embedding(src)), the
-                  judge's CLIP (an ArcFace model would be the face-specific choice; none ships).
+  identity      = mean_{p,v} |desc(edit) - desc(src)|, the Euclidean distance of face
+                  descriptors (launch/evaluate.py: dlib's 128-d face-recognition ResNet), over
+                  the (p, v) where both images have a face; identity_same_share = the share of
+                  those under the descriptor's same-person threshold (dlib: 0.6);
+                  identity_not_found = how many (p, v) lacked a face in the edit or the source
+                  (never dropped silently). None when no face model applies (cats, cars).
+  identity_clip = mean_{p,v} cos(CLIP image embedding(edit), CLIP image embedding(src)), the
+                  judge's CLIP.
   multiview_std = mean over pairs and a's groups k of the standard deviation over views of
                   q_a,k(edit) (population std): lower is more consistent across views.
 """
@@ -44,20 +50,22 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from sat3d_jax import baselines, qmm as qmm_lib
+from sat3d_jax import baselines, media, qmm as qmm_lib
 from sat3d_jax.eg3d import generator as eg3d_generator
 from sat3d_jax.errors import InputError
 
 EVAL_SEED_BASE = 1_000_000
 CORRELATION_SEED_BASE = 2_000_000
 DEFAULT_YAW_RANGE = 0.4  # radians; launch/generate.py's grid sweep (gen_samples.py uses +-0.4)
-METRICS = ("transfer", "preservation", "identity", "multiview_std")
+METRICS = ("transfer", "preservation", "identity", "identity_clip", "multiview_std")
 METRIC_HELP = {
     "transfer": "fraction of the source-to-reference gap in the attribute closed (0 = source, "
                 "1 = reference; higher is better)",
     "preservation": "fraction of the other attributes kept from the source (1 = all kept; "
                     "higher is better)",
-    "identity": "cosine of CLIP image embeddings of edit and source (higher = closer)",
+    "identity": "face descriptor distance of edit and source (lower = closer; dlib: under "
+                "0.6 = same person); n/a without a face model (cats, cars)",
+    "identity_clip": "cosine of CLIP image embeddings of edit and source (higher = closer)",
     "multiview_std": "std of the attribute's group probabilities over views (lower = more "
                      "consistent)",
 }
@@ -192,6 +200,45 @@ def clip_judge(clip_dir: str, qmm: qmm_lib.QMM) -> Judge:
   return Judge(f"judge_clip:{clip_dir}", judge)
 
 
+@dataclasses.dataclass(frozen=True)
+class FaceIdentity:
+  """A face descriptor for the identity metric (the application supplies it: dlib's ResNet).
+
+  describe(image uint8 [H, W, 3]) -> descriptor [D], or None when the image has no face;
+  distances under `threshold` mean the same person.
+  """
+  name: str
+  describe: Callable[[np.ndarray], Optional[np.ndarray]]
+  threshold: float
+
+
+def face_distances(describe: Callable[[int, int], Optional[np.ndarray]], rows: Sequence[int],
+                   src_row: int, views: int) -> np.ndarray:
+  """[len(rows), V] descriptor distances of each row's views to the source's, NaN where either
+  image has no face (describe(row, view) -> descriptor or None)."""
+  out = np.full((len(rows), views), np.nan)
+  for i, row in enumerate(rows):
+    for v in range(views):
+      a, b = describe(row, v), describe(src_row, v)
+      if a is not None and b is not None:
+        out[i, v] = float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+  return out
+
+
+def identity_scores(distances: Optional[np.ndarray], threshold: float) -> dict:
+  """identity / identity_same_share / identity_not_found / identity_measured of distances
+  [P, V] (NaN = no face); all None when there is no face model (distances None)."""
+  if distances is None:
+    return {"identity": None, "identity_same_share": None, "identity_not_found": None,
+            "identity_measured": None}
+  d = np.asarray(distances, np.float64)
+  found = np.isfinite(d)
+  measured = int(found.sum())
+  return {"identity": float(d[found].mean()) if measured else math.nan,
+          "identity_same_share": float(np.mean(d[found] < threshold)) if measured else math.nan,
+          "identity_not_found": int(d.size - measured), "identity_measured": measured}
+
+
 # ----------------------------------------------------------------------------------------------
 # Metrics (pure numpy over measurements already taken).
 
@@ -216,7 +263,7 @@ def score_attribute(attribute: str, q_src: Mapping[str, np.ndarray],
   return {
       "transfer": 1.0 - left / gap if gap > 0 else math.nan,
       "preservation": 1.0 - kept_num / kept_den if kept_den > 0 else math.nan,
-      "identity": float(np.mean(np.asarray(cosine, np.float64))),
+      "identity_clip": float(np.mean(np.asarray(cosine, np.float64))),
       "multiview_std": float(np.mean(np.std(np.asarray(q_edit[attribute], np.float64), axis=1))),
       "gap_source_reference": gap / count,
       "gap_edit_reference": left / count,
@@ -225,6 +272,21 @@ def score_attribute(attribute: str, q_src: Mapping[str, np.ndarray],
 
 # ----------------------------------------------------------------------------------------------
 # The protocol.
+
+def _describer(face_identity: FaceIdentity, images: np.ndarray):
+  """describe(row, view) of images [U, V, H, W, 3] in [-1, 1], each image described once."""
+  @functools.cache
+  def describe(row: int, view: int):
+    return face_identity.describe(media.to_uint8(images[row, view]))
+  return describe
+
+
+def _method_key(method: str, attribute: str) -> tuple[str, Optional[str]]:
+  """The flat-style key of a method's image for a target attribute."""
+  if method == "source":
+    return ("source", None)
+  return (method, None) if method.startswith("mix_") else (method, attribute)
+
 
 def method_names(bands: Iterable[str]) -> tuple[str, ...]:
   return ("sat3d",) + tuple(f"mix_{b}" for b in bands) + ("channel_swap", "source")
@@ -286,9 +348,12 @@ def evaluate(run, judges: Sequence[Judge], num_pairs: int, num_views: int = 2,
              attributes: Optional[Sequence[str]] = None, distance: str = "l1",
              correlation_samples: int = 64, swap_count: int = 0,
              seed_base: int = EVAL_SEED_BASE, batch: int = 8,
-             progress: bool = True) -> dict:
+             progress: bool = True, face_identity: Optional[FaceIdentity] = None,
+             identity_note: str = "") -> dict:
   """Runs the protocol (module docstring) on a `run_io.TrainedRun`; returns the report dict:
-  {'protocol': ..., 'results': {judge: {attribute: {method: {metric: value}}}}, ...}."""
+  {'protocol': ..., 'results': {judge: {attribute: {method: {metric: value}}}}, ...}.
+  face_identity: the descriptor of the identity metric (None: identity is None, and
+  `identity_note` says why, e.g. 'not applicable: afhq_cats')."""
   if num_pairs < 1:
     raise ValueError(f"need at least one pair, got {num_pairs}")
   model = run.model
@@ -321,6 +386,7 @@ def evaluate(run, judges: Sequence[Judge], num_pairs: int, num_views: int = 2,
   store = {j.name: {"src": {b: [] for b in measured}, "ref": {b: [] for b in measured},
                     "edit": {m: {a: {b: [] for b in measured} for a in names} for m in methods},
                     "cos": {m: {a: [] for a in names} for m in methods}} for j in judges}
+  face_dist = {m: {a: [] for a in names} for m in methods}  # [V] distances per pair
   for src_seed, ref_seed in tqdm(seeds, desc="pairs", unit="pair", disable=not progress):
     z = latents_for_seeds([src_seed, ref_seed], gen.z_dim)
     ws = np.asarray(to_ws(params, jnp.asarray(z)))
@@ -339,11 +405,17 @@ def evaluate(run, judges: Sequence[Judge], num_pairs: int, num_views: int = 2,
     rows, index = _unique_rows([flats[k] for k in keys])
     images = renderer.render(params, rows, cams)  # [U, V, H, W, 3]
     u, v = images.shape[:2]
+    of = {k: index[i] for i, k in enumerate(keys)}
+    if face_identity is not None:
+      describe = _describer(face_identity, images)
+      for m in methods:
+        for a in names:
+          row = of[_method_key(m, a)]
+          face_dist[m][a].append(face_distances(describe, [row], of[("source", None)], v)[0])
     for judge in judges:
       q, emb = judge(images.reshape((u * v,) + images.shape[2:]))
       q = {b: x.reshape(u, v, -1) for b, x in q.items()}
       emb = emb.reshape(u, v, -1)
-      of = {k: index[i] for i, k in enumerate(keys)}
       st = store[judge.name]
       for b in measured:
         st["src"][b].append(q[b][of[("source", None)]])
@@ -351,22 +423,23 @@ def evaluate(run, judges: Sequence[Judge], num_pairs: int, num_views: int = 2,
       e_src = emb[of[("source", None)]]
       for m in methods:
         for a in names:
-          key = ("source", None) if m == "source" else \
-              (m, None) if m.startswith("mix_") else (m, a)
-          row = of[key]
+          row = of[_method_key(m, a)]
           for b in measured:
             st["edit"][m][a][b].append(q[b][row])
           st["cos"][m][a].append(np.sum(emb[row].astype(np.float64) * e_src, -1))
 
   results = {}
+  threshold = face_identity.threshold if face_identity is not None else math.nan
   for judge in judges:
     st = store[judge.name]
     q_src = {b: np.stack(x) for b, x in st["src"].items()}
     q_ref = {b: np.stack(x) for b, x in st["ref"].items()}
     results[judge.name] = {
-        a: {m: score_attribute(a, q_src, q_ref,
-                               {b: np.stack(x) for b, x in st["edit"][m][a].items()},
-                               np.stack(st["cos"][m][a]), distance)
+        a: {m: {**score_attribute(a, q_src, q_ref,
+                                  {b: np.stack(x) for b, x in st["edit"][m][a].items()},
+                                  np.stack(st["cos"][m][a]), distance),
+                **identity_scores(np.stack(face_dist[m][a]) if face_identity else None,
+                                  threshold)}
             for m in methods}
         for a in names}
 
@@ -384,6 +457,8 @@ def evaluate(run, judges: Sequence[Judge], num_pairs: int, num_views: int = 2,
           "measured_attributes": measured, "methods": list(methods),
           "style_mixing_bands": {b: list(r) for b, r in bands.items()},
           "channel_swap": swap_info, "metrics": METRIC_HELP,
+          "identity": ({"descriptor": face_identity.name, "same_person_below": threshold}
+                       if face_identity is not None else identity_note or "not measured"),
       },
       "results": results,
   }

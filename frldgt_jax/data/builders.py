@@ -5,23 +5,24 @@ Builders (registered names chosen not to clash with anything TFDS ships):
   `megc2019_composite`: the clips of a composite list (default: the 442-clip MEGC2019 list
   shipped as frldgt_jax/data/megc2019_composite_3class.csv), from all three databases.
 
-Usage (`faces`: launch/common/faces.py, the application's face detector):
-    builder = builders.Casme2Me(data_dir=OUT, config=builders.me_config(128, 8, "detect"),
-                                options=builders.BuildOptions(detector=faces.detect_landmarks))
+Usage (CSV: onset landmarks, e.g. written by launch/prepare_data.py with dlib's 68 points):
+    builder = builders.Casme2Me(data_dir=OUT, config=builders.me_config(128, 8, "landmarks68"),
+                                options=builders.BuildOptions(landmarks_csv=CSV))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=DIR))
 or `python launch/prepare_data.py --dataset casme2 --manual_dir DIR --data_dir OUT`.
 
 Two kinds of settings:
 - `MeConfig` (the TFDS BuilderConfig; it names the dataset's folder, so datasets built with
   different settings never overwrite each other): `resolution` S, `frames` T and `alignment`
-  ('detect': landmarks from the face detector the caller passes, on the onset frame; 'landmarks':
-  a landmark CSV the user gives; 'cropped': the dataset's own cropped folders, used as they
-  are). Names are `s{S}_t{T}` plus `_landmarks` / `_cropped`; `me_config()` returns the
-  predefined one or a custom one with the same naming.
+  ('landmarks68': onset landmarks from a CSV that launch/prepare_data.py writes with dlib's
+  68-point predictor, completed by the user's CSV for faces dlib misses; 'landmarks': a landmark
+  CSV the user gives; 'cropped': the dataset's own cropped folders, used as they are). Both
+  landmark alignments read `BuildOptions.landmarks_csv`; the names differ so that data aligned
+  one way is never reused for the other. Names are `s{S}_t{T}_{alignment}`; `me_config()`
+  returns the predefined one or a custom one with the same naming.
 - `BuildOptions` (builder keyword `options=`; how to read the input, not what is stored):
-  `landmarks_csv`, `detector`, `allow_drops`, `composite_csv`, `progress`. The builders detect
-  nothing themselves: 'detect' needs `detector` (launch/prepare_data.py passes the OpenCV Haar
-  detector of launch/common/faces.py, `faces.detect_landmarks`).
+  `landmarks_csv`, `allow_drops`, `composite_csv`, `progress`. The builders detect nothing:
+  `onset_frames` lists the frames for the application's detector.
 
 Every stored example (one per clip) has these features:
   database      str    'casme2' | 'samm' | 'smic'
@@ -61,7 +62,7 @@ import inspect
 import json
 import os
 import pathlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from etils import epath
 import numpy as np
@@ -72,10 +73,12 @@ from frldgt_jax.data import annotations as ann_lib
 from frldgt_jax.data import clips as clips_lib
 
 SUMMARY_FILE = "build_summary.json"
-ALIGNMENTS = ("detect", "landmarks", "cropped")
+ALIGNMENTS = ("landmarks68", "landmarks", "cropped")
+LANDMARK_ALIGNMENTS = ("landmarks68", "landmarks")
 DEFAULT_RESOLUTION = 128
 DEFAULT_FRAMES = 8
-_VERSION = tfds.core.Version("1.0.0")
+# 2.0.0: alignment 'landmarks68' (dlib) replaced 'detect' (OpenCV Haar cascades).
+_VERSION = tfds.core.Version("2.0.0")
 
 
 def default_composite_csv() -> pathlib.Path:
@@ -91,13 +94,12 @@ class MeConfig(tfds.core.BuilderConfig):
   """What is stored: resolution S, frames T per clip, and where the face crop comes from."""
   resolution: int = DEFAULT_RESOLUTION
   frames: int = DEFAULT_FRAMES
-  alignment: str = "detect"
+  alignment: str = "landmarks68"
 
 
 def config_name(resolution: int, frames: int, alignment: str) -> str:
-  """`s{S}_t{T}`, plus `_landmarks` or `_cropped` for those alignments."""
-  suffix = "" if alignment == "detect" else f"_{alignment}"
-  return f"s{resolution}_t{frames}{suffix}"
+  """`s{S}_t{T}_{alignment}`."""
+  return f"s{resolution}_t{frames}_{alignment}"
 
 
 def _make_config(resolution: int, frames: int, alignment: str) -> MeConfig:
@@ -115,7 +117,7 @@ _PREDEFINED = [_make_config(s, t, a) for s in (128, 64) for t in (8,) for a in A
 
 
 def me_config(resolution: int = DEFAULT_RESOLUTION, frames: int = DEFAULT_FRAMES,
-              alignment: str = "detect") -> MeConfig:
+              alignment: str = "landmarks68") -> MeConfig:
   """The predefined config with these settings, or a custom one named the same way."""
   name = config_name(resolution, frames, alignment)
   for config in _PREDEFINED:
@@ -130,20 +132,14 @@ class BuildOptions:
 
   landmarks_csv: CSV of onset-frame landmarks (`subject,sample,left_eye_x,...`, folder
     spellings), or several (e.g. one per database for the composite); required when the
-    config's alignment is 'landmarks'.
-  detector: `detector(image, name) -> (points, source)`, required when the config's alignment
-    is 'detect': image is the uint8 [H, W] grayscale onset frame, name its path; points a float
-    [3, 2] array-like in its pixels (image-left eye, image-right eye, mouth centre), source a
-    short text recorded per clip in the summary's alignment sources. For a frame without a face
-    it raises `align.FaceNotFoundError` (or a subclass): the clip is reported (or dropped with
-    `allow_drops`). E.g. launch/common/faces.py's `detect_landmarks`.
+    config's alignment is 'landmarks68' or 'landmarks' (a clip without a row is reported, or
+    dropped with `allow_drops`).
   allow_drops: drop clips with problems (each listed in the summary) instead of failing.
   composite_csv: `dataset,subject,sample,label` list for `megc2019_composite` (default: the
     shipped 442-clip MEGC2019 list).
   progress: show a tqdm progress bar over clips while building.
   """
   landmarks_csv: str | Sequence[str] | None = None
-  detector: Callable[[np.ndarray, str], tuple[Any, str]] | None = None
   allow_drops: bool = False
   composite_csv: str | None = None
   progress: bool = False
@@ -355,7 +351,7 @@ def _plan_clip(clip: ann_lib.ClipAnnotation, root: pathlib.Path, cropped: bool, 
       fixes = fixes + [ann_lib.Fix(ann_lib.RULE_LABEL_FROM_ANNOTATION, f"list label {listed}, "
                                    f"annotation {clip.emotion!r} -> label {clip.label}")]
   lm = None
-  if alignment == "landmarks":
+  if alignment in LANDMARK_ALIGNMENTS and landmarks is not None:
     lm = landmarks.get((clip.subject_dir, clip.sample_dir)) if landmarks else None
     if lm is None:
       raise _PlanError(clip.problem(ann_lib.NO_LANDMARKS, "no row for subject "
@@ -396,21 +392,13 @@ def plan_composite(manual_dir: str | os.PathLike, composite_csv: str | os.PathLi
 
 # ----------------------------------------------------------------------------- pixels
 
-_NO_DETECTOR = ("alignment 'detect' needs a face detector: pass BuildOptions(detector=...), e.g. "
-                "launch/common/faces.py's detect_landmarks (launch/prepare_data.py does), or use "
-                "alignment 'landmarks' (a landmark CSV) or 'cropped'")
-
-
-def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str,
-                        detector: Callable[[np.ndarray, str], tuple[Any, str]] | None = None
+def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str
                         ) -> tuple[np.ndarray, str]:
   """uint8 [T, S, S, 1]: the stored frames, aligned by one transform from the onset frame.
 
-  Also returns where the alignment came from: 'cropped', 'csv', or the source the detector
-  reports (e.g. 'face=frontalface_default eyes=eye+pupil mouth=smile'). `detector`: as
-  `BuildOptions.detector`, required for alignment 'detect'.
+  Also returns where the alignment came from: 'cropped' or the landmarks' source ('csv').
 
-  Raises ClipError (unreadable image) and align.FaceNotFoundError (no face on the onset frame).
+  Raises ClipError (unreadable image).
   """
   import cv2  # pylint: disable=g-import-not-at-top
   from frldgt_jax.data import align  # pylint: disable=g-import-not-at-top
@@ -420,13 +408,8 @@ def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str,
     source = "cropped"
   else:
     onset = clips_lib.load_gray(planned.onset_raw_path)
-    if alignment == "landmarks":
-      points = planned.landmarks
-      source = getattr(points, "source", "given")
-    else:
-      if detector is None:
-        raise ValueError(_NO_DETECTOR)
-      points, source = detector(onset, str(planned.onset_raw_path))
+    points = planned.landmarks
+    source = getattr(points, "source", "given")
     matrix = align.similarity_from_landmarks(points, resolution)
     cache: dict[pathlib.Path, np.ndarray] = {planned.onset_raw_path: onset}
     out = []
@@ -477,9 +460,10 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
   """Shared code of the four builders; see the module docstring for features and options."""
 
   VERSION = _VERSION
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "2.0.0": "Alignment 'landmarks68' (dlib) replaces 'detect' (Haar)."}
   BUILDER_CONFIGS = _PREDEFINED
-  DEFAULT_CONFIG_NAME = config_name(DEFAULT_RESOLUTION, DEFAULT_FRAMES, "detect")
+  DEFAULT_CONFIG_NAME = config_name(DEFAULT_RESOLUTION, DEFAULT_FRAMES, "landmarks68")
 
   @tfds_utils.classproperty
   @classmethod
@@ -528,13 +512,11 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     landmarks = None
-    if config.alignment == "landmarks":
+    if config.alignment in LANDMARK_ALIGNMENTS:
       if not self._options.landmark_files:
         raise ValueError(f"config {config.name} aligns with a landmark file: pass "
                          "BuildOptions(landmarks_csv=...) (--landmarks)")
       landmarks = read_landmark_files(self._options.landmark_files)
-    if config.alignment == "detect" and self._options.detector is None:
-      raise ValueError(f"config {config.name}: {_NO_DETECTOR}")
     planned, problems, ignored = self._plan(pathlib.Path(dl_manager.manual_dir), landmarks)
     self._summary = BuildSummary(
         dataset=self.name, config={"name": config.name, "resolution": config.resolution,
@@ -562,7 +544,6 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
 
   def _generate_examples(self, planned: Sequence[PlannedClip]
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
-    from frldgt_jax.data import align  # pylint: disable=g-import-not-at-top
     config = self.builder_config
     items = planned
     if self._options.progress:
@@ -570,15 +551,9 @@ class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
       items = tqdm.tqdm(planned, desc=f"{self.name} clips", unit="clip")
     for p in items:
       try:
-        frames, source = load_aligned_frames(p, config.resolution, config.alignment,
-                                             self._options.detector)
+        frames, source = load_aligned_frames(p, config.resolution, config.alignment)
       except clips_lib.ClipError as e:
         self._handle([p.clip.problem(e.kind, str(e), file=e.file, row=None)])
-        continue
-      except align.FaceNotFoundError as e:
-        self._handle([p.clip.problem(ann_lib.NO_FACE, f"no face found on the onset frame "
-                                     f"({e}); give its landmarks in a landmark CSV instead",
-                                     file=p.onset_raw_path, row=None)])
         continue
       self._summary.add_clip(p.clip, p.label, p.fixes, source)
       yield p.key, {
@@ -655,7 +630,7 @@ BUILDERS = {"casme2": Casme2Me, "samm": SammMe, "smic": SmicMe, "composite": Meg
 
 def dataset_dir(data_dir: str | os.PathLike, dataset: str, *,
                 resolution: int = DEFAULT_RESOLUTION, frames: int = DEFAULT_FRAMES,
-                alignment: str = "detect") -> pathlib.Path:
+                alignment: str = "landmarks68") -> pathlib.Path:
   """Where `build` puts a dataset: DATA_DIR/<builder name>/<config name>/<version>."""
   if dataset not in BUILDERS:
     raise ValueError(f"dataset must be one of {sorted(BUILDERS)}, got {dataset!r}")
@@ -665,7 +640,7 @@ def dataset_dir(data_dir: str | os.PathLike, dataset: str, *,
 
 def build(dataset: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike, *,
           resolution: int = DEFAULT_RESOLUTION, frames: int = DEFAULT_FRAMES,
-          alignment: str = "detect", options: BuildOptions | None = None,
+          alignment: str = "landmarks68", options: BuildOptions | None = None,
           ) -> tuple[tfds.core.DatasetBuilder, dict[str, Any]]:
   """Builds one dataset ('casme2' | 'samm' | 'smic' | 'composite'); returns (builder, summary).
 
@@ -678,3 +653,19 @@ def build(dataset: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLi
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=os.fspath(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
   return builder, read_build_summary(builder.data_dir)
+
+
+def onset_frames(dataset: str, manual_dir: str | os.PathLike, *, frames: int = DEFAULT_FRAMES,
+                 composite_csv: str | os.PathLike | None = None
+                 ) -> dict[tuple[str, str], pathlib.Path]:
+  """{(subject folder, sample folder): raw onset frame} of the clips `build` would store, for
+  the application's landmark detector (the keys are those of a landmark CSV). Clips whose
+  annotation or frames are faulty are left out: the build reports them."""
+  if dataset not in BUILDERS:
+    raise ValueError(f"dataset must be one of {sorted(BUILDERS)}, got {dataset!r}")
+  if dataset == "composite":
+    planned, _, _ = plan_composite(manual_dir, composite_csv or default_composite_csv(),
+                                   num_frames=frames, alignment="landmarks68")
+  else:
+    planned, _, _ = plan_database(manual_dir, dataset, num_frames=frames, alignment="landmarks68")
+  return {(p.clip.subject_dir, p.clip.sample_dir): p.onset_raw_path for p in planned}

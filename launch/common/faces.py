@@ -1,226 +1,285 @@
-"""Face detection for the entry points: eye and mouth landmarks from OpenCV's Haar cascades.
+"""Faces for the entry points: the one wrapper of dlib and MTCNN (extra `[faces]`).
 
-The one face detector of the project. The libraries take landmark arrays and do the geometry:
-`sat3d_jax.face_crop.crop_face` (EG3D-like crop, launch/invert.py) and the dataset builders'
-similarity alignment (`frldgt_jax.data.builders.BuildOptions(detector=detect_landmarks)`,
-launch/prepare_data.py).
+What it wraps, loaded lazily on first use (the project installs and runs without them):
+- dlib (`dlib-bin`): the HOG frontal-face detector (built into dlib) and, from the model files
+  of `face-recognition-models` or of `--face_models DIR` (`set_model_dir`), the CNN (MMOD) face
+  detector `mmod_human_face_detector.dat`, the 68-point shape predictor
+  `shape_predictor_68_face_landmarks.dat` and the 128-d face-recognition ResNet
+  `dlib_face_recognition_resnet_model_v1.dat`;
+- MTCNN (`mtcnn` 1.x, on TensorFlow; its weights ship inside the package): the detector of
+  EG3D's in-the-wild preprocessing, 5 keypoints per face.
 
-    points, source = faces.detect_landmarks(image, "photo.jpg")   # float64 [3, 2], str
+The libraries take landmark arrays and keep the geometry: `sat3d_jax.face_crop` (EG3D's crop from
+5 points), `sat3d_jax.head_pose` (camera from 68 points), `frldgt_jax.data.align` (similarity
+alignment on eyes and mouth, from a landmark CSV that launch/prepare_data.py writes with
+`detect_landmarks`).
 
-Landmarks: image-left eye centre, image-right eye centre, mouth centre, in pixel coordinates of
-the image (x right, y down; OpenCV's convention, the centre of pixel [row i, column j] is
-(x=j, y=i)). Image-left is the subject's right eye.
+    face = faces.landmarks68(image, "photo.jpg")       # Face68(points [68, 2], box, score, note)
+    five = faces.mtcnn_five(image, "photo.jpg")        # Face5(points [5, 2], box, score, note)
+    points, source = faces.detect_landmarks(image, "frame.jpg")   # float64 [3, 2], str
+    vector = faces.descriptor(image, face)             # float64 [128]
 
-Detection uses the Haar cascades bundled with opencv-python 4.x (`cv2.data.haarcascades`; they
-are gone from OpenCV 5, hence the `<5` pin in pyproject.toml).
+Coordinates: pixels of the image, x right, y down, the centre of pixel [row i, column j] at
+(x=j, y=i). Image-left is the subject's right. Which face when there are several: dlib's by the
+detector's score, MTCNN's the largest box (width + height, as batch_mtcnn.py), or `index` (0 = the
+first in that order); `note` says how many were found and which was taken.
 """
 from __future__ import annotations
 
 import functools
-import math
 import os
-from typing import NamedTuple
+import pathlib
+from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 
 from frldgt_jax.data import align as frldgt_align
 from sat3d_jax import errors as sat3d_errors
 
-# The heuristics place points at the micro-expression template's proportions (frldgt_jax's
-# TEMPLATE: image-left eye, image-right eye, mouth of a square crop), which the Haar
-# frontal-face box spans roughly.
-_TEMPLATE = frldgt_align.TEMPLATE
-# Mouth below the eye line, in eye distances, when the smile cascade finds no mouth.
-_MOUTH_DROP = (_TEMPLATE[2][1] - _TEMPLATE[0][1]) / (_TEMPLATE[1][0] - _TEMPLATE[0][0])
-# Eye centres inside a frontal-face box when the eye cascades find no pair.
-_BOX_EYES = (_TEMPLATE[0], _TEMPLATE[1])
+EXTRA_HINT = "pip install -e '.[faces]'"
+MODEL_FILES = {
+    "predictor68": "shape_predictor_68_face_landmarks.dat",
+    "cnn": "mmod_human_face_detector.dat",
+    "descriptor": "dlib_face_recognition_resnet_model_v1.dat",
+}
+DETECTORS = ("hog", "cnn")
+# dlib's threshold on the Euclidean distance of two descriptors: below it, the same person.
+SAME_PERSON_DISTANCE = 0.6
+# batch_mtcnn.py keeps a face only above this confidence.
+MTCNN_MIN_CONFIDENCE = 0.9
+# 68-point indices (iBUG 300-W, 0-based): each eye's 6 contour points, the mouth corners.
+_LEFT_EYE, _RIGHT_EYE, _MOUTH_CORNERS = slice(36, 42), slice(42, 48), [48, 54]
 
-_FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
-_EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
-_SMILE_CASCADE = "haarcascade_smile.xml"
+_model_dir: pathlib.Path | None = None
 
 
 class FaceNotFoundError(frldgt_align.FaceNotFoundError, sat3d_errors.InputError):
   """No face was detected in an image; the message names the image.
 
-  A user error for both libraries: the dataset builders drop or report the clip
-  (`frldgt_jax.data.align.FaceNotFoundError`), and launch/common/cli.py reports either
-  library's InputError as one line with exit status 2.
+  A user error for both libraries; launch/common/cli.py reports it as one line, exit status 2.
   """
 
 
-class Detection(NamedTuple):
-  """Landmarks found in one image.
+class FaceModelsMissing(sat3d_errors.InputError):
+  """dlib, MTCNN or a model file is not installed; the message names the extra or the file."""
 
-  points: float64 [3, 2] (x, y) pixels: image-left eye, image-right eye, mouth centre.
-  source: the cascades used, e.g. 'face=frontalface_default eyes=eye+pupil mouth=smile';
-    'eyes=face_box' means no eye pair was found and the eyes were placed in the face box,
-    'mouth=eyes_fallback' that no smile was found and the mouth was placed from the eyes.
+
+class Detection(NamedTuple):
+  """Eyes and mouth of one image: what the micro-expression alignment uses.
+
+  points: float64 [3, 2] (x, y): image-left eye centre, image-right eye centre, mouth centre
+    (means of each eye's 6 contour points and of the two mouth corners of dlib's 68).
+  source: how, e.g. 'dlib68 hog' plus the face-choice note when there were several faces.
   """
   points: np.ndarray
   source: str
 
 
+class Face68(NamedTuple):
+  """dlib's 68 landmarks of one face: points float64 [68, 2], box (left, top, right, bottom),
+  the detector's score, and a note on the choice among several faces ('' for one)."""
+  points: np.ndarray
+  box: tuple[int, int, int, int]
+  score: float
+  note: str
+
+
+class Face5(NamedTuple):
+  """MTCNN's 5 keypoints of one face, float64 [5, 2] in sat3d_jax.face_shape.FIVE_POINT_NAMES
+  order (image-left eye, image-right eye, nose, image-left and image-right mouth corner), its box
+  (left, top, right, bottom), confidence, and the choice note."""
+  points: np.ndarray
+  box: tuple[int, int, int, int]
+  score: float
+  note: str
+
+
+def set_model_dir(path: str | os.PathLike | None) -> None:
+  """Reads dlib's model files from `path` (the --face_models flag) instead of the package's."""
+  global _model_dir
+  _model_dir = None if path is None else pathlib.Path(path)
+  _dlib_model.cache_clear()
+
+
+def _import(module: str):
+  try:
+    return __import__(module)
+  except ImportError as e:
+    raise FaceModelsMissing(f"face detection needs {module!r}, from the extra [faces] "
+                            f"({EXTRA_HINT}): {e}") from e
+
+
+def model_path(kind: str) -> pathlib.Path:
+  """Path of dlib's model file `kind` (a MODEL_FILES key), from --face_models or the package."""
+  file_name = MODEL_FILES[kind]
+  if _model_dir is not None:
+    path = _model_dir / file_name
+    where = f"--face_models {_model_dir}"
+  else:
+    package = _import("face_recognition_models")
+    path = pathlib.Path(package.__file__).parent / "models" / file_name
+    where = "package face-recognition-models"
+  if not path.is_file():
+    raise FaceModelsMissing(f"{file_name} not found in {where} ({path}); install the extra "
+                            f"[faces] ({EXTRA_HINT}) or give the folder holding it")
+  return path
+
+
 @functools.cache
-def _cascade(file_name: str) -> cv2.CascadeClassifier:
-  path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), file_name)
-  cascade = cv2.CascadeClassifier(path)
-  if cascade.empty():
-    raise RuntimeError(f"OpenCV Haar cascade {file_name} not found at {path}: face detection "
-                       f"needs opencv-python(-headless) 4.x, which bundles them (found "
-                       f"{cv2.__version__})")
-  return cascade
+def _dlib_model(kind: str):
+  dlib = _import("dlib")
+  if kind == "hog":
+    return dlib.get_frontal_face_detector()
+  path = str(model_path(kind))
+  try:
+    return {"cnn": dlib.cnn_face_detection_model_v1, "predictor68": dlib.shape_predictor,
+            "descriptor": dlib.face_recognition_model_v1}[kind](path)
+  except RuntimeError as e:
+    raise FaceModelsMissing(f"{path}: not a dlib {kind} model ({e})") from e
 
 
-def _to_gray(image: np.ndarray, name: str) -> np.ndarray:
+def ensure_models(*kinds: str) -> None:
+  """Loads dlib's models `kinds` ('hog', 'cnn', 'predictor68', 'descriptor') now, so that a
+  missing package or model file fails before any long work (FaceModelsMissing)."""
+  for kind in kinds:
+    _dlib_model(kind)
+
+
+@functools.cache
+def _mtcnn():
+  module = _import("mtcnn")
+  return module.MTCNN()
+
+
+def rgb_uint8(image, name: str) -> np.ndarray:
+  """The image as a contiguous uint8 RGB [H, W, 3] (grey and RGBA converted); ValueError else."""
   image = np.asarray(image)
   if image.dtype != np.uint8:
     raise ValueError(f"{name}: expected a uint8 image, got {image.dtype}")
   if image.ndim == 3 and image.shape[2] == 1:
     image = image[:, :, 0]
   if image.ndim == 2:
-    return np.ascontiguousarray(image)
-  if image.ndim == 3 and image.shape[2] in (3, 4):
-    code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-    return cv2.cvtColor(np.ascontiguousarray(image), code)
-  raise ValueError(f"{name}: expected [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {image.shape}")
+    image = np.repeat(image[:, :, None], 3, axis=2)
+  if image.ndim != 3 or image.shape[2] not in (3, 4):
+    raise ValueError(f"{name}: expected [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got "
+                     f"{image.shape}")
+  return np.ascontiguousarray(image[:, :, :3])
 
 
-def _face_candidates(gray: np.ndarray):
-  """Face boxes from both frontal cascades, most-supported first (as (box, cascade file))."""
-  min_side = max(24, min(gray.shape) // 8)
-  found = []
-  for rank, file_name in enumerate(_FACE_CASCADES):
-    boxes, support = _cascade(file_name).detectMultiScale2(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    for (x, y, w, h), n in zip(boxes, np.ravel(support)):
-      found.append((-int(n), rank, (int(x), int(y), int(w), int(h)), file_name))
-  # The number of merged raw detections ranks boxes: a large false positive (background,
-  # clothing) gathers fewer than the real face, so "the largest box" would be the wrong rule.
-  return [(box, file_name) for _, _, box, file_name in sorted(found)]
+def _choose(found: list[tuple[float, tuple, Any]], index: int | None, rule: str, name: str,
+            what: str):
+  """(entry, note) of `found` [(rank key, box, payload)] sorted best first by `rule`."""
+  if not found:
+    raise FaceNotFoundError(f"{name}: no face found ({what})")
+  found = sorted(found, key=lambda f: -f[0])
+  if index is not None and not 0 <= index < len(found):
+    raise FaceNotFoundError(f"{name}: face index {index} asked for, {len(found)} found ({what})")
+  chosen = found[index or 0]
+  note = ""
+  if len(found) > 1:
+    boxes = "; ".join(f"#{i} box {list(f[1])}" for i, f in enumerate(found))
+    note = (f"{len(found)} faces found ({boxes}), took #{index or 0} "
+            f"({'by index' if index is not None else rule})")
+  return chosen, note
 
 
-def _eye_pair(gray: np.ndarray, box):
-  """The best (left, right) pair of eye boxes as (centre x, centre y, side), or None."""
-  x, y, w, h = box
-  top, bottom = y + int(0.12 * h), y + int(0.62 * h)
-  roi = gray[top:bottom, x:x + w]
-  for file_name in _EYE_CASCADES:
-    found = _cascade(file_name).detectMultiScale(
-        roi, scaleFactor=1.1, minNeighbors=3, minSize=(max(6, w // 10),) * 2,
-        maxSize=(max(7, w // 2),) * 2)
-    centres = [(x + ex + ew / 2 - 0.5, top + ey + eh / 2 - 0.5, ew) for ex, ey, ew, eh in found]
-    best, best_cost = None, math.inf
-    for a in centres:
-      for b in centres:
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        if not 0.2 * w <= dx <= 0.7 * w or abs(dy) > 0.4 * dx:
-          continue
-        # Prefer a level pair at the template's spacing and height, of similar sizes.
-        cost = (abs(dy) / dx + abs(dx / w - (_BOX_EYES[1][0] - _BOX_EYES[0][0]))
-                + abs(((a[1] + b[1]) / 2 - y) / h - _BOX_EYES[0][1]) + abs(a[2] - b[2]) / w)
-        if cost < best_cost:
-          best, best_cost = (a, b), cost
-    if best is not None:
-      return best, file_name
-  return None, None
+def _dlib_faces(rgb: np.ndarray, detector: str, upsample: int):
+  """[(score, (l, t, r, b), dlib.rectangle)] from the HOG or CNN detector."""
+  if detector == "hog":
+    rects, scores, _ = _dlib_model("hog").run(rgb, upsample, 0.0)
+    pairs = list(zip(scores, rects))
+  elif detector == "cnn":
+    pairs = [(d.confidence, d.rect) for d in _dlib_model("cnn")(rgb, upsample)]
+  else:
+    raise ValueError(f"face detector must be one of {DETECTORS}, got {detector!r}")
+  return [(float(s), (r.left(), r.top(), r.right(), r.bottom()), r) for s, r in pairs]
 
 
-def _refine_eye(gray: np.ndarray, eye) -> tuple[float, float]:
-  """Moves an eye-box centre onto the dark iris/pupil blob inside it.
-
-  The Haar eye box is quantised to the cascade's scale steps (its centre moved by up to ~2 px
-  between shifted copies of the test photograph); the weighted centroid of the darkest 10% of a
-  blurred window around it was stable to ~0.3 px. A centroid that leaves the inner window (no
-  clear blob) keeps the box centre.
-  """
-  cx, cy, side = eye
-  half_w, half_h = 0.3 * side, 0.21 * side
-  x0, x1 = max(0, round(cx - half_w)), min(gray.shape[1], round(cx + half_w) + 1)
-  y0, y1 = max(0, round(cy - half_h)), min(gray.shape[0], round(cy + half_h) + 1)
-  if x1 - x0 < 3 or y1 - y0 < 3:
-    return float(cx), float(cy)
-  patch = cv2.GaussianBlur(gray[y0:y1, x0:x1].astype(np.float32), (0, 0), max(1.0, 0.04 * side))
-  weight = np.maximum(np.percentile(patch, 10) - patch, 0.0)
-  if weight.sum() <= 0:
-    return float(cx), float(cy)
-  ys, xs = np.mgrid[y0:y1, x0:x1]
-  rx, ry = float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
-  if abs(rx - cx) > 0.25 * side or abs(ry - cy) > 0.18 * side:
-    return float(cx), float(cy)
-  return rx, ry
-
-
-def _mouth(gray: np.ndarray, box, left, right):
-  """Mouth centre from the smile cascade (closest to where the eyes put it), or None."""
-  x, y, w, h = box
-  eye_mid = (np.asarray(left) + np.asarray(right)) / 2
-  across = np.asarray(right) - np.asarray(left)
-  eye_dist = float(np.hypot(*across))
-  down = np.array([-across[1], across[0]]) / eye_dist  # perpendicular, pointing down the face
-  expected = eye_mid + _MOUTH_DROP * eye_dist * down
-  top = y + int(0.5 * h)
-  bottom = min(gray.shape[0], y + int(1.1 * h))
-  roi = gray[top:bottom, x:x + w]
-  found = _cascade(_SMILE_CASCADE).detectMultiScale(
-      roi, scaleFactor=1.05, minNeighbors=8, minSize=(max(8, w // 5), max(4, w // 10)))
-  best, best_err = None, math.inf
-  for mx, my, mw, mh in found:
-    centre = np.array([x + mx + mw / 2 - 0.5, top + my + mh / 2 - 0.5])
-    rel = centre - eye_mid
-    drop, lateral = float(rel @ down) / eye_dist, float(rel @ across) / eye_dist ** 2
-    if not 0.6 <= drop <= 1.5 or abs(lateral) > 0.3:
-      continue
-    err = float(np.hypot(*(centre - expected)))
-    if err < best_err:
-      best, best_err = centre, err
-  return (best, "smile") if best is not None else (expected, "eyes_fallback")
-
-
-def detect_landmarks(image: np.ndarray, name: str = "<image>") -> Detection:
-  """Finds the face, both eyes and the mouth with OpenCV's bundled Haar cascades.
-
-  Face: frontalface_default and frontalface_alt2; the box most detections support wins, among
-  those where a pair of eyes is found if any. Eyes: the eye cascade (then eye_tree_eyeglasses)
-  in the upper part of the face box, best level pair, each centre moved onto the dark
-  iris/pupil blob of its box; if no pair is found, the template's eye positions inside the face
-  box. Mouth: the smile cascade in the lower face, accepted only where the eyes say a mouth can
-  be; otherwise placed below the eye line at the template's distance. `Detection.source`
-  records which of these were used.
+def landmarks68(image, name: str = "<image>", *, detector: str = "hog", upsample: int = 1,
+                index: int | None = None) -> Face68:
+  """dlib's 68 landmarks of the face in `image` (the detector's best-scored face, or `index`).
 
   Args:
-    image: uint8 [H, W] grayscale or [H, W, 3] RGB (or RGBA) image.
-    name: the image's name (e.g. its file path) for error messages.
+    image: uint8 [H, W] grey or [H, W, 3] RGB (or RGBA).
+    name: the image's name for messages.
+    detector: 'hog' (fast, frontal) or 'cnn' (MMOD; slower, fewer false positives).
+    upsample: times the image is doubled before detecting (1 finds faces down to ~40 px).
+    index: take this face of the score-ordered list instead of the best one.
+  Raises:
+    FaceNotFoundError: no face (or no face `index`); FaceModelsMissing: dlib or a model file.
+  """
+  rgb = rgb_uint8(image, name)
+  found = _dlib_faces(rgb, detector, upsample)
+  what = f"dlib {detector} detector, upsampled {upsample}x, {rgb.shape[1]}x{rgb.shape[0]} image"
+  (score, box, rect), note = _choose(found, index, "highest score", name, what)
+  shape = _dlib_model("predictor68")(rgb, rect)
+  points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+  return Face68(points, box, score, note)
+
+
+def eyes_and_mouth(points68) -> np.ndarray:
+  """float64 [3, 2]: the means of each eye's 6 contour points and of the two mouth corners."""
+  p = np.asarray(points68, dtype=np.float64)
+  return np.stack([p[_LEFT_EYE].mean(0), p[_RIGHT_EYE].mean(0), p[_MOUTH_CORNERS].mean(0)])
+
+
+def detect_landmarks(image, name: str = "<image>") -> Detection:
+  """Image-left eye, image-right eye and mouth centre from dlib's 68 landmarks (HOG detector).
+
   Returns:
-    Detection(points float64 [3, 2] (image-left eye, image-right eye, mouth), source).
+    Detection(points float64 [3, 2], source).
   Raises:
     FaceNotFoundError: no face in the image (the message names `name`).
-    ValueError: not a uint8 image of one of those shapes (the message names `name`).
+    ValueError: not a uint8 image of a supported shape.
   """
-  raw_gray = _to_gray(image, name)
-  gray = cv2.equalizeHist(raw_gray)
-  candidates = _face_candidates(gray)
-  if not candidates:
-    raise FaceNotFoundError(f"{name}: no face found ({gray.shape[1]}x{gray.shape[0]} image, "
-                            f"OpenCV Haar cascades {', '.join(_FACE_CASCADES)})")
-  # The best-supported face with a pair of eyes; failing that, the best-supported face.
-  box, face_file, eyes, eye_file = candidates[0] + (None, None)
-  for candidate_box, candidate_file in candidates:
-    pair, pair_file = _eye_pair(gray, candidate_box)
-    if pair is not None:
-      box, face_file, eyes, eye_file = candidate_box, candidate_file, pair, pair_file
-      break
-  x, y, w, h = box
-  if eyes is None:
-    eyes = tuple((x + ex * w - 0.5, y + ey * h - 0.5) for ex, ey in _BOX_EYES)
-    eye_source = "face_box"
-  else:
-    eyes = tuple(_refine_eye(raw_gray, eye) for eye in eyes)
-    eye_source = eye_file.removeprefix("haarcascade_").removesuffix(".xml") + "+pupil"
-  mouth, mouth_source = _mouth(gray, box, *eyes)
-  source = (f"face={face_file.removeprefix('haarcascade_').removesuffix('.xml')} "
-            f"eyes={eye_source} mouth={mouth_source}")
-  points = np.array([[float(v) for v in eyes[0]], [float(v) for v in eyes[1]],
-                     [float(v) for v in mouth]], dtype=np.float64)
-  return Detection(points, source)
+  face = landmarks68(image, name)
+  return Detection(eyes_and_mouth(face.points), "dlib68 hog" + (f"; {face.note}"
+                                                                if face.note else ""))
+
+
+def mtcnn_five(image, name: str = "<image>", *, index: int | None = None) -> Face5:
+  """MTCNN's 5 keypoints, as EG3D's batch_mtcnn.py takes them: the largest face (box width +
+  height), kept only above confidence 0.9; or face `index` of that order.
+
+  Raises:
+    FaceNotFoundError: no face above the confidence; FaceModelsMissing: no mtcnn/TensorFlow.
+  """
+  rgb = rgb_uint8(image, name)
+  results = _mtcnn().detect_faces(rgb)
+  found = []
+  for r in results:
+    if r["confidence"] <= MTCNN_MIN_CONFIDENCE:
+      continue
+    x, y, w, h = (int(v) for v in r["box"])
+    k = r["keypoints"]
+    points = np.array([k[n] for n in ("left_eye", "right_eye", "nose", "mouth_left",
+                                      "mouth_right")], dtype=np.float64)
+    found.append((w + h, (x, y, x + w, y + h), (points, float(r["confidence"]))))
+  what = (f"MTCNN, confidence > {MTCNN_MIN_CONFIDENCE}, {len(results)} candidate(s), "
+          f"{rgb.shape[1]}x{rgb.shape[0]} image")
+  (_, box, (points, confidence)), note = _choose(found, index, "largest", name, what)
+  return Face5(points, box, confidence, note)
+
+
+def descriptor(image, face: Face68, name: str = "<image>") -> np.ndarray:
+  """dlib's 128-d face descriptor (ResNet, 99.38% on LFW) of `face` in `image`, float64 [128]."""
+  rgb = rgb_uint8(image, name)
+  dlib = _import("dlib")
+  shape = dlib.full_object_detection(
+      dlib.rectangle(*(int(v) for v in face.box)),
+      [dlib.point(int(round(x)), int(round(y))) for x, y in face.points])
+  return np.asarray(_dlib_model("descriptor").compute_face_descriptor(rgb, shape), np.float64)
+
+
+def face_descriptor(image, name: str = "<image>") -> np.ndarray | None:
+  """The descriptor of the best-scored face in `image`, or None when there is no face."""
+  try:
+    face = landmarks68(image, name)
+  except FaceNotFoundError:
+    return None
+  return descriptor(image, face, name)
+
+
+def identity_distance(a, b) -> float:
+  """Euclidean distance of two descriptors; under SAME_PERSON_DISTANCE means the same person."""
+  return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))

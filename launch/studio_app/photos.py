@@ -1,14 +1,14 @@
-"""A photo in the studio: the face found (launch/common/faces.py), cut out like EG3D's FFHQ crop
-(sat3d_jax/face_crop.py) and inverted into the generator's W+ with its camera estimated
+"""A photo in the studio: the face found and cut out with EG3D's in-the-wild recipe
+(launch/common/photo_crop.py) and inverted into the generator's W+ with its camera estimated
 (sat3d_jax/inversion.py), as launch/invert.py does without pivotal tuning.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from sat3d_jax import face_crop, inversion
+from launch.common import photo_crop
+from sat3d_jax import inversion
 from sat3d_jax.editor import Editor, Face
-from sat3d_jax.errors import InputError
 
 
 def invert_photo(editor: Editor, photo: np.ndarray, name: str, w_steps: int,
@@ -19,14 +19,9 @@ def invert_photo(editor: Editor, photo: np.ndarray, name: str, w_steps: int,
   """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from launch.common import faces  # pylint: disable=g-import-not-at-top
   generator = editor.generator
-  size = generator.img_resolution
-  points, _ = faces.detect_landmarks(photo, name)  # FaceNotFoundError is an InputError
-  try:
-    crop = face_crop.crop_face(photo, size, points, name).image
-  except ValueError as e:
-    raise InputError(f"{name}: {e}") from None
+  points, _ = photo_crop.five_points(photo, name)  # FaceNotFoundError is an InputError
+  crop = photo_crop.crop(photo, points, generator.img_resolution, name).image
   config = inversion.InversionConfig(w_steps=w_steps, wplus_steps=wplus_steps)
   target = jnp.asarray(crop[None].astype(np.float32) / 127.5 - 1.0)
   result = inversion.invert(generator, target, config=config, progress=True)

@@ -33,10 +33,8 @@ from launch.trainer import ConfigError, InputSpec, Task
 
 
 def load_data(config: ml_collections.ConfigDict) -> loso_data.LosoData:
-  """The config's clips and folds; a generated corpus with alignment 'detect' is aligned with the
-  application's face detector (launch/common/faces.py)."""
-  from launch.common import faces  # pylint: disable=g-import-not-at-top
-  return loso_data.load_loso_data(config, detector=faces.detect_landmarks)
+  """The config's clips and folds (prepared data, or the generated corpus built on the fly)."""
+  return loso_data.load_loso_data(config)
 
 
 def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.LosoData] = None,

@@ -1,4 +1,5 @@
-"""Similarity alignment (frldgt_jax/data/align.py) and face detection (launch/common/faces.py).
+"""Similarity alignment (frldgt_jax/data/align.py) and eye/mouth detection (launch/common/faces.py,
+dlib's 68 landmarks).
 
 References: scikit-image's SimilarityTransform estimate (independent least squares), a real
 photograph shipped with scikit-image (the astronaut, Eileen Collins) and hand-read positions on it,
@@ -109,14 +110,14 @@ def test_align_is_warp_affine_with_replicated_border():
 def test_detects_the_astronauts_face_eyes_and_mouth(astronaut, astronaut_landmarks):
   points, source = astronaut_landmarks
   assert points.shape == (3, 2) and points.dtype == np.float64
-  assert "eyes=eye" in source and "face_box" not in source, source
+  assert source.startswith("dlib68 hog"), source
   for found, truth in zip(points[:2], ASTRONAUT_PUPILS):
     assert math.dist(found, truth) < 3.0, (found, truth)
   x0, y0, x1, y1 = ASTRONAUT_MOUTH_BOX
   assert x0 <= points[2, 0] <= x1 and y0 <= points[2, 1] <= y1, points[2]
-  # The same photo in grayscale: the detector works on gray, so the points are the same.
+  # The same photo in grayscale (as the micro-expression frames): within a pixel (measured 1.0).
   gray = faces.detect_landmarks(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY), "gray.png")
-  np.testing.assert_array_equal(gray.points, points)
+  np.testing.assert_allclose(gray.points, points, atol=1.5)
   assert gray.source == source
 
 
@@ -125,12 +126,14 @@ def test_aligned_crop_puts_the_eyes_on_the_template(astronaut, astronaut_landmar
   landed = _apply(matrix, astronaut_landmarks.points)
   template = align.template_points(SIZE)
   eye_error = np.hypot(*(landed[:2] - template[:2]).T)
-  assert np.all(eye_error < 3.0), eye_error
+  # Three points, four degrees of freedom: the astronaut's eye-to-mouth proportion is not the
+  # template's, the fit leaves 3.9 px on each eye (dlib's points).
+  assert np.all(eye_error < 4.5), eye_error
   crop = align.align(astronaut, matrix, SIZE)
   assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
   # The hand-read pupils land near the template eyes too.
   pupil_error = np.hypot(*(_apply(matrix, ASTRONAUT_PUPILS) - template[:2]).T)
-  assert np.all(pupil_error < 4.0), pupil_error
+  assert np.all(pupil_error < 5.0), pupil_error  # measured 4.4 and 2.5 px
 
 
 @pytest.mark.parametrize("angle,scale,shift", [(10.0, 1.15, (20.0, -15.0)),

@@ -142,12 +142,14 @@ def test_cropped_frames_are_resized_as_they_are(tmp_path):
     np.testing.assert_array_equal(data.frames[0, t, :, :, 0], expected)
 
 
-def test_detector_alignment_on_a_real_face(tmp_path):
-  """'detect' aligns with the detector passed in (launch's OpenCV one); a clip whose onset frame
-  has no face is reported, or dropped with allow_drops; no detector is a clear error."""
-  from launch.common import faces  # pylint: disable=g-import-not-at-top
-  skimage_data = pytest.importorskip("skimage.data")
-  face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
+def test_prepare_data_aligns_with_dlib(tmp_path):
+  """Default alignment 'landmarks68': prepare_data.py writes dlib's eyes and mouth of each onset
+  frame to a landmark CSV and builds from it; a clip whose onset frame has no face stops it,
+  naming the clip, unless the user's CSV gives that clip (--landmarks CSV --detect)."""
+  import skimage.data
+
+  from launch.common import faces
+  face = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
   manual = tmp_path / "manual"
   write_casme2_xlsx(manual / "CASME2-coding-1.xlsx", [GOOD, SLASH])
   folder = manual / "CASME2_RAW_selected" / "sub01" / "EP02_01f"
@@ -158,22 +160,30 @@ def test_detector_alignment_on_a_real_face(tmp_path):
   faceless.mkdir(parents=True)
   for n in FRAMES_ON_DISK["EP03_02"]:
     cv2.imwrite(str(faceless / f"img{n}.jpg"), np.full((96, 96), 128, np.uint8))
-  with pytest.raises(ValueError, match=r"s32_t2: alignment 'detect' needs a face detector"):
-    builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2)
-  options = builders.BuildOptions(detector=faces.detect_landmarks)
-  with pytest.raises(A.DataError, match=r"\[no_face\].*EP03_02.*img10\.jpg: no face found"):
-    builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2, options=options)
-  options = dataclasses.replace(options, allow_drops=True)
-  builder, summary = builders.build("casme2", manual, tmp_path / "out", resolution=32, frames=2,
-                                    options=options)
-  assert [(d["kind"], d["sample"]) for d in summary["drops"]] == [(A.NO_FACE, "EP03_02")]
+  common = ["--dataset", "casme2", "--manual_dir", manual, "--data_dir", tmp_path / "out",
+            "--resolution", 32, "--frames", 2]
+  failed = _prepare(*common)
+  assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+  assert "no face found on the onset frame of 1 clip(s): sub01/EP03_02" in failed.stderr
+  given = tmp_path / "given.csv"
+  align.write_landmarks_csv(given, {("sub01", "EP03_02"): [[30, 40], [60, 40], [45, 75]]})
+  done = _prepare(*common, "--landmarks", given, "--detect")
+  assert done.returncode == 0, done.stderr[-2000:]
+  written = tmp_path / "out" / "casme2_landmarks68.csv"
+  assert f"landmarks: {written}" in done.stdout
+  rows = align.read_landmarks_csv(written)
+  assert list(rows) == [("sub01", "EP02_01f")]  # the given clip was not detected
   onset = cv2.imread(str(folder / "img46.jpg"), cv2.IMREAD_GRAYSCALE)
-  points, source = faces.detect_landmarks(onset, "img46.jpg")
-  assert summary["alignment_sources"] == {source: 1} and source.startswith("face=")
-  data = pipeline.load_prepared(builder.data_dir)
-  assert list(data.sample) == ["EP02_01f"]
-  matrix = align.similarity_from_landmarks(points, 32)
-  np.testing.assert_array_equal(data.frames[0, 0, :, :, 0], align.align(onset, matrix, 32))
+  points = faces.detect_landmarks(onset, "img46.jpg").points
+  np.testing.assert_allclose(rows[("sub01", "EP02_01f")].as_array(), points, atol=5e-4)
+  data_dir = builders.dataset_dir(tmp_path / "out", "casme2", resolution=32, frames=2,
+                                  alignment="landmarks68")
+  assert data_dir.name == "2.0.0" and data_dir.parent.name == "s32_t2_landmarks68"
+  data = pipeline.load_prepared(data_dir)
+  assert sorted(data.sample) == ["EP02_01f", "EP03_02"]
+  i = list(data.sample).index("EP02_01f")
+  matrix = align.similarity_from_landmarks(rows[("sub01", "EP02_01f")], 32)
+  np.testing.assert_array_equal(data.frames[i, 0, :, :, 0], align.align(onset, matrix, 32))
 
 
 def test_samm_and_smic_builders(tmp_path):

@@ -1,5 +1,5 @@
-"""EG3D inversion: similarity measures against skimage / TensorFlow, the EG3D-like face crop, camera
-estimation, W/W+ inversion of a rendered image, pivotal tuning and the command line end to end.
+"""EG3D inversion: similarity measures against skimage / TensorFlow, camera estimation, W/W+
+inversion of a rendered image, pivotal tuning and the command line end to end.
 
 The generator is the eg3d_tiny128 reference fixture (random weights, 128 px); its images are not
 faces, so a photograph cannot be reconstructed well: the photo test checks the pipeline, the
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sat3d_jax import eg3d, face_crop, inversion
+from sat3d_jax import eg3d, inversion
 
 # The fixture's latent 0 (psi 0.7) rendered from the fixture's second camera (yaw +0.35,
 # pitch -0.15 from the frontal view; eg3d_tiny128.json "cameras").
@@ -106,84 +106,8 @@ def test_clip_feature_loss_compares_embeddings():
   assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
 
 
-# ------------------------------------------------------------------------------ face crop
-
-def test_crop_matrix_inverts_a_known_similarity():
-  """Landmarks = the template moved by a known rotation/scale/shift: the crop must undo it."""
-  size, angle, scale, shift = 256, math.radians(12.0), 1.7, np.array([40.0, -25.0])
-  rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-  template = face_crop.template_pixels(size)
-  photo_points = template @ (scale * rot).T + shift
-  template_roll = face_crop.ffhq_roll(template)
-  assert abs(template_roll) < 2e-3  # the standard face is level (0.07 degrees)
-  assert face_crop.ffhq_roll(photo_points) == pytest.approx(angle + template_roll, abs=1e-9)
-  matrix = face_crop.crop_matrix(photo_points, size)
-  mapped = photo_points @ matrix[:, :2].T + matrix[:, 2]
-  np.testing.assert_allclose(mapped, template, atol=1e-9)
-  np.testing.assert_allclose(matrix[:, :2], (rot / scale).T, atol=1e-12)
-
-
-def test_eg3d_template_from_standard_face():
-  """The template is the frontal projection of Deep3DFaceRecon's standard landmarks into EG3D's
-  crop (700 / 300 units wide, centred on the 3D origin), recomputed here by hand."""
-  left, right, mouth = face_crop.EG3D_TEMPLATE
-  assert left == pytest.approx((0.5 - 0.31148657 * 300 / 700, 0.5 - 0.29036078 * 300 / 700))
-  assert right == pytest.approx((0.5 + 0.30979887 * 300 / 700, 0.5 - 0.28972036 * 300 / 700))
-  assert mouth == pytest.approx((0.5 + (0.2484662 - 0.25216928) / 2 * 300 / 700,
-                                 0.5 + (0.38133916 + 0.38128236) / 2 * 300 / 700))
-
-
-def test_crop_of_a_warped_picture_gives_the_picture_back():
-  """A picture enlarged 2.5x, turned and shifted into a photo: the crop at the moved template
-  points must be the picture again (this takes the path that warps 3x larger and reduces)."""
-  import cv2
-  size, angle, scale = 64, math.radians(12.0), 2.5
-  rng = np.random.default_rng(3)
-  picture = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 2.0)
-  picture = ((picture - picture.min()) / np.ptp(picture) * 255).astype(np.uint8)
-  rot = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-  to_photo = np.concatenate([rot, [[70.0], [40.0]]], 1)
-  photo = cv2.warpAffine(picture, to_photo, (300, 260), flags=cv2.INTER_CUBIC,
-                         borderMode=cv2.BORDER_REFLECT)
-  points = face_crop.template_pixels(size) @ rot.T + to_photo[:, 2]
-  crop = face_crop.crop_face(photo, size, points, "photo.png")
-  np.testing.assert_allclose(crop.matrix[:, :2], np.linalg.inv(rot), atol=1e-9)
-  np.testing.assert_array_equal(crop.landmarks, points)
-  assert crop.roll_degrees == pytest.approx(12.0, abs=1e-6)
-  # Mean error 0.23 grey levels; a third of a pixel off (the 3x warp's pixel centres) gives ~3.
-  error = np.abs(crop.image.astype(np.float64) - picture)[6:-6, 6:-6].mean()
-  assert error < 1.0, error
-  with pytest.raises(ValueError, match="image-left"):
-    face_crop.crop_face(photo, size, points[[1, 0, 2]], "photo.png")
-  with pytest.raises(ValueError, match="3 finite"):
-    face_crop.crop_face(photo, size, points[:2], "photo.png")
-
-
-def test_boundary_face_crop_needs_no_other_package():
-  """sat3d_jax.face_crop takes landmarks: it imports neither frldgt_jax nor launch."""
-  import subprocess
-  import sys
-  code = ("import sys, sat3d_jax.face_crop; "
-          "print(sorted({m.split('.')[0] for m in sys.modules} & {'frldgt_jax', 'launch'}))")
-  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                        cwd=pathlib.Path(__file__).resolve().parents[2])
-  assert done.stdout.strip() == "[]", done.stdout
-
-
-def test_astronaut_crop_lands_on_template():
-  import skimage.data
-
-  from launch.common import faces
-  photo = skimage.data.astronaut()
-  points, source = faces.detect_landmarks(photo, "astronaut")
-  assert source.startswith("face=")
-  crop = face_crop.crop_face(photo, 128, points, "astronaut")
-  assert crop.image.shape == (128, 128, 3) and crop.image.dtype == np.uint8
-  mapped = crop.landmarks @ crop.matrix[:, :2].T + crop.matrix[:, 2]
-  # Three points, four degrees of freedom: the fit leaves a residual, a few pixels at most.
-  assert np.abs(mapped - face_crop.template_pixels(128)).max() < 6
-  assert abs(crop.roll_degrees) < 10  # the astronaut's head is nearly upright
-
+# ------------------------------------------------------------------------------ faces
+# (the crop and the head pose: tests/faces/)
 
 def test_no_face_is_a_clear_error(tmp_path, eg3d_fixture_dir):
   from launch.common import faces
@@ -303,8 +227,11 @@ def test_photograph_end_to_end(tmp_path, generator, eg3d_fixture_dir):
   assert tuple(meta["size"]) == (128, 128) and frames == 3
   summary = json.loads((out / "summary.json").read_text())
   entry = summary["images"][0]
-  assert entry["camera"] == "estimated" and entry["steps"] == {"w": 3, "w+": 2}
-  assert "frontalface" in entry["landmark_source"]
+  assert entry["camera"] == "head_pose" and entry["steps"] == {"w": 3, "w+": 2}
+  assert entry["landmark_source"] == "mtcnn" and len(entry["five_points"]) == 5
+  # The astronaut faces the camera nearly frontally, slightly turned.
+  assert all(abs(v) < 25 for v in entry["head_pose_degrees"].values())
+  np.testing.assert_allclose(latent["c"][0], entry["c"], atol=1e-5)
 
 
 def _write_rendered(tmp_path, known):
