@@ -6,7 +6,7 @@ JSON layout (`REPORT_KEYS` at the top level):
   compiled at once),
   matmul_peak: {'measured': {dtype: {'tflops', 'size', 'by_size'}}, 'vendor': peak.vendor_peak},
   suites: {name: {'status': 'ok' | 'missing' | 'error', 'reason'?, 'cases': [case...],
-                  'comparisons'?: [...], 'notes'?: [...], 'setup'?: {...},
+                  'comparisons'?: [...], 'notes'?: [...], 'summary'?: [line...], 'setup'?: {...},
                   'wall_s', 'process_cpu_s', 'phases': {'start'|'finish': {...}} (runner)}}
 A case is harness.measure's dict (harness.CASE_KEYS) or an error case.
 """
@@ -167,15 +167,18 @@ def markdown(report: dict) -> str:
   lines += [
       "", f"Command: `{report['command']}`" + (" (quick: the fixtures' reduced widths)"
                                                if report.get("quick") else ""), ""]
-  rows, comparisons, absent, suite_notes = [], [], [], []
+  rows, comparisons, absent, suite_notes, summaries = [], [], [], [], []
   for name, suite in report["suites"].items():
     if suite.get("status") != "ok":
       absent.append(f"- **{name}**: {suite.get('status')} — {_escape(suite.get('reason', ''))}")
     rows += [case_row(c) for c in suite.get("cases", [])]
     comparisons += [(name, c) for c in suite.get("comparisons", [])]
     suite_notes += [f"- {name}: {_escape(n)}" for n in suite.get("notes", [])]
+    summaries += [f"- **{name}** {_escape(n)}" for n in suite.get("summary", [])]
   if rows:
     lines += _table(COLUMNS, rows)
+  if summaries:
+    lines += [""] + summaries
   for name, comp in comparisons:
     lines += ["", f"**{name}: {_escape(comp['name'])}** — {_escape(comp.get('work', ''))}", ""]
     lines += _table(("way", "programs", "compile s", "sweep s", "of which training s",
