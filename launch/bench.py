@@ -44,6 +44,21 @@ _EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default ti
 _EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,8).")
 _SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
                                     "configs/sat3d_ffhq.py:tiny / :bench).")
+_SAT3D_GENERATOR = flags.DEFINE_string(
+    "sat3d_generator", None, "Override of the SAT3D config's generator, e.g. "
+    "preset:ffhq512_small to compare the step with the eg3d suite at --eg3d_preset ffhq512_small.")
+_SAT3D_MEMORY = flags.DEFINE_bool(
+    "sat3d_memory", False, "Also compile (never run) the configs/sat3d_ffhq.py:bench step "
+    "(FFHQ-512, batch 8) with and without remat and report XLA's memory analysis (arguments, "
+    "outputs, temporaries) for this backend.")
+_SAT3D_VIEWS = flags.DEFINE_list("sat3d_views", ["1", "2", "4"], "views.count values of the "
+                                  "SAT3D step cases (the config's own count is always added).")
+_SAT3D_BREAKDOWN = flags.DEFINE_bool("sat3d_breakdown", True, "Time the SAT3D step's parts "
+                                     "(mapping, backbone, renderer, super-resolution, CLIP, "
+                                     "backward), each as its own program.")
+_README_MARKERS = flags.DEFINE_string(
+    "readme_markers", "benchmark-table", "With --readme: the table goes between "
+    "'<!-- NAME:begin -->' and '<!-- NAME:end -->' (e.g. gpu-benchmark-table).")
 _FRLDGT_CONFIG = flags.DEFINE_string("frldgt_config", None, "FRL-DGT config (default "
                                      "configs/frldgt_composite.py:synthetic_tiny / :synthetic).")
 
@@ -70,8 +85,12 @@ def main(argv):
       eg3d_preset=_EG3D_PRESET.value,
       eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
       sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
+      sat3d_overrides={"generator": _SAT3D_GENERATOR.value} if _SAT3D_GENERATOR.value else None,
+      sat3d_memory=_SAT3D_MEMORY.value,
+      sat3d_views=[int(v) for v in _SAT3D_VIEWS.value], sat3d_breakdown=_SAT3D_BREAKDOWN.value,
       compile_workers=_COMPILE_WORKERS.value)
-  json_path, md_path = runner.write(report, out, readme=_README.value)
+  json_path, md_path = runner.write(report, out, readme=_README.value,
+                                    markers=_README_MARKERS.value)
   print(f"\nreport: {json_path}\ntable:  {md_path}"
         + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))
 

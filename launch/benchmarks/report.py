@@ -20,8 +20,14 @@ from typing import Optional
 
 SCHEMA = 1
 REPORT_KEYS = ("schema", "date", "command", "quick", "machine", "notes", "matmul_peak", "suites")
+README_MARKERS = "benchmark-table"
 README_BEGIN = "<!-- benchmark-table:begin -->"
 README_END = "<!-- benchmark-table:end -->"
+
+
+def marker_lines(name: str = README_MARKERS) -> tuple[str, str]:
+  """The README comment lines that enclose the table called `name`."""
+  return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 COLUMNS = ("suite", "case", "batch", "dtype", "compile s", "median ms/step", "IQR ms", "throughput",
            "GFLOP/step", "XLA GFLOP", "TFLOP/s", "% meas. peak", "% vendor peak", "peak memory")
@@ -177,6 +183,7 @@ def markdown(report: dict) -> str:
     summaries += [f"- **{name}** {_escape(n)}" for n in suite.get("summary", [])]
   if rows:
     lines += _table(COLUMNS, rows)
+  summaries += [f"- {_escape(n)}" for n in report.get("summary", [])]
   if summaries:
     lines += [""] + summaries
   for name, comp in comparisons:
@@ -228,16 +235,17 @@ def write_markdown(report: dict, path: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def update_readme(readme: str | pathlib.Path, table: str) -> bool:
-  """Replaces the text between the README's benchmark markers with `table`.
+def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_MARKERS) -> bool:
+  """Replaces the text between the README's `markers` (marker_lines) with `table`.
 
   Returns False (and changes nothing) when the README lacks the markers.
   """
   readme = pathlib.Path(readme)
   text = readme.read_text(encoding="utf-8")
-  pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+  begin, end = marker_lines(markers)
+  pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
   if not pattern.search(text):
     return False
-  new = pattern.sub(lambda _: f"{README_BEGIN}\n{table.rstrip()}\n{README_END}", text, count=1)
+  new = pattern.sub(lambda _: f"{begin}\n{table.rstrip()}\n{end}", text, count=1)
   readme.write_text(new, encoding="utf-8")
   return True

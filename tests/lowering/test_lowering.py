@@ -22,6 +22,7 @@ from jax import export
 
 from launch import trainer
 from launch.benchmarks import task_step
+from launch.benchmarks.suites import sat3d as sat3d_suite
 
 ALLOW_LIST = pathlib.Path(__file__).with_name("custom_calls.json")
 PLATFORMS = ("cuda", "tpu")
@@ -38,20 +39,7 @@ def _abstract(tree):
 
 
 def _sat3d_step():
-  from launch.tasks import sat3d as sat3d_task
-  from sat3d_jax import model as model_lib
-  config = task_step.load_config("configs/sat3d_ffhq.py:bench")
-  model = model_lib.Sat3dModel(config, generator=model_lib.build_generator(config, True),
-                               qmm=model_lib.build_qmm(config, abstract=True))
-  task = sat3d_task.make_task(config, model)
-  programs = trainer.make_programs(task, 0, config.seed)
-  state = jax.eval_shape(programs.init, programs.init_key, programs.model_ids)
-  b, v, z = config.global_batch_size, config.views.count, model.generator.z_dim
-  f32 = jnp.float32
-  batch = {"z_src": jax.ShapeDtypeStruct((b, z), f32), "z_ref": jax.ShapeDtypeStruct((b, z), f32),
-           "targets": jax.ShapeDtypeStruct((b, len(model.attributes)), f32),
-           "views": jax.ShapeDtypeStruct((b, v, 2), f32)}
-  return programs.train, (state, model.frozen(), batch, jnp.int32(0), programs.model_ids)
+  return sat3d_suite.abstract_train_step("configs/sat3d_ffhq.py:bench")
 
 
 def _frldgt_step():

@@ -16,6 +16,7 @@ and a random ViT-B/16 CLIP). Cases:
     the losses and what the parts' programs cannot fuse across).
 
 The edit's styles in the breakdown are the source's (the edit's values do not change the cost).
+A config of another task (e.g. the driver's toy task in the tests) is measured as its step alone.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from launch.benchmarks.suites import Finish, SuiteOptions
 QUICK_CONFIG = "configs/sat3d_ffhq.py:tiny"
 FULL_CONFIG = "configs/sat3d_ffhq.py:bench"
 VIEWS = (1, 2, 4)
+SAT3D_TASK = "launch.tasks.sat3d"
 # The sum of the parts is checked against the whole step: outside these bounds the summary
 # warns (separate programs cannot fuse across their boundaries, so some gap is expected).
 SUM_BOUNDS = (0.7, 1.4)
@@ -92,6 +94,34 @@ def _parts(model, frozen, batch, cfg, components) -> list[_Part]:
       _Part("forward with residuals", forward, lambda o: [o["mask"], frozen, batch], b),
       _Part("backward pass", backward, lambda o: [o["forward with residuals"][1]], b),
   ]
+
+
+def synthetic_batch(config, model, setup) -> dict:
+  """A global batch of the task's structure drawn in memory with jax.random (seeded pairs,
+  1..max_targets targets, views from the config's clipped normals), laid out on the setup's
+  mesh as the driver lays out the input pipeline's: the benchmark path needs no TensorFlow
+  (sat3d_jax/pairs.py draws the training batches with tf.data)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from launch.trainer import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  b, v, a = config.global_batch_size, config.views.count, len(model.attributes)
+  rng = np.random.default_rng(config.seed)
+  c = config.views
+  count = rng.integers(1, config.max_targets + 1, b)
+  order = np.argsort(rng.random((b, a)), axis=1)
+  targets = (np.argsort(order, axis=1) < count[:, None]).astype(np.float32)
+  yaw = np.clip(rng.normal(c.yaw_mean, c.yaw_std, (b, v)), c.yaw_mean - c.yaw_limit,
+                c.yaw_mean + c.yaw_limit)
+  pitch = np.clip(rng.normal(c.pitch_mean, c.pitch_std, (b, v)), c.pitch_mean - c.pitch_limit,
+                  c.pitch_mean + c.pitch_limit)
+  local = {"z_src": rng.standard_normal((b, model.generator.z_dim), np.float32),
+           "z_ref": rng.standard_normal((b, model.generator.z_dim), np.float32),
+           "targets": targets, "views": np.stack([yaw, pitch], -1).astype(np.float32)}
+  if config.source == "latents":
+    n = int(setup.frozen["latents"].shape[0])
+    local = {"src_index": rng.integers(0, n, b).astype(np.int32),
+             "ref_index": rng.integers(0, n, b).astype(np.int32),
+             "targets": local["targets"], "views": local["views"]}
+  return mesh_lib.global_batch(local, setup.mesh, setup.split_axis)
 
 
 def _abstract(tree):
@@ -156,21 +186,84 @@ def summarise(step: dict, parts: Sequence[dict], views: dict[int, dict]) -> list
   return lines
 
 
+def abstract_train_step(config_ref: str, overrides: Optional[dict] = None):
+  """(the driver's SAT3D train program, its abstract arguments) for `config_ref`, built on
+  parameter shapes only (a preset generator and a random CLIP): enough to lower and compile
+  (tests/lowering, memory_analysis), nothing initialised."""
+  from launch import trainer  # pylint: disable=g-import-not-at-top
+  from launch.tasks import sat3d as sat3d_task  # pylint: disable=g-import-not-at-top
+  from sat3d_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  config = task_step.load_config(config_ref, overrides)
+  model = model_lib.Sat3dModel(config, generator=model_lib.build_generator(config, True),
+                               qmm=model_lib.build_qmm(config, abstract=True))
+  programs = trainer.make_programs(sat3d_task.make_task(config, model), 0, config.seed)
+  state = jax.eval_shape(programs.init, programs.init_key, programs.model_ids)
+  b, v, z = config.global_batch_size, config.views.count, model.generator.z_dim
+  f32 = jnp.float32
+  batch = {"z_src": jax.ShapeDtypeStruct((b, z), f32), "z_ref": jax.ShapeDtypeStruct((b, z), f32),
+           "targets": jax.ShapeDtypeStruct((b, len(model.attributes)), f32),
+           "views": jax.ShapeDtypeStruct((b, v, 2), f32)}
+  return programs.train, (state, model.frozen(), batch, jnp.int32(0), programs.model_ids)
+
+
+def memory_analysis(config_ref: str = FULL_CONFIG, remat: Sequence[bool] = (False, True),
+                    log: Callable[[str], None] = print) -> list[dict]:
+  """XLA's compiled memory analysis of the SAT3D training step of `config_ref` (default the
+  FFHQ-512 batch-8 step), with and without rematerialisation of the edit's rendering: compiled
+  for this process's backend (on a CPU, the XLA:CPU estimate), never run."""
+  out = []
+  for r in remat:
+    fn, args = abstract_train_step(config_ref, {"objective.remat": r})
+    log(f"  [sat3d] memory analysis of {config_ref} (remat {r}): compiling ...")
+    compiled = jax.jit(fn).trace(*args).lower().compile()
+    out.append({"config": config_ref, "remat": r, "backend": jax.default_backend(),
+                "bytes": harness.executable_bytes(compiled)})
+  return out
+
+
+def memory_lines(analyses: Sequence[dict]) -> list[str]:
+  """Summary lines of memory_analysis results."""
+  def gib(n):
+    return f"{n / 2 ** 30:.2f} GiB"
+  lines = []
+  for a in analyses:
+    m = a["bytes"] or {}
+    if not m:
+      lines.append(f"memory analysis of {a['config']} (remat {a['remat']}): none from XLA")
+      continue
+    lines.append(f"XLA:{a['backend'].upper()} memory analysis (an estimate of that compiler, not "
+                 f"a device measurement) of the {a['config']} step, remat {a['remat']}: "
+                 f"arguments {gib(m['argument'])}, outputs {gib(m['output'])}, temporaries "
+                 f"{gib(m['temp'])}, aliased {gib(m['alias'])}; total {gib(m['total'])}")
+  return lines
+
+
 def start(options: SuiteOptions, config_ref: Optional[str] = None,
           overrides: Optional[dict] = None, views: Sequence[int] = VIEWS,
-          breakdown: bool = True) -> Finish:
+          breakdown: bool = True, memory: bool = False) -> Finish:
   """Builds the SAT3D training step of `config_ref` (default by options.quick) at each of
   `views`, and the breakdown's parts, handing the compilations to the pool; finish() measures
-  them (suites/__init__.py)."""
+  them (suites/__init__.py). `memory`: also memory_analysis() of the FFHQ-512 batch-8 step."""
   ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
   reason = task_step.missing_reason(ref)
   if reason:
     return lambda: harness.missing_suite(reason + " (the SAT3D task is not built yet)")
   log = options.log
+  analyses = []
+  if memory:
+    try:
+      analyses = memory_analysis(log=log)
+    except Exception as e:  # pylint: disable=broad-except  # e.g. out of host memory
+      log(f"  [sat3d] memory analysis: {type(e).__name__}: {e}")
+      analyses = [{"config": FULL_CONFIG, "remat": None, "backend": jax.default_backend(),
+                   "bytes": None, "error": harness.error_case("sat3d", "memory", e)["error"]}]
   try:
+    config = task_step.load_config(ref, overrides)
+    if config.get("task") != SAT3D_TASK:  # another task's config: its step alone, as any task
+      return task_step.start_task_suite("sat3d", ref, item="images", options=options,
+                                        overrides=overrides)
     from launch.tasks import sat3d as sat3d_task  # pylint: disable=g-import-not-at-top
     from sat3d_jax.model import Sat3dModel  # pylint: disable=g-import-not-at-top
-    config = task_step.load_config(ref, overrides)
     model = Sat3dModel(config)
   except Exception as e:  # pylint: disable=broad-except  # reported, never replaced by numbers
     log(f"  [sat3d] {ref}: {type(e).__name__}: {e}")
@@ -181,7 +274,7 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
   counts = sorted(set(views) | {main_views})
   steps, setups, frozen = {}, {}, None
   for count in counts:
-    case = f"train step ({name}), views {count}"
+    case = step_case(name, count)
     try:
       cfg_v = task_step.load_config(ref, {**(overrides or {}), "views.count": count})
       setup = task_step.prepare_step(cfg_v, task=sat3d_task.make_task(cfg_v, model),
@@ -189,7 +282,8 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
       frozen = setup.frozen
       steps[count] = task_step.prepare_task_step(
           cfg_v, suite="sat3d", case=case, item="images", setup=setup,
-          pool=options.compile_pool, log=log)
+          pool=options.compile_pool, log=log, batch=synthetic_batch(cfg_v, model, setup),
+          notes=["batch drawn in memory (suites/sat3d.py synthetic_batch)"])
       setups[count] = setup
     except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
       log(f"  [sat3d] {case}: {type(e).__name__}: {e}")
@@ -230,13 +324,20 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
     summary = summarise(cases.get(main_views), part_cases,
                         {c: cases[c] for c in views if c in cases})
     return {"status": "ok", "cases": [cases[c] for c in counts] + part_cases,
-            "summary": summary,
-            "notes": [f"config {ref} (views.count {main_views} for the breakdown)"]}
+            "summary": summary + memory_lines(analyses), "memory_analysis": analyses,
+            "setup": {"config": ref, "generator": config.generator, "views": main_views,
+                      "step_case": step_case(name, main_views)},
+            "notes": [f"config {ref}" + (f" with {overrides}" if overrides else "")
+                      + f" (views.count {main_views} for the breakdown)"]}
   return finish
+
+
+def step_case(config_name: str, views: int) -> str:
+  return f"train step ({config_name}), views {views}"
 
 
 def run(options: SuiteOptions, config_ref: Optional[str] = None,
         overrides: Optional[dict] = None, views: Sequence[int] = VIEWS,
-        breakdown: bool = True) -> dict:
+        breakdown: bool = True, memory: bool = False) -> dict:
   """Measures the SAT3D training step of `config_ref` (default by options.quick)."""
-  return start(options, config_ref, overrides, views, breakdown)()
+  return start(options, config_ref, overrides, views, breakdown, memory)()
