@@ -15,6 +15,7 @@ Parts whose model is not built yet are reported as missing.
 from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
 # isort: split
+import ast
 import pathlib
 import shlex
 import sys
@@ -44,9 +45,10 @@ _EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default ti
 _EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,8).")
 _SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
                                     "configs/sat3d_ffhq.py:tiny / :bench).")
-_SAT3D_GENERATOR = flags.DEFINE_string(
-    "sat3d_generator", None, "Override of the SAT3D config's generator, e.g. "
-    "preset:ffhq512_small to compare the step with the eg3d suite at --eg3d_preset ffhq512_small.")
+_SAT3D_SET = flags.DEFINE_multi_string(
+    "sat3d_set", [], "FIELD=VALUE override of the SAT3D config (as --config.FIELD=VALUE; the "
+    "value is a Python literal or a string), e.g. generator=preset:ffhq512_small to compare the "
+    "step with the eg3d suite at --eg3d_preset ffhq512_small.")
 _SAT3D_MEMORY = flags.DEFINE_bool(
     "sat3d_memory", False, "Also compile (never run) the configs/sat3d_ffhq.py:bench step "
     "(FFHQ-512, batch 8) with and without remat and report XLA's memory analysis (arguments, "
@@ -61,6 +63,20 @@ _README_MARKERS = flags.DEFINE_string(
     "'<!-- NAME:begin -->' and '<!-- NAME:end -->' (e.g. gpu-benchmark-table).")
 _FRLDGT_CONFIG = flags.DEFINE_string("frldgt_config", None, "FRL-DGT config (default "
                                      "configs/frldgt_composite.py:synthetic_tiny / :synthetic).")
+
+
+def _overrides(items) -> dict:
+  """{'a.b': value} of 'a.b=value' items (values as Python literals, else strings)."""
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise app.UsageError(f"--sat3d_set takes FIELD=VALUE, got {item!r}")
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
 
 
 def main(argv):
@@ -85,7 +101,7 @@ def main(argv):
       eg3d_preset=_EG3D_PRESET.value,
       eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
       sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
-      sat3d_overrides={"generator": _SAT3D_GENERATOR.value} if _SAT3D_GENERATOR.value else None,
+      sat3d_overrides=_overrides(_SAT3D_SET.value) or None,
       sat3d_memory=_SAT3D_MEMORY.value,
       sat3d_views=[int(v) for v in _SAT3D_VIEWS.value], sat3d_breakdown=_SAT3D_BREAKDOWN.value,
       compile_workers=_COMPILE_WORKERS.value)

@@ -12,7 +12,8 @@ params as an argument (as a frozen generator is used in training), all three out
 
 Forward+backward ('synthesis forward+backward to ws', the SAT3D and inversion hot path): the
 value and gradient with respect to ws of a fixed random projection of the image, for the
-non-fused modulated convolution (what training differentiates through).
+non-fused modulated convolution (what training differentiates through); with --quick in
+float32 only (on a CPU bfloat16 is emulated, and the quick run has a time budget).
 
 Quick: the fixtures' 'tiny128' architecture (128 px, Hybrid2X, neural resolution 32, 12 + 12
 samples) at batch 1 and 8 (a 2-core CPU compiles and runs the 512 px fixture architecture
@@ -105,7 +106,7 @@ def start(options: SuiteOptions, preset: Optional[str] = None,
           return jax.value_and_grad(loss)(ws)
 
         fns = [(f"synthesis, {_MODCONV_LABEL[modconv]}", synthesis)]
-        if modconv in backward_modconvs:
+        if modconv in backward_modconvs and (dtype == "float32" or not options.quick):
           fns.append((f"{FORWARD_BACKWARD} to ws, {_MODCONV_LABEL[modconv]}", forward_backward))
         for case, fn in fns:
           try:
