@@ -43,6 +43,10 @@ _NOTE = flags.DEFINE_multi_string("note", [], "A remark printed with the table (
 _EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default tiny128 with "
                                    "--quick, ffhq512 without).")
 _EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,8).")
+_EG3D_DTYPES = flags.DEFINE_list("eg3d_dtypes", None, "EG3D compute dtypes (default "
+                                  "float32,bfloat16).")
+_EG3D_MODCONVS = flags.DEFINE_list("eg3d_modconvs", None, "EG3D modulated convolutions "
+                                   "(default fused,nonfused).")
 _SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
                                     "configs/sat3d_ffhq.py:tiny / :bench).")
 _SAT3D_SET = flags.DEFINE_multi_string(
@@ -100,6 +104,7 @@ def main(argv):
       command=shlex.join(["python", "launch/bench.py", *sys.argv[1:]]),
       eg3d_preset=_EG3D_PRESET.value,
       eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
+      eg3d_dtypes=_EG3D_DTYPES.value, eg3d_modconvs=_EG3D_MODCONVS.value,
       sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
       sat3d_overrides=_overrides(_SAT3D_SET.value) or None,
       sat3d_memory=_SAT3D_MEMORY.value,

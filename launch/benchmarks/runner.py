@@ -23,12 +23,14 @@ _START_ORDER = ("sat3d", "frldgt", "eg3d")
 
 def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config,
                  sat3d_overrides=None, sat3d_memory=False, sat3d_views=None,
-                 sat3d_breakdown=True):
+                 sat3d_breakdown=True, eg3d_dtypes=None, eg3d_modconvs=None):
   """The suite's start(options) -> finish (launch/benchmarks/suites/__init__.py)."""
   # Imported here so that a suite's import error is reported as that suite's, not the run's.
   if name == "eg3d":
     from launch.benchmarks.suites import eg3d  # pylint: disable=g-import-not-at-top
-    return lambda o: eg3d.start(o, preset=eg3d_preset, batches=eg3d_batches)
+    return lambda o: eg3d.start(o, preset=eg3d_preset, batches=eg3d_batches,
+                                dtypes=eg3d_dtypes or eg3d.DTYPES,
+                                modconvs=eg3d_modconvs or eg3d.MODCONVS)
   if name == "sat3d":
     from launch.benchmarks.suites import sat3d  # pylint: disable=g-import-not-at-top
     return lambda o: sat3d.start(o, config_ref=sat3d_config, overrides=sat3d_overrides,
@@ -77,6 +79,8 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
             frldgt_config: Optional[str] = None, compile_workers: Optional[int] = None,
             sat3d_overrides: Optional[dict] = None, sat3d_memory: bool = False,
             sat3d_views: Optional[Sequence[int]] = None, sat3d_breakdown: bool = True,
+            eg3d_dtypes: Optional[Sequence[str]] = None,
+            eg3d_modconvs: Optional[Sequence[str]] = None,
             log: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict:
   """Measures the matmul peak, then the suites; returns the report dict (report.REPORT_KEYS).
 
@@ -113,7 +117,8 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
       try:
         finishers[name] = _suite_start(name, eg3d_preset, eg3d_batches, sat3d_config,
                                        frldgt_config, sat3d_overrides, sat3d_memory,
-                                       sat3d_views, sat3d_breakdown)(options)
+                                       sat3d_views, sat3d_breakdown, eg3d_dtypes,
+                                       eg3d_modconvs)(options)
       except Exception as e:  # pylint: disable=broad-except  # one broken suite spoils no other
         failed(name, e)
 
