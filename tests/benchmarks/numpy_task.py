@@ -13,12 +13,10 @@ DIM = 8
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   del arg
-  c = base_config()
-  c.task = "tests.benchmarks.numpy_task"
-  c.total_steps = 10
-  c.global_batch_size = 16
-  c.tensorboard = False
-  return c
+  config = base_config()
+  config.update(dict(task="tests.benchmarks.numpy_task", total_steps=10, global_batch_size=16,
+                     tensorboard=False))
+  return config
 
 
 def make_task(config) -> Task:
