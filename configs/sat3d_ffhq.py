@@ -7,7 +7,8 @@
 Default variant: `weights/eg3d/ffhq512-128` (python launch/convert_eg3d.py --pkl
 ffhq512-128.pkl --out weights/eg3d/ffhq512-128) and a local Hugging Face CLIP directory at
 `weights/clip-vit-base-patch16`. Variants: '' (default), 'tiny' (random micro EG3D + tiny CLIP,
-a few minutes on 2 CPU cores), 'bench' (random full FFHQ-512 EG3D, batch 8, for throughput).
+a few minutes on 2 CPU cores), 'bench' (random full FFHQ-512 EG3D and random ViT-B/16 CLIP,
+batch 8, for throughput).
 Every choice the paper leaves open is a field here (../shared/design/sat3d.md says why).
 """
 import ml_collections
@@ -37,7 +38,7 @@ def get_config(arg: str = ""):
   c.ray_chunk = 0                    # rays rendered at a time (0 = all): bounds memory
   c.truncation_psi = 0.7             # sat3d.md: seeded pairs use psi 0.7
   c.truncation_cutoff = 14
-  c.clip = "weights/clip-vit-base-patch16"  # local HF directory, or 'tiny' (random)
+  c.clip = "weights/clip-vit-base-patch16"  # local HF dir, 'tiny' or 'random-vit-b16'
   c.descriptors = "ffhq"             # shipped descriptor set name or a JSON file
   c.attributes = ""                  # comma list of measured attributes ('' = all)
   c.target_attributes = ""           # which of them may be targets ('' = all)
@@ -94,8 +95,10 @@ def get_config(arg: str = ""):
     c.eval_every = 20
     c.eval_pairs = 32                  # 8 forward batches: a few seconds per evaluation on CPU
   elif arg == "bench":
+    # The model users train, with random weights (no download): the full FFHQ-512 EG3D and a
+    # CLIP of ViT-B/16's shapes (openai/clip-vit-base-patch16's config, built by CLIPConfig).
     c.generator = "preset:ffhq512"
-    c.clip = "tiny"
+    c.clip = "random-vit-b16"
     c.total_steps = 20
     c.global_batch_size = 8
     c.eval_pairs = 0                   # throughput runs: no evaluation passes

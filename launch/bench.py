@@ -15,6 +15,7 @@ Parts whose model is not built yet are reported as missing.
 from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
 # isort: split
+import ast
 import pathlib
 import shlex
 import sys
@@ -42,10 +43,44 @@ _NOTE = flags.DEFINE_multi_string("note", [], "A remark printed with the table (
 _EG3D_PRESET = flags.DEFINE_string("eg3d_preset", None, "EG3D preset (default tiny128 with "
                                    "--quick, ffhq512 without).")
 _EG3D_BATCHES = flags.DEFINE_list("eg3d_batches", None, "EG3D batch sizes (default 1,8).")
+_EG3D_DTYPES = flags.DEFINE_list("eg3d_dtypes", None, "EG3D compute dtypes (default "
+                                  "float32,bfloat16).")
+_EG3D_MODCONVS = flags.DEFINE_list("eg3d_modconvs", None, "EG3D modulated convolutions "
+                                   "(default fused,nonfused).")
 _SAT3D_CONFIG = flags.DEFINE_string("sat3d_config", None, "SAT3D config (default "
                                     "configs/sat3d_ffhq.py:tiny / :bench).")
+_SAT3D_SET = flags.DEFINE_multi_string(
+    "sat3d_set", [], "FIELD=VALUE override of the SAT3D config (as --config.FIELD=VALUE; the "
+    "value is a Python literal or a string), e.g. generator=preset:ffhq512_small to compare the "
+    "step with the eg3d suite at --eg3d_preset ffhq512_small.")
+_SAT3D_MEMORY = flags.DEFINE_bool(
+    "sat3d_memory", False, "Also compile (never run) the configs/sat3d_ffhq.py:bench step "
+    "(FFHQ-512, batch 8) with and without remat and report XLA's memory analysis (arguments, "
+    "outputs, temporaries) for this backend.")
+_SAT3D_VIEWS = flags.DEFINE_list("sat3d_views", ["1", "2", "4"], "views.count values of the "
+                                  "SAT3D step cases (the config's own count is always added).")
+_SAT3D_BREAKDOWN = flags.DEFINE_bool("sat3d_breakdown", True, "Time the SAT3D step's parts "
+                                     "(mapping, backbone, renderer, super-resolution, CLIP, "
+                                     "backward), each as its own program.")
+_README_MARKERS = flags.DEFINE_string(
+    "readme_markers", "benchmark-table", "With --readme: the table goes between "
+    "'<!-- NAME:begin -->' and '<!-- NAME:end -->' (e.g. gpu-benchmark-table).")
 _FRLDGT_CONFIG = flags.DEFINE_string("frldgt_config", None, "FRL-DGT config (default "
                                      "configs/frldgt_composite.py:synthetic_tiny / :synthetic).")
+
+
+def _overrides(items) -> dict:
+  """{'a.b': value} of 'a.b=value' items (values as Python literals, else strings)."""
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise app.UsageError(f"--sat3d_set takes FIELD=VALUE, got {item!r}")
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
 
 
 def main(argv):
@@ -69,9 +104,14 @@ def main(argv):
       command=shlex.join(["python", "launch/bench.py", *sys.argv[1:]]),
       eg3d_preset=_EG3D_PRESET.value,
       eg3d_batches=[int(b) for b in _EG3D_BATCHES.value] if _EG3D_BATCHES.value else None,
+      eg3d_dtypes=_EG3D_DTYPES.value, eg3d_modconvs=_EG3D_MODCONVS.value,
       sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
+      sat3d_overrides=_overrides(_SAT3D_SET.value) or None,
+      sat3d_memory=_SAT3D_MEMORY.value,
+      sat3d_views=[int(v) for v in _SAT3D_VIEWS.value], sat3d_breakdown=_SAT3D_BREAKDOWN.value,
       compile_workers=_COMPILE_WORKERS.value)
-  json_path, md_path = runner.write(report, out, readme=_README.value)
+  json_path, md_path = runner.write(report, out, readme=_README.value,
+                                    markers=_README_MARKERS.value)
   print(f"\nreport: {json_path}\ntable:  {md_path}"
         + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))
 

@@ -36,6 +36,7 @@ FLAX_WEIGHTS = "flax_model.msgpack"
 SAFETENSORS_WEIGHTS = "model.safetensors"
 TORCH_WEIGHTS = "pytorch_model.bin"
 PREPROCESSOR_FILE = "preprocessor_config.json"
+IMAGE_SCOPE = "clip_image"
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
 
@@ -124,7 +125,8 @@ def image_features(clip_params: PyTree, pixel_values: jax.Array, spec: ClipSpec)
 
 def image_embeddings(clip_params: PyTree, images: jax.Array, spec: ClipSpec) -> jax.Array:
   """Unit-norm CLIP image embeddings [B, D] of generator images [B, H, H, 3] in [-1, 1]."""
-  return _normalise(image_features(clip_params, preprocess(images, spec), spec))
+  with jax.named_scope(IMAGE_SCOPE):  # the QMM's CLIP forward in FLOP breakdowns
+    return _normalise(image_features(clip_params, preprocess(images, spec), spec))
 
 
 def text_features(clip_params: PyTree, input_ids: jax.Array, attention_mask: jax.Array,
@@ -368,22 +370,55 @@ def tiny_clip(seed: int = 0, *, hidden_size: int = 32, num_layers: int = 2,
 
   Deterministic in `seed`. Uses CLIP's standard mean and std. Returns (spec, params).
   """
+  tower = dict(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+               num_hidden_layers=num_layers, num_attention_heads=num_heads)
+  return random_clip(seed, text=tower, vision=dict(tower, image_size=image_size,
+                                                   patch_size=patch_size),
+                     projection_dim=projection_dim, source=f"tiny_clip(seed={seed})")
+
+
+# The towers of openai/clip-vit-base-patch16 (its config.json): the model SAT3D measures with.
+VIT_B16_TEXT = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                    num_attention_heads=8)
+VIT_B16_VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                      num_attention_heads=12, image_size=224, patch_size=16)
+VIT_B16_PROJECTION = 512
+RANDOM_CLIPS = ("tiny", "random-vit-b16")
+
+
+def random_clip(seed: int = 0, *, text: dict, vision: dict, projection_dim: int,
+                source: str, abstract: bool = False) -> tuple[ClipSpec, PyTree]:
+  """A randomly initialised FlaxCLIPModel of the given towers (CLIPConfig fields) with the
+  character-level tokenizer (no download). `abstract`: params as jax.ShapeDtypeStruct only
+  (for lowering without materialising weights). Returns (spec, params)."""
   tokenizer = _tiny_tokenizer()
   end_id = tokenizer.convert_tokens_to_ids(END_TOKEN)
-  text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size,
-              intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
-              num_attention_heads=num_heads, max_position_embeddings=77,
+  text = dict(text, vocab_size=len(tokenizer), max_position_embeddings=77,
               bos_token_id=tokenizer.convert_tokens_to_ids(START_TOKEN), eos_token_id=end_id,
               pad_token_id=end_id)
-  vision = dict(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                image_size=image_size, patch_size=patch_size)
   config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
   model = _abstract_model(config)
-  spec = ClipSpec(model=model, tokenizer=tokenizer, image_size=image_size,
+  spec = ClipSpec(model=model, tokenizer=tokenizer, image_size=int(vision["image_size"]),
                   mean=tuple(OPENAI_CLIP_MEAN), std=tuple(OPENAI_CLIP_STD),
-                  source=f"tiny_clip(seed={seed})", mean_std_source="CLIP standard")
+                  source=source, mean_std_source="CLIP standard")
+  if abstract:
+    return spec, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32),
+                              model.params_shape_tree)
   return spec, _tiny_params(model, seed)
+
+
+def named_random_clip(name: str, seed: int = 0, abstract: bool = False
+                      ) -> tuple[ClipSpec, PyTree]:
+  """The random CLIP a config names: 'tiny' or 'random-vit-b16' (ViT-B/16's shapes)."""
+  if name == "tiny":
+    spec, params = tiny_clip(seed)
+    return spec, (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+                  if abstract else params)
+  if name == "random-vit-b16":
+    return random_clip(seed, text=VIT_B16_TEXT, vision=VIT_B16_VISION,
+                       projection_dim=VIT_B16_PROJECTION, abstract=abstract,
+                       source=f"random ViT-B/16 CLIP (seed={seed})")
+  raise InputError(f"unknown random CLIP {name!r}; known: {', '.join(RANDOM_CLIPS)}")
 
 
 def flax_to_pytorch_state_dict(params: PyTree) -> dict[str, np.ndarray]:

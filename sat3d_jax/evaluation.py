@@ -95,16 +95,34 @@ def yaw_sweep(num_views: int, yaw_range: float = DEFAULT_YAW_RANGE) -> np.ndarra
 # ----------------------------------------------------------------------------------------------
 # Rendering flat styles and judging images.
 
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _render_flat(params, flat, cams, arch, options):
-  # Module-level with the (value-hashable) architecture static: every generator of the same
-  # architecture, e.g. a pivotal-tuned copy or a model loaded again, shares one compilation.
+def _styles_of(flat, arch):
   styles, start = {}, 0
   for name, dim in arch.style_layers:  # the official order of Generator.flatten_styles
     styles[name] = flat[:, start:start + dim]
     start += dim
-  return eg3d_generator.apply_synthesis_from_styles(params, arch, styles, cams, options,
-                                                    noise_mode="const")["image"]
+  return styles
+
+
+# Module-level with the (value-hashable) architecture static: every generator of the same
+# architecture, e.g. a pivotal-tuned copy or a model loaded again, shares one compilation.
+@functools.partial(jax.jit, static_argnames=("arch", "options"))
+def _render_flat(params, flat, cams, arch, options):
+  return eg3d_generator.apply_synthesis_from_styles(params, arch, _styles_of(flat, arch), cams,
+                                                    options, noise_mode="const")["image"]
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "options"))
+def _planes_flat(params, flat, arch, options):
+  return eg3d_generator.apply_planes(params, arch, _styles_of(flat, arch), options)
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "options"))
+def _render_every_camera(params, planes, flat, cams, arch, options):
+  """Images [N*V, H, W, 3]: each of N faces' planes from each of V cameras [V, 25]."""
+  n, v = flat.shape[0], cams.shape[0]
+  return eg3d_generator.apply_render(params, arch, jnp.repeat(planes, v, axis=0),
+                                     _styles_of(jnp.repeat(flat, v, axis=0), arch),
+                                     jnp.tile(cams, (n, 1)), options)["image"]
 
 
 class StyleRenderer:
@@ -119,15 +137,23 @@ class StyleRenderer:
     self.batch = int(batch)
     self._render = functools.partial(_render_flat, arch=generator.arch,
                                      options=generator.options)
+    self._planes = functools.partial(_planes_flat, arch=generator.arch,
+                                     options=generator.options)
+    self._render_planes = functools.partial(_render_every_camera, arch=generator.arch,
+                                            options=generator.options)
+
+  def _check(self, flats: np.ndarray) -> None:
+    expected = sum(d for _, d in self.generator.arch.style_layers)
+    if flats.ndim != 2 or flats.shape[1] != expected:
+      raise ValueError(f"need flat styles [N, {expected}], got {flats.shape}")
 
   def render_rows(self, params, flats: np.ndarray, cams: np.ndarray,
                   on_batch: Optional[Callable[[np.ndarray], None]] = None) -> np.ndarray:
     """Images [N, H, W, 3] for N (flat style, camera) rows; the last batch is padded."""
     flats, cams = np.asarray(flats, np.float32), np.asarray(cams, np.float32)
-    expected = sum(d for _, d in self.generator.arch.style_layers)
-    if flats.ndim != 2 or flats.shape[1] != expected or cams.shape != (len(flats), 25):
-      raise ValueError(f"need flat styles [N, {expected}] and cameras [N, 25], got "
-                       f"{flats.shape} and {cams.shape}")
+    self._check(flats)
+    if cams.shape != (len(flats), 25):
+      raise ValueError(f"need cameras [N, 25] for {len(flats)} styles, got {cams.shape}")
     out = []
     for start in range(0, len(flats), self.batch):
       f, c = flats[start:start + self.batch], cams[start:start + self.batch]
@@ -141,12 +167,24 @@ class StyleRenderer:
     return np.concatenate(out)
 
   def render(self, params, flats: np.ndarray, cams: np.ndarray) -> np.ndarray:
-    """Images [M, V, H, W, 3]: every flat style [M, C] from every camera [V, 25]."""
+    """Images [M, V, H, W, 3]: every flat style [M, C] from every camera [V, 25]. Each face's
+    tri-planes are computed once and rendered from the V cameras (about `batch` images a call;
+    the last faces are padded)."""
+    flats, cams = np.asarray(flats, np.float32), np.asarray(cams, np.float32)
+    self._check(flats)
     m, v = len(flats), len(cams)
-    rows_f = np.repeat(np.asarray(flats), v, axis=0)
-    rows_c = np.tile(np.asarray(cams), (m, 1))
-    images = self.render_rows(params, rows_f, rows_c)
-    return images.reshape((m, v) + images.shape[1:])
+    faces = max(1, self.batch // v)
+    out = []
+    for start in range(0, m, faces):
+      f = flats[start:start + faces]
+      n = len(f)
+      if n < faces:
+        f = np.concatenate([f, np.repeat(f[-1:], faces - n, 0)])
+      f = jnp.asarray(f)
+      images = np.asarray(self._render_planes(params, self._planes(params, f), f,
+                                              jnp.asarray(cams)))
+      out.append(images.reshape((faces, v) + images.shape[1:])[:n])
+    return np.concatenate(out)
 
 
 @dataclasses.dataclass

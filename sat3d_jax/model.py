@@ -2,8 +2,9 @@
 
 `Sat3dModel(config)` builds both from `config.generator` (a converted directory, a pickle, a
 fixture `.npz` or `preset:NAME` for random weights) and `config.clip` (a local Hugging Face
-directory, or 'tiny'); a missing file is a FileNotFoundError saying where it goes and how to
-make it. The training task, `launch/transfer.py` and the evaluation all use this one class.
+directory, or 'tiny' / 'random-vit-b16' for random weights); a missing file is a
+FileNotFoundError saying where it goes and how to make it. The training task,
+`launch/transfer.py` and the evaluation all use this one class.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sat3d_jax import latent_file, objective, qmm as qmm_lib
+from sat3d_jax import clip_utils, latent_file, objective, qmm as qmm_lib
 from sat3d_jax.eg3d import camera
 from sat3d_jax.eg3d.generator import generator_from_spec
 
@@ -36,21 +37,25 @@ model.safetensors, tokenizer files, preprocessor_config.json), for example one s
 on a machine with internet access. Or set --config.clip=tiny for a random tiny CLIP."""
 
 
-def build_generator(config: ml_collections.ConfigDict):
-  """The frozen EG3D: `preset:NAME` (random weights) or a path load_generator accepts."""
+def build_generator(config: ml_collections.ConfigDict, abstract: bool = False):
+  """The frozen EG3D: `preset:NAME` (random weights) or a path load_generator accepts.
+  `abstract` (presets): parameter shapes only, for lowering (tests/test_lowering.py)."""
   if not config.generator.startswith("preset:") and not pathlib.Path(config.generator).exists():
     raise FileNotFoundError(MISSING_GENERATOR.format(path=config.generator))
   return generator_from_spec(config.generator, seed=config.seed,
                              modconv=config.generator_modconv,
                              dtype=_DTYPES[config.compute_dtype],
-                             ray_chunk=config.ray_chunk or None)
+                             ray_chunk=config.ray_chunk or None, abstract=abstract)
 
 
-def build_qmm(config: ml_collections.ConfigDict, heldout: bool = False) -> qmm_lib.QMM:
-  """The frozen QMM over config.descriptors (optionally only config.attributes)."""
+def build_qmm(config: ml_collections.ConfigDict, heldout: bool = False,
+              abstract: bool = False) -> qmm_lib.QMM:
+  """The frozen QMM over config.descriptors (optionally only config.attributes). A random CLIP
+  ('tiny', 'random-vit-b16') may be `abstract`: shapes only, for lowering."""
   attributes = [a for a in config.attributes.split(",") if a] or None
-  if config.clip == "tiny":
-    q = qmm_lib.QMM.tiny(config.descriptors, seed=config.seed, heldout=heldout)
+  if config.clip in clip_utils.RANDOM_CLIPS:
+    q = qmm_lib.QMM.random(config.clip, config.descriptors, seed=config.seed, heldout=heldout,
+                           abstract=abstract)
     return q.with_descriptors(q.descriptors, heldout=heldout, attributes=attributes) \
         if attributes else q
   if not pathlib.Path(config.clip).exists():
@@ -149,4 +154,7 @@ class Sat3dModel:
         measure=lambda frozen, images: qmm_lib.qmm_apply(frozen["clip"], frozen["groups"],
                                                          images, spec),
         embed=lambda frozen, images: qmm_lib.image_embeddings(frozen["clip"], images, spec),
-        editable=self.editable)
+        editable=self.editable,
+        planes=lambda frozen, flat: self.planes_flat(frozen["generator"], flat),
+        render_planes=lambda frozen, planes, flat, views, rng: self.render_planes(
+            frozen["generator"], planes, flat, views, rng))

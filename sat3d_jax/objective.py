@@ -8,7 +8,9 @@ the losses, the optimiser update.
 A batch holds, per example, a source and a reference (seeds or latent-file rows, resolved by
 `components.styles`), a multi-hot target set `targets` [B, A] and camera angles `views`
 [B, V, 2] (yaw, pitch offsets from frontal, radians). The edit is rendered from every view, and
-so are the source and the reference (without gradient), and each view is measured.
+so are the source and the reference (without gradient), and each view is measured. Where the
+components split the generator into tri-planes and rendering (EG3D), each face's planes are
+computed once and rendered from its V views.
 """
 from __future__ import annotations
 
@@ -33,6 +35,11 @@ class Components:
   render(frozen, flat_styles [N, C], views [N, 2], rng) -> images [N, H, W, 3] in [-1, 1].
   measure(frozen, images) -> {attribute: [N, K_a] probabilities}.
   embed(frozen, images) -> unit-norm embeddings [N, D] (optional; for the identity term).
+  planes, render_planes (optional, together): the camera-independent part of `render` and the
+  rest, so that V views of a face cost one `planes` and V renders:
+    planes(frozen, flat [N, C]) -> P (any pytree with leading axis N);
+    render_planes(frozen, P, flat [N, C], views [N, V, 2], rng) -> images [N*V, H, W, 3]
+    (row n*V + v is face n from view v), equal to render of the styles repeated per view.
   """
   attributes: tuple[str, ...]
   styles: Callable[[PyTree, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]
@@ -42,6 +49,8 @@ class Components:
   # Flat channels the mask may edit (None = all). The others (e.g. toRGB, sat3d.md's option)
   # keep the source's values.
   editable: Optional[jax.Array] = None
+  planes: Optional[Callable[[PyTree, jax.Array], PyTree]] = None
+  render_planes: Optional[Callable[..., jax.Array]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,14 +71,29 @@ def _repeat_views(x: jax.Array, views: int) -> jax.Array:
   return jnp.repeat(x, views, axis=0)
 
 
+def render_views(components: Components, frozen, flat: jax.Array, views: jax.Array, rng,
+                 remat: bool = False) -> jax.Array:
+  """Images [B*V, H, W, 3] of flat styles [B, C] from views [B, V, 2] (row b*V + v): the
+  tri-planes once per face when the components split them off, else `render` per view."""
+  b, v = views.shape[:2]
+  if components.planes is not None and components.render_planes is not None:
+    def run(frozen, flat, views, rng):
+      return components.render_planes(frozen, components.planes(frozen, flat), flat, views, rng)
+  else:
+    def run(frozen, flat, views, rng):
+      return components.render(frozen, _repeat_views(flat, v), views.reshape(b * v, 2), rng)
+  if remat:
+    run = jax.checkpoint(run)
+  return run(frozen, flat, views, rng)
+
+
 def edit_and_measure(mask_logits, frozen, batch, rng, components: Components,
                      cfg: ObjectiveConfig):
   """Forward pass: the edit, its renders and every term of the objective (per example)."""
   s_src, s_ref = components.styles(frozen, batch)
   s_src, s_ref = jax.lax.stop_gradient(s_src), jax.lax.stop_gradient(s_ref)
   views = batch["views"]
-  b, v = views.shape[:2]
-  flat_views = views.reshape(b * v, 2)
+  v = views.shape[1]
   rngs = (None, None, None) if rng is None else tuple(jax.random.split(rng, 3))
 
   probabilities = transfer.mask_probabilities(mask_logits, cfg.temperature)
@@ -78,14 +102,9 @@ def edit_and_measure(mask_logits, frozen, batch, rng, components: Components,
     mask = jnp.zeros_like(s_src).at[:, components.editable].set(mask)
   s_edit = transfer.edit_styles(s_src, s_ref, mask, cfg.delta)
 
-  render = components.render
-  if cfg.remat:
-    render = jax.checkpoint(render)
-  x_edit = render(frozen, _repeat_views(s_edit, v), flat_views, rngs[0])
-  x_src = jax.lax.stop_gradient(components.render(frozen, _repeat_views(s_src, v), flat_views,
-                                                  rngs[1]))
-  x_ref = jax.lax.stop_gradient(components.render(frozen, _repeat_views(s_ref, v), flat_views,
-                                                  rngs[2]))
+  x_edit = render_views(components, frozen, s_edit, views, rngs[0], remat=cfg.remat)
+  x_src = jax.lax.stop_gradient(render_views(components, frozen, s_src, views, rngs[1]))
+  x_ref = jax.lax.stop_gradient(render_views(components, frozen, s_ref, views, rngs[2]))
   q_edit = components.measure(frozen, x_edit)
   q_src = jax.lax.stop_gradient(components.measure(frozen, x_src))
   q_ref = jax.lax.stop_gradient(components.measure(frozen, x_ref))
@@ -111,6 +130,13 @@ def total_loss(terms: Mapping[str, jax.Array], cfg: ObjectiveConfig) -> jax.Arra
           + cfg.identity_weight * terms["identity"])
 
 
+def loss_and_terms(mask_logits, frozen, batch, rng, components: Components,
+                   cfg: ObjectiveConfig) -> tuple[jax.Array, dict]:
+  """(the total loss, its terms) of the mask logits: what a training step differentiates."""
+  terms, _ = edit_and_measure(mask_logits, frozen, batch, rng, components, cfg)
+  return total_loss(terms, cfg), terms
+
+
 def make_train_step(components: Components, cfg: ObjectiveConfig,
                     optimizer: optax.GradientTransformation, stochastic_render: bool = False):
   """train_step(state, frozen, batch, rng) -> (state, metrics) for the driver; state =
@@ -118,9 +144,8 @@ def make_train_step(components: Components, cfg: ObjectiveConfig,
 
   def train_step(state, frozen, batch, rng):
     def loss_fn(mask_logits):
-      terms, _ = edit_and_measure(mask_logits, frozen, batch,
-                                  rng if stochastic_render else None, components, cfg)
-      return total_loss(terms, cfg), terms
+      return loss_and_terms(mask_logits, frozen, batch, rng if stochastic_render else None,
+                            components, cfg)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["mask"])
     updates, opt = optimizer.update(grads, state["opt"], state["mask"])

@@ -20,24 +20,35 @@ chosen by this project, not a fit to the labels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+import importlib
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-import tensorflow as tf
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+
+def _tf():
+  """TensorFlow, imported when a batch is drawn, not with this module: PairDraw and the SAT3D
+  task build without it (the benchmark feeds in-memory batches where TensorFlow is absent)."""
+  return importlib.import_module("tensorflow")
 
 
 def _seed(seed: int, step, salt: int):
+  tf = _tf()
   return tf.random.experimental.stateless_fold_in(
       tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)]), salt)
 
 
 def _clipped_normal(shape, seed, mean, std, limit):
+  tf = _tf()
   x = mean + std * tf.random.stateless_normal(shape, seed=seed)
   return tf.clip_by_value(x, mean - limit, mean + limit)
 
 
-def sample_targets(u: tf.Tensor, count: tf.Tensor, allowed: Sequence[int], num_attributes: int
-                   ) -> tf.Tensor:
+def sample_targets(u: tf.Tensor, count: tf.Tensor, allowed: Sequence[int],
+                   num_attributes: int) -> tf.Tensor:
   """Multi-hot [B, A]: per row the `count` allowed attributes with the largest scores `u`."""
+  tf = _tf()
   allowed = tf.constant(list(allowed), tf.int32)
   u = tf.gather(u, allowed, axis=1)  # [B, |allowed|]
   ranks = tf.argsort(tf.argsort(-u, axis=1), axis=1)
@@ -89,6 +100,7 @@ class PairDraw:
 
 def _draw_batch(index, draw: PairDraw, *, seed: int, salt: int) -> dict:
   """The `index`-th batch of the stream (seed, salt): a dict of tensors (see the module doc)."""
+  tf = _tf()
   def key(k):
     return _seed(seed, index, salt + k)
 
@@ -117,6 +129,7 @@ def make_pairs_pipeline(draw: PairDraw, *, seed: int, start_step: int, total_ste
   pool_size: 0 = fresh examples every step; N > 0 = a fixed training set of N examples (a
   multiple of batch_size), cycled in order: step s gets draw s mod (N / batch_size).
   """
+  tf = _tf()
   if pool_size < 0 or pool_size % draw.batch_size:
     raise ValueError(f"pool_size={pool_size} must be 0 (fresh pairs every step) or a positive "
                      f"multiple of the batch size {draw.batch_size}")
@@ -136,6 +149,7 @@ def make_eval_pipeline(draw: PairDraw, *, seed: int, num_pairs: int, rows: slice
   """Rows `rows` of the fixed evaluation set: `num_pairs` examples (a multiple of batch_size)
   in num_pairs / batch_size batches, the same at every call (no step enters), from the training
   distribution on a stream apart from the training one."""
+  tf = _tf()
   if num_pairs < 1 or num_pairs % draw.batch_size:
     raise ValueError(f"the evaluation set size {num_pairs} must be a positive multiple of the "
                      f"batch size {draw.batch_size}")

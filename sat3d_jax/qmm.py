@@ -91,14 +91,9 @@ def qmm_apply(clip_params: PyTree, group_embeds: jax.Array, images: jax.Array,
           for name, (a, b) in zip(spec.attributes, spec.slices)}
 
 
-def group_embeddings(clip_params: PyTree, clip: ClipSpec,
-                     groups: Mapping[str, Sequence[Sequence[str]]]
-                     ) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
-  """t_k = normalise(mean_j normalise(text_embeds(phrase_jk))) for every group of every attribute.
-
-  Returns ([G_total, D] float32, per-attribute (start, stop) rows), in the order of `groups`.
-  All phrases go through the text tower in one pass.
-  """
+def group_layout(groups: Mapping[str, Sequence[Sequence[str]]]
+                 ) -> tuple[list[str], list[int], tuple[tuple[int, int], ...]]:
+  """(every phrase, the group row each belongs to, per-attribute (start, stop) rows)."""
   phrases, owner, slices = [], [], []
   g = 0
   for attr_groups in groups.values():
@@ -108,6 +103,19 @@ def group_embeddings(clip_params: PyTree, clip: ClipSpec,
       owner.extend([g] * len(group))
       g += 1
     slices.append((start, g))
+  return phrases, owner, tuple(slices)
+
+
+def group_embeddings(clip_params: PyTree, clip: ClipSpec,
+                     groups: Mapping[str, Sequence[Sequence[str]]]
+                     ) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+  """t_k = normalise(mean_j normalise(text_embeds(phrase_jk))) for every group of every attribute.
+
+  Returns ([G_total, D] float32, per-attribute (start, stop) rows), in the order of `groups`.
+  All phrases go through the text tower in one pass.
+  """
+  phrases, owner, slices = group_layout(groups)
+  g = slices[-1][1] if slices else 0
   emb = clip_utils.text_embeddings(clip_params, phrases, clip)  # [N, D], unit norm
   owner = np.asarray(owner)
   sums = np.zeros((g, emb.shape[1]), np.float64)
@@ -132,11 +140,17 @@ class QMM:
   def __init__(self, clip: ClipSpec, params: PyTree, descriptors: Descriptors,
                heldout: bool = False):
     groups = descriptors.phrase_groups(heldout)
-    embeds, slices = group_embeddings(params, clip, groups)
+    if any(isinstance(p, jax.ShapeDtypeStruct) for p in jax.tree.leaves(params)):
+      slices = group_layout(groups)[2]  # shapes only (lowering): no text forward
+      embeds = jax.ShapeDtypeStruct((slices[-1][1] if slices else 0, clip.embed_dim),
+                                    jnp.float32)
+    else:
+      embeds, slices = group_embeddings(params, clip, groups)
     self.descriptors = descriptors
     self.heldout = heldout
     self.params = params
-    self.group_embeds = jnp.asarray(embeds)
+    self.group_embeds = embeds if isinstance(embeds, jax.ShapeDtypeStruct) else \
+        jnp.asarray(embeds)
     self.spec = QMMSpec(clip=clip, attributes=tuple(groups), slices=slices,
                         group_names=tuple(a.group_names for a in descriptors.attributes))
     self.apply: Callable[..., dict[str, jax.Array]] = functools.partial(qmm_apply, spec=self.spec)
@@ -158,6 +172,14 @@ class QMM:
            seed: int = 0, heldout: bool = False, **tiny_kwargs) -> "QMM":
     """A QMM on `clip_utils.tiny_clip(seed, **tiny_kwargs)` (random weights; for tests/`:tiny`)."""
     clip, params = tiny_clip(seed, **tiny_kwargs)
+    return cls(clip, params, load_descriptors(descriptors), heldout)
+
+  @classmethod
+  def random(cls, name: str, descriptors: str | os.PathLike | Mapping[str, Any] | Descriptors
+             = "ffhq", seed: int = 0, heldout: bool = False, abstract: bool = False) -> "QMM":
+    """A QMM on the random CLIP `name` ('tiny' or 'random-vit-b16', see
+    clip_utils.named_random_clip); `abstract`: ShapeDtypeStruct params and group embeddings."""
+    clip, params = clip_utils.named_random_clip(name, seed, abstract=abstract)
     return cls(clip, params, load_descriptors(descriptors), heldout)
 
   def with_descriptors(self, descriptors: str | os.PathLike | Mapping[str, Any] | Descriptors,

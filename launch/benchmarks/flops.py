@@ -29,8 +29,9 @@ Batch dimensions introduced by vmap are explicit in the jaxpr, so they are count
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 from jax.extend import core as jex_core
@@ -49,20 +50,28 @@ class FlopCount:
   total: float = 0.0
   by_primitive: dict = dataclasses.field(default_factory=dict)
   uncounted: dict = dataclasses.field(default_factory=dict)
+  by_scope: dict = dataclasses.field(default_factory=dict)
 
-  def add(self, primitive: str, flops: float) -> None:
+  def add(self, primitive: str, flops: float, scope: Optional[str] = None) -> None:
     self.total += flops
     self.by_primitive[primitive] = self.by_primitive.get(primitive, 0.0) + flops
+    if scope is not None:
+      self.by_scope[scope] = self.by_scope.get(scope, 0.0) + flops
 
   def merge(self, other: "FlopCount", times: float = 1.0) -> None:
     for name, value in other.by_primitive.items():
       self.add(name, value * times)
     for name, value in other.uncounted.items():
       self.uncounted[name] = self.uncounted.get(name, 0.0) + value * times
+    for name, value in other.by_scope.items():
+      self.by_scope[name] = self.by_scope.get(name, 0.0) + value * times
 
   def as_dict(self) -> dict:
-    return {"total": self.total, "by_primitive": dict(self.by_primitive),
-            "uncounted": dict(self.uncounted)}
+    out = {"total": self.total, "by_primitive": dict(self.by_primitive),
+           "uncounted": dict(self.uncounted)}
+    if self.by_scope:
+      out["by_scope"] = dict(self.by_scope)
+    return out
 
 
 def dot_general_flops(lhs_shape, rhs_shape, dimension_numbers) -> float:
@@ -107,23 +116,37 @@ def _manual_devices(params: dict) -> int:
   return math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[a] for a in names)
 
 
-def count_jaxpr(jaxpr: jex_core.Jaxpr) -> FlopCount:
-  """FlopCount of an (open) jaxpr, recursing into sub-jaxprs as the module docstring says."""
+def scope_of(name_stack: str, scopes: Sequence[str]) -> str:
+  """'<scope>' or '<scope> (backward)' of an equation's full name stack: the first of `scopes`
+  named in it ('other' if none); backward when the stack is a transpose (reverse mode)."""
+  part = next((s for s in scopes if s in name_stack), "other")
+  return f"{part} (backward)" if "transpose(" in name_stack else part
+
+
+def count_jaxpr(jaxpr: jex_core.Jaxpr, scopes: Sequence[str] = (),
+                _stack: str = "") -> FlopCount:
+  """FlopCount of an (open) jaxpr, recursing into sub-jaxprs as the module docstring says.
+
+  With `scopes` (jax.named_scope names), FLOPs are also split by part in `by_scope` (keys from
+  `scope_of`); the name stacks of sub-jaxprs are read below their equation's stack."""
   count = FlopCount()
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
+    stack = f"{_stack}/{eqn.source_info.name_stack}" if scopes else ""
+    scope = scope_of(stack, scopes) if scopes else None
+    sub = functools.partial(count_jaxpr, scopes=scopes, _stack=stack)
     if name == "dot_general":
       lhs, rhs = (v.aval.shape for v in eqn.invars[:2])
-      count.add(name, dot_general_flops(lhs, rhs, eqn.params["dimension_numbers"]))
+      count.add(name, dot_general_flops(lhs, rhs, eqn.params["dimension_numbers"]), scope)
     elif name == "conv_general_dilated":
       out = eqn.outvars[0].aval.shape
       rhs = eqn.invars[1].aval.shape
       count.add(name, conv_flops(out, rhs, eqn.params["dimension_numbers"],
-                                 eqn.params.get("lhs_dilation")))
+                                 eqn.params.get("lhs_dilation")), scope)
     elif name == "scan":
-      count.merge(count_jaxpr(eqn.params["jaxpr"].jaxpr), times=eqn.params["length"])
+      count.merge(sub(eqn.params["jaxpr"].jaxpr), times=eqn.params["length"])
     elif name == "cond":
-      branches = [count_jaxpr(j) for j in _sub_jaxprs(eqn.params["branches"])]
+      branches = [sub(j) for j in _sub_jaxprs(eqn.params["branches"])]
       if branches:
         count.merge(max(branches, key=lambda c: c.total))
     elif name == "while":
@@ -139,20 +162,21 @@ def count_jaxpr(jaxpr: jex_core.Jaxpr) -> FlopCount:
         count.uncounted["pallas_call kernel (per grid point)"] = (
             count.uncounted.get("pallas_call kernel (per grid point)", 0.0) + body.total)
     elif name == "shard_map":
-      count.merge(count_jaxpr(eqn.params["jaxpr"]), times=_manual_devices(eqn.params))
+      count.merge(sub(eqn.params["jaxpr"]), times=_manual_devices(eqn.params))
     else:  # call-like primitives: jit, closed_call, remat, custom_jvp_call, custom_vjp_call...
       for key, value in eqn.params.items():
         if key in ("jvp_jaxpr_fun", "fwd_jaxpr_thunk", "bwd"):
           continue  # rules used only when differentiating; the traced jaxpr already has them
-        for sub in _sub_jaxprs(value):
-          count.merge(count_jaxpr(sub))
+        for inner in _sub_jaxprs(value):
+          count.merge(sub(inner))
   return count
 
 
-def count_flops(fn: Callable, *args, **kwargs) -> FlopCount:
-  """Analytic matmul + convolution FLOPs of one call fn(*args, **kwargs) (traced, not run)."""
+def count_flops(fn: Callable, *args, scopes: Sequence[str] = (), **kwargs) -> FlopCount:
+  """Analytic matmul + convolution FLOPs of one call fn(*args, **kwargs) (traced, not run);
+  with `scopes`, split by part as count_jaxpr does."""
   closed = jax.make_jaxpr(fn)(*args, **kwargs)
-  return count_jaxpr(closed.jaxpr)
+  return count_jaxpr(closed.jaxpr, scopes)
 
 
 def xla_cost(compiled) -> dict:

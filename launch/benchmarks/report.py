@@ -6,7 +6,7 @@ JSON layout (`REPORT_KEYS` at the top level):
   compiled at once),
   matmul_peak: {'measured': {dtype: {'tflops', 'size', 'by_size'}}, 'vendor': peak.vendor_peak},
   suites: {name: {'status': 'ok' | 'missing' | 'error', 'reason'?, 'cases': [case...],
-                  'comparisons'?: [...], 'notes'?: [...], 'setup'?: {...},
+                  'comparisons'?: [...], 'notes'?: [...], 'summary'?: [line...], 'setup'?: {...},
                   'wall_s', 'process_cpu_s', 'phases': {'start'|'finish': {...}} (runner)}}
 A case is harness.measure's dict (harness.CASE_KEYS) or an error case.
 """
@@ -20,8 +20,14 @@ from typing import Optional
 
 SCHEMA = 1
 REPORT_KEYS = ("schema", "date", "command", "quick", "machine", "notes", "matmul_peak", "suites")
+README_MARKERS = "benchmark-table"
 README_BEGIN = "<!-- benchmark-table:begin -->"
 README_END = "<!-- benchmark-table:end -->"
+
+
+def marker_lines(name: str = README_MARKERS) -> tuple[str, str]:
+  """The README comment lines that enclose the table called `name`."""
+  return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 COLUMNS = ("suite", "case", "batch", "dtype", "compile s", "median ms/step", "IQR ms", "throughput",
            "GFLOP/step", "XLA GFLOP", "TFLOP/s", "% meas. peak", "% vendor peak", "peak memory")
@@ -167,15 +173,19 @@ def markdown(report: dict) -> str:
   lines += [
       "", f"Command: `{report['command']}`" + (" (quick: the fixtures' reduced widths)"
                                                if report.get("quick") else ""), ""]
-  rows, comparisons, absent, suite_notes = [], [], [], []
+  rows, comparisons, absent, suite_notes, summaries = [], [], [], [], []
   for name, suite in report["suites"].items():
     if suite.get("status") != "ok":
       absent.append(f"- **{name}**: {suite.get('status')} — {_escape(suite.get('reason', ''))}")
     rows += [case_row(c) for c in suite.get("cases", [])]
     comparisons += [(name, c) for c in suite.get("comparisons", [])]
     suite_notes += [f"- {name}: {_escape(n)}" for n in suite.get("notes", [])]
+    summaries += [f"- **{name}** {_escape(n)}" for n in suite.get("summary", [])]
   if rows:
     lines += _table(COLUMNS, rows)
+  summaries += [f"- {_escape(n)}" for n in report.get("summary", [])]
+  if summaries:
+    lines += [""] + summaries
   for name, comp in comparisons:
     lines += ["", f"**{name}: {_escape(comp['name'])}** — {_escape(comp.get('work', ''))}", ""]
     lines += _table(("way", "programs", "compile s", "sweep s", "of which training s",
@@ -225,16 +235,17 @@ def write_markdown(report: dict, path: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def update_readme(readme: str | pathlib.Path, table: str) -> bool:
-  """Replaces the text between the README's benchmark markers with `table`.
+def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_MARKERS) -> bool:
+  """Replaces the text between the README's `markers` (marker_lines) with `table`.
 
   Returns False (and changes nothing) when the README lacks the markers.
   """
   readme = pathlib.Path(readme)
   text = readme.read_text(encoding="utf-8")
-  pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+  begin, end = marker_lines(markers)
+  pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
   if not pattern.search(text):
     return False
-  new = pattern.sub(lambda _: f"{README_BEGIN}\n{table.rstrip()}\n{README_END}", text, count=1)
+  new = pattern.sub(lambda _: f"{begin}\n{table.rstrip()}\n{end}", text, count=1)
   readme.write_text(new, encoding="utf-8")
   return True

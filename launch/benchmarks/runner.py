@@ -21,15 +21,21 @@ SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio")
 _START_ORDER = ("sat3d", "frldgt", "eg3d", "studio")
 
 
-def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config):
+def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config,
+                 sat3d_overrides=None, sat3d_memory=False, sat3d_views=None,
+                 sat3d_breakdown=True, eg3d_dtypes=None, eg3d_modconvs=None):
   """The suite's start(options) -> finish (launch/benchmarks/suites/__init__.py)."""
   # Imported here so that a suite's import error is reported as that suite's, not the run's.
   if name == "eg3d":
     from launch.benchmarks.suites import eg3d  # pylint: disable=g-import-not-at-top
-    return lambda o: eg3d.start(o, preset=eg3d_preset, batches=eg3d_batches)
+    return lambda o: eg3d.start(o, preset=eg3d_preset, batches=eg3d_batches,
+                                dtypes=eg3d_dtypes or eg3d.DTYPES,
+                                modconvs=eg3d_modconvs or eg3d.MODCONVS)
   if name == "sat3d":
     from launch.benchmarks.suites import sat3d  # pylint: disable=g-import-not-at-top
-    return lambda o: sat3d.start(o, config_ref=sat3d_config)
+    return lambda o: sat3d.start(o, config_ref=sat3d_config, overrides=sat3d_overrides,
+                                 views=sat3d_views or sat3d.VIEWS, breakdown=sat3d_breakdown,
+                                 memory=sat3d_memory)
   if name == "frldgt":
     from launch.benchmarks.suites import frldgt  # pylint: disable=g-import-not-at-top
     return lambda o: frldgt.start(o, config_ref=frldgt_config)
@@ -74,6 +80,10 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
             notes: Sequence[str] = (), command: str = "", eg3d_preset: Optional[str] = None,
             eg3d_batches: Optional[Sequence[int]] = None, sat3d_config: Optional[str] = None,
             frldgt_config: Optional[str] = None, compile_workers: Optional[int] = None,
+            sat3d_overrides: Optional[dict] = None, sat3d_memory: bool = False,
+            sat3d_views: Optional[Sequence[int]] = None, sat3d_breakdown: bool = True,
+            eg3d_dtypes: Optional[Sequence[str]] = None,
+            eg3d_modconvs: Optional[Sequence[str]] = None,
             log: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict:
   """Measures the matmul peak, then the suites; returns the report dict (report.REPORT_KEYS).
 
@@ -109,7 +119,9 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
     with timers[name].phase("start"):
       try:
         finishers[name] = _suite_start(name, eg3d_preset, eg3d_batches, sat3d_config,
-                                       frldgt_config)(options)
+                                       frldgt_config, sat3d_overrides, sat3d_memory,
+                                       sat3d_views, sat3d_breakdown, eg3d_dtypes,
+                                       eg3d_modconvs)(options)
       except Exception as e:  # pylint: disable=broad-except  # one broken suite spoils no other
         failed(name, e)
 
@@ -149,6 +161,7 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
     restore_cache()
   results = {name: results[name] for name in suites}
   return {
+      "summary": step_against_generator(results),
       "schema": report.SCHEMA,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": command,
@@ -165,14 +178,39 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
   }
 
 
-def write(rep: dict, out: str | pathlib.Path,
-          readme: Optional[str] = None) -> tuple[pathlib.Path, pathlib.Path]:
-  """Writes FILE.json and FILE.md (and the README section when asked)."""
+def step_against_generator(results: dict) -> list[str]:
+  """The SAT3D step's useful FLOP rate over the best EG3D forward+backward case's of the same
+  dtype, both measured in this run (a line; none unless both suites ran)."""
+  sat3d, eg3d = results.get("sat3d") or {}, results.get("eg3d") or {}
+  step = next((c for c in sat3d.get("cases", [])
+               if c.get("case") == (sat3d.get("setup") or {}).get("step_case")), None)
+  if not step or step.get("status") != "ok" or not step.get("achieved_tflops"):
+    return []
+  from launch.benchmarks.suites import eg3d as eg3d_suite  # pylint: disable=g-import-not-at-top
+  best = max((c for c in eg3d.get("cases", []) if c.get("status") == "ok"
+              and c["case"].startswith(eg3d_suite.FORWARD_BACKWARD)
+              and c.get("dtype") == step.get("dtype") and c.get("achieved_tflops")),
+             key=lambda c: c["achieved_tflops"], default=None)
+  if best is None:
+    return []
+  generator = sat3d["setup"].get("generator", "")
+  preset = (eg3d.get("setup") or {}).get("preset")
+  same = generator == f"preset:{preset}"
+  return [f"SAT3D step / EG3D forward+backward useful FLOP rate: "
+          f"{step['achieved_tflops'] / best['achieved_tflops']:.2f}x ({step['case']}: "
+          f"{step['achieved_tflops']:.3g} TFLOP/s; best {best['case']}, batch {best['batch']}: "
+          f"{best['achieved_tflops']:.3g} TFLOP/s; generator {generator} vs preset {preset}"
+          + ("" if same else ": DIFFERENT architectures, not comparable") + ")"]
+
+
+def write(rep: dict, out: str | pathlib.Path, readme: Optional[str] = None,
+          markers: str = report.README_MARKERS) -> tuple[pathlib.Path, pathlib.Path]:
+  """Writes FILE.json and FILE.md (and the README section between `markers` when asked)."""
   out = pathlib.Path(out)
   json_path = report.write_json(rep, out)
   table = report.markdown(rep)
   md_path = report.write_markdown(rep, out.with_suffix(".md"))
-  if readme and not report.update_readme(readme, table):
-    print(f"warning: {readme} has no '{report.README_BEGIN}' ... '{report.README_END}' "
-          "markers; it was left unchanged")
+  if readme and not report.update_readme(readme, table, markers):
+    begin, end = report.marker_lines(markers)
+    print(f"warning: {readme} has no '{begin}' ... '{end}' markers; it was left unchanged")
   return json_path, md_path

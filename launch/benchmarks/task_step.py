@@ -183,10 +183,13 @@ def step_args(setup: StepSetup, batch: dict, start_step: int) -> list:
 def prepare_task_step(config: ml_collections.ConfigDict, *, suite: str, case: str, item: str,
                       setup: StepSetup, start_step: int = 0, notes: Sequence[str] = (),
                       pool: Optional[harness.CompilePool] = None,
-                      log: Callable[[str], None] = print) -> harness.Prepared:
+                      log: Callable[[str], None] = print,
+                      batch: Optional[dict] = None) -> harness.Prepared:
   """Traces, lowers and compiles (inline or in `pool`) the training step of `setup` on the batch
-  of `start_step` (see the module docstring); run it with `run_task_step`."""
-  batch = setup.batch(start_step)
+  of `start_step` (see the module docstring), or on `batch` (a global batch of the same
+  structure, e.g. drawn in memory where the task's input pipeline needs TensorFlow); run it with
+  `run_task_step`."""
+  batch = setup.batch(start_step) if batch is None else batch
   examples = setup.examples(batch)
   models = f", {setup.num_models} models stacked" if setup.num_models else ""
   return harness.prepare(

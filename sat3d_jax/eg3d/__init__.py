@@ -14,16 +14,18 @@ from sat3d_jax.eg3d.architecture import Arch, param_shapes, parse_config
 from sat3d_jax.eg3d.camera import (camera_label, fov_to_intrinsics, lookat_pose,
                                    orbit_labels)
 from sat3d_jax.eg3d.generator import (Generator, Options, apply_mapping, apply_planes,
-                                      apply_render, apply_sample, apply_styles, apply_synthesis,
-                                      apply_synthesis_from_styles, from_state_dict,
+                                      apply_render, apply_sample, apply_styles,
+                                      apply_superresolution, apply_synthesis,
+                                      apply_synthesis_from_styles, apply_volume_render,
+                                      from_state_dict,
                                       generator_from_spec, init_params, load_generator,
                                       random_generator)
 from sat3d_jax.eg3d.presets import PRESET_NAMES, get_preset
 
 __all__ = [
     "Arch", "Generator", "Options", "PRESET_NAMES", "apply_mapping", "apply_planes",
-    "apply_render", "apply_sample", "apply_styles", "apply_synthesis",
-    "apply_synthesis_from_styles",
+    "apply_render", "apply_sample", "apply_styles", "apply_superresolution", "apply_synthesis",
+    "apply_synthesis_from_styles", "apply_volume_render",
     "camera_label", "fov_to_intrinsics", "from_state_dict", "generator_from_spec", "get_preset",
     "init_params",
     "load_generator", "lookat_pose", "orbit_labels", "param_shapes", "parse_config",

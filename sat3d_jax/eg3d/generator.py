@@ -9,6 +9,7 @@ Pure API (jit/grad with params as an argument, which stay un-donated):
   apply_styles(params, arch, ws) -> {layer: [B, dim]}
   apply_planes(params, arch, styles, options, noise_mode, rng) -> [B, 3, 256, 256, 32]
   apply_render(params, arch, planes, styles, c, options, rng) -> {'image', ...}
+    = apply_volume_render (ray marching) then apply_superresolution
   apply_synthesis_from_styles(params, arch, styles, c, options, ...) -> {'image', ...}
   apply_synthesis(params, arch, ws, c, options, ...) -> {'image', ...}
   apply_sample(params, arch, coordinates, directions, ws, options, ...) -> {'sigma', 'rgb'}
@@ -33,6 +34,10 @@ from sat3d_jax.errors import InputError
 
 Params = Mapping[str, jax.Array]
 MODCONV_CHOICES = ("nonfused", "fused")
+# jax.named_scope of each part, so that a jaxpr's FLOPs (forward and backward) can be split by
+# part (launch/benchmarks/flops.py count_jaxpr(..., scopes)).
+SCOPES = {"mapping": "eg3d_mapping", "styles": "eg3d_styles", "backbone": "eg3d_backbone",
+          "renderer": "eg3d_renderer", "superres": "eg3d_superres"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +65,14 @@ class Options:
 def apply_mapping(params: Params, arch: Arch, z: jax.Array, c: jax.Array,
                   truncation_psi=1.0, truncation_cutoff: Optional[int] = None) -> jax.Array:
   """ws [B, num_ws, w_dim]; see mapping.mapping."""
-  return mapping.mapping(params, arch, z, c, truncation_psi, truncation_cutoff)
+  with jax.named_scope(SCOPES["mapping"]):
+    return mapping.mapping(params, arch, z, c, truncation_psi, truncation_cutoff)
 
 
 def apply_styles(params: Params, arch: Arch, ws: jax.Array) -> dict[str, jax.Array]:
   """StyleSpace {layer name: [B, dim]} of ws, in the official layer order."""
-  return synthesis.styles_from_ws(params, arch, ws)
+  with jax.named_scope(SCOPES["styles"]):
+    return synthesis.styles_from_ws(params, arch, ws)
 
 
 def _split_rng(rng: Optional[jax.Array]):
@@ -76,8 +83,9 @@ def apply_planes(params: Params, arch: Arch, styles: Mapping[str, jax.Array],
                  options: Options = Options(), noise_mode: str = "const",
                  rng: Optional[jax.Array] = None) -> jax.Array:
   """Tri-planes [B, 3, R, R, 32] from the styles (backbone only)."""
-  return synthesis.backbone_planes(params, arch, styles, noise_mode=noise_mode, key=rng,
-                                   fused=options.modconv == "fused", dtype=options.dtype)
+  with jax.named_scope(SCOPES["backbone"]):
+    return synthesis.backbone_planes(params, arch, styles, noise_mode=noise_mode, key=rng,
+                                     fused=options.modconv == "fused", dtype=options.dtype)
 
 
 def apply_render(params: Params, arch: Arch, planes: jax.Array, styles: Mapping[str, jax.Array],
@@ -95,16 +103,36 @@ def apply_render(params: Params, arch: Arch, planes: jax.Array, styles: Mapping[
     raise ValueError(f"camera labels c must be [B, 25], got {c.shape}")
   if planes.shape[0] != c.shape[0]:
     raise ValueError(f"planes {planes.shape} and cameras {c.shape} differ in batch size")
-  res = int(neural_rendering_resolution or arch.neural_rendering_resolution)
   _, k_render, k_sr = _split_rng(rng)
-  c = c.astype(jnp.float32)
-  feature_image, depth_image = renderer.render(
-      params, arch, planes, c[:, :16].reshape(-1, 4, 4), c[:, 16:25].reshape(-1, 3, 3), res,
-      key=k_render, ray_chunk=options.ray_chunk, dtype=options.dtype)
-  image, image_raw = superres.superresolution(
-      params, arch, feature_image, styles, fused=options.modconv == "fused", dtype=options.dtype,
-      key=k_sr if arch.render.superresolution_noise_mode == "random" else None)
+  feature_image, depth_image = apply_volume_render(params, arch, planes, c, options, k_render,
+                                                   neural_rendering_resolution)
+  image, image_raw = apply_superresolution(params, arch, feature_image, styles, options, k_sr)
   return {"image": image, "image_raw": image_raw, "image_depth": depth_image}
+
+
+def apply_volume_render(params: Params, arch: Arch, planes: jax.Array, c: jax.Array,
+                        options: Options = Options(), key: Optional[jax.Array] = None,
+                        neural_rendering_resolution: Optional[int] = None
+                        ) -> tuple[jax.Array, jax.Array]:
+  """The ray marcher of apply_render: (feature image [N, r, r, 32], depth [N, r, r, 1]) of
+  cameras c [N, 25] from tri-planes [N, 3, R, R, 32]; `key` draws the stochastic samples."""
+  res = int(neural_rendering_resolution or arch.neural_rendering_resolution)
+  c = c.astype(jnp.float32)
+  with jax.named_scope(SCOPES["renderer"]):
+    return renderer.render(
+        params, arch, planes, c[:, :16].reshape(-1, 4, 4), c[:, 16:25].reshape(-1, 3, 3), res,
+        key=key, ray_chunk=options.ray_chunk, dtype=options.dtype)
+
+
+def apply_superresolution(params: Params, arch: Arch, feature_image: jax.Array,
+                          styles: Mapping[str, jax.Array], options: Options = Options(),
+                          key: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
+  """The super-resolution of apply_render: (image, image_raw) of a feature image."""
+  with jax.named_scope(SCOPES["superres"]):
+    return superres.superresolution(
+        params, arch, feature_image, styles, fused=options.modconv == "fused",
+        dtype=options.dtype,
+        key=key if arch.render.superresolution_noise_mode == "random" else None)
 
 
 def apply_synthesis_from_styles(params: Params, arch: Arch, styles: Mapping[str, jax.Array],
@@ -432,29 +460,36 @@ def _read_json(path: pathlib.Path) -> dict:
 
 
 def generator_from_spec(spec: str, *, seed: int = 0, modconv: str = "nonfused",
-                        dtype=jnp.float32, ray_chunk: Optional[int] = None) -> Generator:
+                        dtype=jnp.float32, ray_chunk: Optional[int] = None,
+                        abstract: bool = False) -> Generator:
   """The generator a `--generator` flag or `config.generator` names: `preset:NAME` (random
   weights from `seed`) or a path `load_generator` reads. An unknown preset is an InputError
-  listing the known ones; a missing path a FileNotFoundError."""
+  listing the known ones; a missing path a FileNotFoundError. `abstract` (presets only):
+  params as jax.ShapeDtypeStruct, for lowering without weights."""
   from sat3d_jax.eg3d import presets
   options = dict(modconv=modconv, dtype=dtype, ray_chunk=ray_chunk)
   if spec.startswith("preset:"):
     name = spec[len("preset:"):]
     if name not in presets.PRESET_NAMES:
       raise InputError(f"unknown EG3D preset {name!r}; known: {', '.join(presets.PRESET_NAMES)}")
-    return random_generator(name, seed=seed, **options)
+    return random_generator(name, seed=seed, abstract=abstract, **options)
+  if abstract:
+    raise InputError(f"abstract generators come from presets only, got {spec!r}")
   return load_generator(spec, **options)
 
 
 def random_generator(preset_or_config: Union[str, Mapping[str, Any]], seed: int = 0, *,
                      modconv: str = "nonfused", dtype=jnp.float32,
-                     ray_chunk: Optional[int] = None) -> Generator:
-  """A Generator with random params (init_params) for a preset name or a config dict."""
+                     ray_chunk: Optional[int] = None, abstract: bool = False) -> Generator:
+  """A Generator with random params (init_params) for a preset name or a config dict;
+  `abstract`: their shapes only (jax.ShapeDtypeStruct), nothing computed."""
   from sat3d_jax.eg3d import presets
   if isinstance(preset_or_config, str):
     config = presets.get_preset(preset_or_config)
   else:
     config = preset_or_config
   config = _normalise_config(config, f"random_generator({preset_or_config!r:.60})")
-  params = jax.jit(functools.partial(init_params, config))(jax.random.PRNGKey(seed))
+  init = functools.partial(init_params, config)
+  key = jax.random.PRNGKey(seed)
+  params = jax.eval_shape(init, key) if abstract else jax.jit(init)(key)
   return Generator(params=params, config=config, options=Options(modconv, dtype, ray_chunk))

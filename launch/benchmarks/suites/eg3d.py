@@ -10,12 +10,17 @@ importance sampling, super-resolution; deterministic renderer, noise 'const'), j
 params as an argument (as a frozen generator is used in training), all three outputs returned
 (image, image_raw, image_depth) so nothing is dead code. The mapping network is not included.
 
+Forward+backward ('synthesis forward+backward to ws', the SAT3D and inversion hot path): the
+value and gradient with respect to ws of a fixed random projection of the image, for the
+non-fused modulated convolution (what training differentiates through); with --quick in
+float32 only (on a CPU bfloat16 is emulated, and the quick run has a time budget).
+
 Quick: the fixtures' 'tiny128' architecture (128 px, Hybrid2X, neural resolution 32, 12 + 12
 samples) at batch 1 and 8 (a 2-core CPU compiles and runs the 512 px fixture architecture
 'ffhq512_small' at ~200 GFLOP per image far too slowly for the 5-minute budget). Full: the
 released FFHQ-512 architecture ('ffhq512': 512 px, neural resolution 128, 48 + 48 samples) at
-batch 1 and 8. The eight programs (batch x dtype x modconv) are compiled side by side in the
-run's compile pool, then timed one after the other.
+batch 1 and 8. The twelve programs (batch x dtype x modconv, plus forward+backward) are
+compiled side by side in the run's compile pool, then timed one after the other.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ QUICK_PRESET, FULL_PRESET = "tiny128", "ffhq512"
 QUICK_BATCHES = FULL_BATCHES = (1, 8)
 DTYPES = ("float32", "bfloat16")
 MODCONVS = ("fused", "nonfused")
+BACKWARD_MODCONVS = ("nonfused",)  # the modulated convolution SAT3D trains through
+FORWARD_BACKWARD = "synthesis forward+backward"
 _MODCONV_LABEL = {"fused": "grouped (fused) modconv", "nonfused": "non-fused modconv"}
 
 
@@ -52,11 +59,17 @@ def _inputs(eg3d, params, config, arch, batch: int, seed: int = 0):
   return ws, cams
 
 
+def _cotangent(shape) -> jax.Array:
+  return jax.random.normal(jax.random.key(1), shape, jnp.float32) / math.prod(shape[1:]) ** 0.5
+
+
 def start(options: SuiteOptions, preset: Optional[str] = None,
           batches: Optional[Sequence[int]] = None, dtypes: Sequence[str] = DTYPES,
-          modconvs: Sequence[str] = MODCONVS) -> Finish:
-  """Builds every (batch, dtype, modconv) case and hands its compilation to the pool; finish()
-  times them and returns the suite dict."""
+          modconvs: Sequence[str] = MODCONVS,
+          backward_modconvs: Sequence[str] = BACKWARD_MODCONVS) -> Finish:
+  """Builds every (batch, dtype, modconv) case, and the forward+backward case of each
+  (batch, dtype, modconv in backward_modconvs), and hands their compilations to the pool;
+  finish() times them and returns the suite dict."""
   try:
     from sat3d_jax import eg3d  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -86,14 +99,23 @@ def start(options: SuiteOptions, preset: Optional[str] = None,
         def synthesis(params, ws, c, opts=opts):
           return eg3d.apply_synthesis(params, arch, ws, c, opts)
 
-        case = f"synthesis, {_MODCONV_LABEL[modconv]}"
-        try:
-          prepared.append(harness.prepare(
-              "eg3d", case, synthesis, [params, ws, cams], items_per_call=batch,
-              item="images", batch=batch, dtype=dtype, pool=pool, log=log))
-        except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
-          log(f"  [eg3d] {case} batch {batch} {dtype}: {type(e).__name__}: {e}")
-          prepared.append(harness.error_case("eg3d", case, e, batch=batch, dtype=dtype))
+        def forward_backward(params, ws, c, opts=opts):
+          def loss(ws):  # a fixed random projection of the image, so no output is dead code
+            image = eg3d.apply_synthesis(params, arch, ws, c, opts)["image"]
+            return jnp.sum(image * _cotangent(image.shape))
+          return jax.value_and_grad(loss)(ws)
+
+        fns = [(f"synthesis, {_MODCONV_LABEL[modconv]}", synthesis)]
+        if modconv in backward_modconvs and (dtype == "float32" or not options.quick):
+          fns.append((f"{FORWARD_BACKWARD} to ws, {_MODCONV_LABEL[modconv]}", forward_backward))
+        for case, fn in fns:
+          try:
+            prepared.append(harness.prepare(
+                "eg3d", case, fn, [params, ws, cams], items_per_call=batch,
+                item="images", batch=batch, dtype=dtype, pool=pool, log=log))
+          except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
+            log(f"  [eg3d] {case} batch {batch} {dtype}: {type(e).__name__}: {e}")
+            prepared.append(harness.error_case("eg3d", case, e, batch=batch, dtype=dtype))
 
   def finish() -> dict:
     cases = []
@@ -122,6 +144,7 @@ def start(options: SuiteOptions, preset: Optional[str] = None,
 
 def run(options: SuiteOptions, preset: Optional[str] = None,
         batches: Optional[Sequence[int]] = None, dtypes: Sequence[str] = DTYPES,
-        modconvs: Sequence[str] = MODCONVS) -> dict:
-  """Measures every (batch, dtype, modconv) case; the suite dict."""
-  return start(options, preset, batches, dtypes, modconvs)()
+        modconvs: Sequence[str] = MODCONVS,
+        backward_modconvs: Sequence[str] = BACKWARD_MODCONVS) -> dict:
+  """Measures every case of `start`; the suite dict."""
+  return start(options, preset, batches, dtypes, modconvs, backward_modconvs)()

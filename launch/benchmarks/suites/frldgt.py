@@ -210,6 +210,12 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
   reason = task_step.missing_reason(ref)
   if reason:
     return lambda: harness.missing_suite(reason + hint)
+  try:
+    importlib.import_module("tensorflow")
+  except ImportError as e:  # e.g. the GPU image (.ci/gpu_bench): no TensorFlow there
+    absent = harness.missing_suite(f"FRL-DGT's data (TFDS datasets, tf.data samplers) needs "
+                                   f"TensorFlow, which cannot be imported here ({e})")
+    return lambda: absent
   log, pool = options.log, options.compile_pool
   overrides = dict(overrides or {})
   try:
