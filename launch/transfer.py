@@ -97,11 +97,7 @@ def resolve_input(role: str, text: str, index: int, model, config) -> dict:
         "...), or train on the generator the latent came from (--config.generator=...).")
   params, tuned = gen.params, latents.get("generator")
   if tuned:
-    tuned_path = pathlib.Path(tuned)
-    if not tuned_path.is_absolute() and not tuned_path.exists():
-      tuned_path = path.parent / tuned_path  # relative to the latent file
-    if not tuned_path.exists():
-      raise InputError(f"{path}: its pivotal-tuned generator {tuned!r} does not exist")
+    tuned_path = pathlib.Path(tuned)  # absolute and existing: checked by read_latent_file
     tuned_config = config.copy_and_resolve_references()
     tuned_config.generator = str(tuned_path)  # same modconv / dtype / ray_chunk as the run
     try:

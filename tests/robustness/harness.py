@@ -24,11 +24,13 @@ import collections
 import dataclasses
 import os
 import pathlib
+import tempfile
 import time
 import tracemalloc
 from typing import Any, Callable
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 PROFILE = os.environ.get("ROBUSTNESS_PROFILE", "ci")
 LONG_FACTOR = 40
@@ -47,6 +49,32 @@ def examples(ci: int) -> int:
   if PROFILE not in ("ci", "long"):
     raise ValueError(f"ROBUSTNESS_PROFILE={PROFILE!r}: use 'ci' or 'long'")
   return ci * LONG_FACTOR if PROFILE == "long" else ci
+
+
+@st.composite
+def mutated(draw, data: bytes, structural: tuple[int, ...] = ()):
+  """`data` with 1-4 byte-level edits, half of them at opcode positions (`structural`)."""
+  out = bytearray(data)
+  for _ in range(draw(st.integers(1, 4))):
+    if not out:
+      break
+    if structural and draw(st.booleans()):
+      pos = min(draw(st.sampled_from(structural)), len(out) - 1)
+    else:
+      pos = draw(st.integers(0, len(out) - 1))
+    kind = draw(st.sampled_from(["flip", "overwrite", "insert", "delete", "truncate"]))
+    if kind == "flip":
+      out[pos] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "overwrite":
+      chunk = draw(st.binary(min_size=1, max_size=8))
+      out[pos:pos + len(chunk)] = chunk
+    elif kind == "insert":
+      out[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+    elif kind == "delete":
+      del out[pos:pos + draw(st.integers(1, 64))]
+    else:
+      del out[pos:]
+  return bytes(out)
 
 
 def fuzz(ci_examples: int):
@@ -128,6 +156,14 @@ class Recorder:
       raise AssertionError(f"{reader.name}: a case took {elapsed:.1f} s (deadline {DEADLINE_S})")
     self.count(reader.name, outcome)
     return outcome
+
+  def check_bytes(self, reader: Reader, data: bytes, name: str) -> str:
+    """One case: `data` written to a fresh sandbox as `name`, then `check`ed."""
+    with tempfile.TemporaryDirectory() as tmp:
+      sandbox = pathlib.Path(tmp)
+      path = sandbox / name
+      path.write_bytes(data)
+      return self.check(reader, path, sandbox)
 
   def rows(self) -> list[dict]:
     return [{"name": name, **{k: c[k] for k in ("tried", "accepted", "refused", "crash", "hang")}}

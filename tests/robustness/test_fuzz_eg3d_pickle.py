@@ -4,11 +4,9 @@ objects, deep nesting, memo abuse, claimed lengths far past the file), truncatio
 where a pickle is expected. Every case is read or refused with the reader's own error."""
 import io
 import json
-import pathlib
 import pickle
 import pickletools
 import struct
-import tempfile
 import zipfile
 
 import numpy as np
@@ -50,32 +48,6 @@ def _valid_conversion(config):
 CONVERTER = harness.Reader("EG3D pickle converter", _convert,
                            (UnsafePickleError, PickleFormatError), _valid_conversion,
                            _UNPICKLER_ERRORS, output_dir="out")
-
-
-@st.composite
-def mutated(draw, data: bytes, structural: list[int]):
-  """`data` with 1-4 byte-level edits, half of them at opcode positions (`structural`)."""
-  out = bytearray(data)
-  for _ in range(draw(st.integers(1, 4))):
-    if not out:
-      break
-    if structural and draw(st.booleans()):
-      pos = min(draw(st.sampled_from(structural)), len(out) - 1)
-    else:
-      pos = draw(st.integers(0, len(out) - 1))
-    kind = draw(st.sampled_from(["flip", "overwrite", "insert", "delete", "truncate"]))
-    if kind == "flip":
-      out[pos] ^= 1 << draw(st.integers(0, 7))
-    elif kind == "overwrite":
-      chunk = draw(st.binary(min_size=1, max_size=8))
-      out[pos:pos + len(chunk)] = chunk
-    elif kind == "insert":
-      out[pos:pos] = draw(st.binary(min_size=1, max_size=16))
-    elif kind == "delete":
-      del out[pos:pos + draw(st.integers(1, 64))]
-    else:
-      del out[pos:]
-  return bytes(out)
 
 
 def _opcode_positions(data: bytes) -> list[int]:
@@ -179,14 +151,6 @@ def inside_generator(draw):
 # ------------------------------------------------------------------------------------------------
 
 
-def _case(recorder, reader, data: bytes, name: str = "net.pkl"):
-  with tempfile.TemporaryDirectory() as tmp:
-    sandbox = pathlib.Path(tmp)
-    path = sandbox / name
-    path.write_bytes(data)
-    recorder.check(reader, path, sandbox)
-
-
 @pytest.fixture(scope="module")
 def fixture_bytes(eg3d_fixture_dir):
   data = (eg3d_fixture_dir / FIXTURE).read_bytes()
@@ -201,32 +165,34 @@ _SMALL_PROTO2 = dumps(small_generator(), protocol=2)
 @given(data=st.data())
 def test_mutated_fixture_pickles(recorder, fixture_bytes, data):
   original, structural = fixture_bytes
-  _case(recorder, READER, data.draw(mutated(original, structural)))
+  recorder.check_bytes(READER, data.draw(harness.mutated(original, structural)), "net.pkl")
 
 
 @harness.fuzz(150)
 @given(data=st.data(), protocol2=st.booleans())
 def test_mutated_synthetic_pickles(recorder, data, protocol2):
   original = _SMALL_PROTO2 if protocol2 else _SMALL
-  _case(recorder, READER, data.draw(mutated(original, _opcode_positions(original))))
+  mutation = harness.mutated(original, _opcode_positions(original))
+  recorder.check_bytes(READER, data.draw(mutation), "net.pkl")
 
 
 @harness.fuzz(150)
 @given(program=opcode_programs())
 def test_random_opcode_programs(recorder, program):
-  _case(recorder, READER, program)
+  recorder.check_bytes(READER, program, "net.pkl")
 
 
 @harness.fuzz(100)
 @given(data=inside_generator())
 def test_random_opcodes_inside_a_generator(recorder, data):
-  _case(recorder, READER, data)
+  recorder.check_bytes(READER, data, "net.pkl")
 
 
 @harness.fuzz(30)
 @given(data=st.data())
 def test_converter_on_mutated_pickles(recorder, data):
-  _case(recorder, CONVERTER, data.draw(mutated(_SMALL, _opcode_positions(_SMALL))))
+  mutation = harness.mutated(_SMALL, _opcode_positions(_SMALL))
+  recorder.check_bytes(CONVERTER, data.draw(mutation), "net.pkl")
 
 
 def _zip_bytes() -> bytes:
@@ -250,13 +216,13 @@ SPECIAL_FILES = {
 
 @pytest.mark.parametrize("case", sorted(SPECIAL_FILES))
 def test_special_files(recorder, case):
-  _case(recorder, READER, SPECIAL_FILES[case])
+  recorder.check_bytes(READER, SPECIAL_FILES[case], "net.pkl")
 
 
 @pytest.mark.parametrize("cut", [0.01, 0.3, 0.5, 0.9, 0.999])
 def test_truncated_fixture(recorder, fixture_bytes, cut):
   original, _ = fixture_bytes
-  _case(recorder, READER, original[:int(len(original) * cut)])
+  recorder.check_bytes(READER, original[:int(len(original) * cut)], "net.pkl")
 
 
 def test_errors_are_input_errors():

@@ -1,11 +1,19 @@
 """Minimised cases of the crashes the fuzz tests found, as plain regression tests (one per fix)."""
+import io
 import struct
 import tracemalloc
+import zipfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from frldgt_jax.data import clips
+from sat3d_jax import image_file, latent_file
 from sat3d_jax.eg3d import convert
 from sat3d_jax.eg3d.pickle_reader import PickleFormatError
+from sat3d_jax.errors import InputError
+from tests.robustness.test_fuzz_images import png_claiming
 
 
 def test_pickle_memo_index_far_ahead_is_refused_before_the_memo_grows(tmp_path):
@@ -37,3 +45,104 @@ def test_pickle_nested_deeply_is_refused_with_a_short_message(tmp_path):
   with pytest.raises(PickleFormatError, match=r"deep.pkl: unexpected attribute state") as e:
     convert.read_network_pickle(path)
   assert len(str(e.value)) < 300
+
+
+# ------------------------------------------------------------------------------ latent files
+
+
+def test_latent_ws_of_strings_is_an_input_error(tmp_path):
+  """A string 'ws' reached np.isfinite: TypeError."""
+  path = tmp_path / "latent.npz"
+  np.savez(path, ws=np.full((1, 2, 3), "a"))
+  with pytest.raises(InputError, match=r"latent.npz: 'ws' has dtype <U1, not a real number"):
+    latent_file.read_latent_file(path)
+
+
+def test_latent_plain_npy_is_an_input_error(tmp_path):
+  """np.load of a .npy returns an array, which is no context manager: TypeError."""
+  path = tmp_path / "latent.npy"
+  np.save(path, np.ones((1, 2, 3), np.float32))
+  with pytest.raises(InputError, match=r"latent.npy: not a readable latent .npz file"):
+    latent_file.read_latent_file(path)
+
+
+@pytest.mark.parametrize("flag, compress_type, message", [
+    (0x1, zipfile.ZIP_STORED, "is encrypted"), (0, 99, "uses zip compression method 99")])
+def test_latent_zip_members_numpy_cannot_open_are_input_errors(tmp_path, flag, compress_type,
+                                                               message):
+  """An encrypted member (RuntimeError) or an unknown compression method (NotImplementedError)."""
+  path = tmp_path / "latent.npz"
+  np.savez(path, ws=np.ones((1, 2, 3), np.float32))
+  data = bytearray(path.read_bytes())
+  for signature in (b"PK\x03\x04", b"PK\x01\x02"):  # local header and central directory
+    at = data.index(signature)
+    offset = 6 if signature == b"PK\x03\x04" else 8
+    data[at + offset:at + offset + 2] = struct.pack("<H", flag)
+    data[at + offset + 2:at + offset + 4] = struct.pack("<H", compress_type)
+  path.write_bytes(bytes(data))
+  with pytest.raises(InputError, match=rf"latent.npz: member 'ws.npy' {message}"):
+    latent_file.read_latent_file(path)
+
+
+def test_latent_member_claiming_more_than_it_holds_is_refused_before_allocating(tmp_path):
+  path = tmp_path / "latent.npz"
+  header = io.BytesIO()
+  np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (1 << 20, 1024, 1024)})
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("ws.npy", header.getvalue() + b"\0" * 8)
+  with pytest.raises(InputError, match=r"claims shape \(1048576, 1024, 1024\)"):
+    latent_file.read_latent_file(path)
+
+
+@pytest.mark.parametrize("generator, message", [
+    ("../escape", "leaves the latent file's folder"), ("missing", "does not exist")])
+def test_latent_generator_path_escaping_or_missing(tmp_path, generator, message):
+  (tmp_path / "files").mkdir()
+  (tmp_path / "escape").mkdir()
+  path = tmp_path / "files" / "latent.npz"
+  latent_file.write_latent_file(str(path), np.ones((1, 2, 3)), generator=generator)
+  with pytest.raises(InputError, match=message):
+    latent_file.read_latent_file(path)
+  (tmp_path / "files" / "tuned").mkdir()
+  latent_file.write_latent_file(str(path), np.ones((1, 2, 3)), generator="tuned")
+  assert latent_file.read_latent_file(path)["generator"] == str(tmp_path / "files" / "tuned")
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def _png(tmp_path, array, name="photo.png"):
+  path = tmp_path / name
+  Image.fromarray(array).save(path)
+  return path
+
+
+def test_photo_decompression_bomb_is_an_input_error(tmp_path):
+  """Pillow's DecompressionBombError (not an OSError) escaped read_photo and measure."""
+  path = tmp_path / "bomb.png"
+  path.write_bytes(png_claiming(20000))  # the header is what is checked
+  with pytest.raises(InputError, match=r"bomb.png: image header claims more than"):
+    image_file.read_rgb(path)
+  with pytest.raises(clips.ClipError, match=r"bomb.png: image header claims more than"):
+    clips.load_gray(path)
+
+
+def test_photo_just_above_the_pixel_bound_is_refused_from_its_header(tmp_path):
+  path = tmp_path / "big.png"
+  path.write_bytes(png_claiming(10001))
+  with pytest.raises(InputError, match=r"big.png: 10001x10001 pixels is more than 100000000"):
+    image_file.read_rgb(path)
+  with pytest.raises(clips.ClipError, match=r"big.png: 10001x10001 pixels is more than"):
+    clips.load_gray(path)
+
+
+def test_sixteen_bit_grey_photo_is_scaled_not_clipped(tmp_path):
+  """convert('RGB') clipped 16-bit grey at 255: a mid-grey 16-bit photo came out white."""
+  path = _png(tmp_path, np.array([[0, 32896, 65535]], np.uint16))
+  np.testing.assert_array_equal(image_file.read_rgb(path)[0, :, 0], [0, 128, 255])
+
+
+def test_transparent_photo_is_composited_over_white(tmp_path):
+  path = _png(tmp_path, np.array([[[10, 20, 30, 0], [10, 20, 30, 255]]], np.uint8))
+  np.testing.assert_array_equal(image_file.read_rgb(path)[0], [[255, 255, 255], [10, 20, 30]])
