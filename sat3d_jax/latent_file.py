@@ -19,16 +19,21 @@ from sat3d_jax.errors import InputError
 
 # DEFLATE's largest expansion is 1032:1 (a run of zeros); a member claiming more is lying.
 _MAX_DEFLATE_RATIO = 1032
-# What np.load raises on a damaged .npz (zip structure, CRC, compressed stream, .npy header).
-_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# What np.load raises on a damaged .npz (zip structure, CRC, compressed stream, .npy header);
+# zipfile raises NotImplementedError for zip features it does not support (a version, a method).
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
                    (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _check_members(path: str) -> None:
   """Refuses an .npz whose members are not plain .npy arrays of the size the zip holds."""
+  archive_size = os.path.getsize(path)
   with zipfile.ZipFile(path) as zf:
     for info in zf.infolist():
+      if info.header_offset + info.compress_size > archive_size:
+        raise InputError(f"{path}: member {info.filename!r} claims {info.compress_size} "
+                         "compressed bytes, past the end of the file")
       if not info.filename.endswith(".npy"):
         raise InputError(f"{path}: member {info.filename!r} is not an .npy array")
       if info.flag_bits & 0x1:

@@ -122,7 +122,8 @@ def _check_header(path: pathlib.Path) -> None:
     raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: image header claims more than "
                     f"{MAX_PIXELS} pixels (a decompression bomb?)", path) from e
   except UnidentifiedImageError as e:
-    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: not an image file", path) from e
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: not a readable image (no image format "
+                    "recognised)", path) from e
   except OSError as e:
     raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: cannot be read ({e})", path) from e
   if width * height > MAX_PIXELS:

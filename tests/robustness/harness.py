@@ -7,7 +7,7 @@ successful output. `Recorder.check(reader, path)` runs one case and asserts the 
 - it raises `reader.error` whose message names the file and whose cause (if it wraps another
   exception) is one of `reader.wrapped` -- the decoder errors the reader turns into "this check
   failed"; an unrelated exception wrapped by a blanket `except Exception` fails the case;
-- never another exception, never longer than `DEADLINE_S` (counted as a hang), never more than
+- never another exception, never more than `DEADLINE_S` of CPU (counted as a hang), never more than
   `MEMORY_BOUND` bytes traced by tracemalloc (numpy and Python allocations), never a file
   written outside the reader's output directory.
 
@@ -37,8 +37,11 @@ LONG_FACTOR = 40
 DEADLINE_S = 2.0
 MEMORY_BOUND = 512 << 20
 
+# The 2 s deadline per case is enforced by `Recorder.check` on the case's CPU time, so that other
+# jobs on a shared machine cannot fail it; pytest-timeout is the wall-clock backstop for a hang
+# that does not use the CPU.
 settings.register_profile(
-    "robustness", derandomize=True, deadline=int(DEADLINE_S * 1000), database=None,
+    "robustness", derandomize=True, deadline=None, database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.function_scoped_fixture, HealthCheck.large_base_example])
@@ -123,7 +126,7 @@ class Recorder:
     """One case: `reader.read(path)` with `path` inside `sandbox`; returns the outcome."""
     before = _files(sandbox)
     tracemalloc.start()
-    began = time.perf_counter()
+    began = time.process_time()
     try:
       try:
         output = reader.read(path)
@@ -139,7 +142,7 @@ class Recorder:
       else:
         outcome = "accepted"
         reader.validate(output)
-      elapsed = time.perf_counter() - began
+      elapsed = time.process_time() - began
       _, peak = tracemalloc.get_traced_memory()
       assert peak <= MEMORY_BOUND, f"{reader.name}: traced {peak >> 20} MiB"
       allowed = reader.output_dir
@@ -153,7 +156,8 @@ class Recorder:
       tracemalloc.stop()
     if elapsed > DEADLINE_S:
       self.count(reader.name, "hang")
-      raise AssertionError(f"{reader.name}: a case took {elapsed:.1f} s (deadline {DEADLINE_S})")
+      raise AssertionError(f"{reader.name}: a case took {elapsed:.1f} s of CPU (deadline "
+                           f"{DEADLINE_S} s)")
     self.count(reader.name, outcome)
     return outcome
 

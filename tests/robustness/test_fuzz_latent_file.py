@@ -28,7 +28,8 @@ def _valid(out):
   assert set(out) <= {"ws", "c", "generator"}
 
 
-NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+              NotImplementedError)
 LATENTS = harness.Reader("latent .npz files", latent_file.read_latent_file, InputError, _valid,
                          NPZ_ERRORS)
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frldgt_jax.data import clips
+from frldgt_jax.data import align, clips
+from frldgt_jax.data import annotations as A
 from sat3d_jax import image_file, latent_file
 from sat3d_jax.eg3d import convert
 from sat3d_jax.eg3d.pickle_reader import PickleFormatError
 from sat3d_jax.errors import InputError
+from tests.frldgt.test_annotations import write_casme2_xlsx
 from tests.robustness.test_fuzz_images import png_claiming
 
 
@@ -146,3 +148,52 @@ def test_sixteen_bit_grey_photo_is_scaled_not_clipped(tmp_path):
 def test_transparent_photo_is_composited_over_white(tmp_path):
   path = _png(tmp_path, np.array([[[10, 20, 30, 0], [10, 20, 30, 255]]], np.uint8))
   np.testing.assert_array_equal(image_file.read_rgb(path)[0], [[255, 255, 255], [10, 20, 30]])
+
+
+# ------------------------------------------------------------------------------ annotations
+
+
+def test_frame_number_of_400_digits_is_a_row_problem(tmp_path):
+  """int(float('9' * 400)): OverflowError (float infinity to integer)."""
+  path = tmp_path / "CASME2-coding.xlsx"
+  write_casme2_xlsx(path, [(1, "EP02_01f", "9" * 400, 59, 86, "happiness")])
+  clips_found, problems = A.read_casme2_xlsx(path)
+  assert not clips_found and "is not a frame number" in problems[0].message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "cp1252"])
+def test_csv_files_that_are_not_utf8_name_the_line(tmp_path, encoding):
+  """UnicodeDecodeError escaped both CSV readers."""
+  composite, landmarks = tmp_path / "composite.csv", tmp_path / "landmarks.csv"
+  composite.write_bytes("dataset,subject,sample,label\ncasme2,sub01,É,1\n".encode(encoding))
+  landmarks.write_bytes((",".join(align.LANDMARK_CSV_COLUMNS) + "\nsub01,É,1,2,3,4,5,6\n")
+                        .encode(encoding))
+  with pytest.raises(A.DataError, match=r"composite.csv, row \d: not UTF-8 text"):
+    A.read_composite_list(composite)
+  with pytest.raises(align.LandmarkFileError, match=r"landmarks.csv, row \d: not UTF-8 text"):
+    align.read_landmarks_csv(landmarks)
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+  path = tmp_path / "composite.csv"
+  path.write_bytes("dataset,subject,sample,label\ncasme2,sub01,EP02_01f,1\n".encode("utf-8-sig"))
+  entries, problems = A.read_composite_list(path)
+  assert [e.sample for e in entries] == ["EP02_01f"] and not problems
+
+
+def test_missing_composite_list_is_a_data_error(tmp_path):
+  """open() raised FileNotFoundError instead of the reader's DataError."""
+  with pytest.raises(A.DataError, match=r"missing.csv: file does not exist"):
+    A.read_composite_list(tmp_path / "missing.csv")
+
+
+def test_xlsx_part_claiming_more_bytes_than_the_file_is_refused_before_reading(tmp_path):
+  """A flipped bit in a central-directory size made zipfile read (allocate) 512 MiB."""
+  path = tmp_path / "sheet.xlsx"
+  write_casme2_xlsx(path, [(1, "EP02_01f", 46, 59, 86, "happiness")])
+  data = bytearray(path.read_bytes())
+  entry = data.rindex(b"PK\x01\x02")  # the last central-directory entry
+  data[entry + 20:entry + 24] = struct.pack("<I", 0x2000001b)  # its compressed size
+  path.write_bytes(bytes(data))
+  with pytest.raises(A.DataError, match=r"sheet.xlsx: .*compressed bytes, past the end"):
+    A.read_casme2_xlsx(path)
