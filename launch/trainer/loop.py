@@ -163,9 +163,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir.mkdir(parents=True, exist_ok=True)
     _write_run_info(workdir, config, task)
 
+  # Verified before Orbax lists the steps: damaged ones are moved aside (by the main process).
+  latest = ckpt_lib.newest_restorable_step(workdir / "checkpoints", quarantine=is_main,
+                                           say=print if is_main else logging.info)
   checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
-                                     async_save=config.async_checkpoints)
-  latest = checkpoints.latest_step()
+                                     async_save=config.async_checkpoints, write_records=is_main)
   if latest is not None:
     state, meta = checkpoints.restore(
         latest, ckpt_lib.abstract_like(state_shapes, state_sharding))
