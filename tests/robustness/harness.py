@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 PROFILE = os.environ.get("ROBUSTNESS_PROFILE", "ci")
-LONG_FACTOR = 40
+LONG_FACTOR = 20
 DEADLINE_S = 2.0
 MEMORY_BOUND = 512 << 20
 
