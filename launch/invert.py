@@ -40,11 +40,10 @@ import cv2
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from launch.common import faces, photo_crop
-from sat3d_jax import eg3d, face_crop, inversion, latent_file, media
+from sat3d_jax import eg3d, face_crop, image_file, inversion, latent_file, media
 from sat3d_jax.eg3d import camera as camera_lib
 from sat3d_jax.errors import InputError
 
@@ -151,14 +150,8 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
 
 
 def read_photo(path: pathlib.Path) -> np.ndarray:
-  """uint8 RGB [H, W, 3], turned upright by its EXIF orientation."""
-  try:
-    with Image.open(path) as im:
-      return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-  except FileNotFoundError as e:
-    raise InputError(f"{path}: no such image") from e
-  except OSError as e:
-    raise InputError(f"{path}: not a readable image ({e})") from e
+  """uint8 RGB [H, W, 3], turned upright by its EXIF orientation (sat3d_jax/image_file.py)."""
+  return image_file.read_rgb(path)
 
 
 def _no_face(e: Exception) -> InputError:

@@ -16,9 +16,8 @@ import pathlib
 
 import numpy as np
 from absl import app, flags
-from PIL import Image
 
-from sat3d_jax.errors import InputError
+from sat3d_jax import image_file
 
 _CLIP = flags.DEFINE_string("clip", None, "Local Hugging Face CLIP directory.", required=True)
 _DESCRIPTORS = flags.DEFINE_string(
@@ -31,11 +30,7 @@ _BAR = 20  # characters of the probability bar at p = 1
 
 def load_image(path: pathlib.Path) -> np.ndarray:
   """An image file -> [S, S, 3] float32 in [-1, 1], centre-cropped to its shorter side."""
-  try:
-    with Image.open(path) as im:
-      rgb = np.asarray(im.convert("RGB"), np.float32)
-  except (OSError, ValueError) as e:
-    raise InputError(f"cannot read image {path}: {e}") from None
+  rgb = image_file.read_rgb(path).astype(np.float32)
   h, w = rgb.shape[:2]
   s = min(h, w)
   top, left = (h - s) // 2, (w - s) // 2

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from frldgt_jax.data import csv_file
 from frldgt_jax.errors import InputError
 
 # Micro-expression conventions (HELPER_BRIEF): image-left eye centre, image-right eye centre,
@@ -162,52 +163,46 @@ def read_landmarks_csv(path: str | os.PathLike) -> dict[tuple[str, str], Landmar
     LandmarkFileError: missing file or columns, or a malformed/duplicate row (names the row).
   """
   path = pathlib.Path(path)
-  try:
-    f = open(path, newline="", encoding="utf-8")
-  except OSError as e:
-    raise LandmarkFileError(f"{path}: cannot be read ({e})") from e
-  with f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-      raise LandmarkFileError(f"{path}: empty file (expected header "
-                              f"{','.join(LANDMARK_CSV_COLUMNS)})")
-    header = [h.strip().lower() for h in header]
-    missing = [c for c in LANDMARK_CSV_COLUMNS if c not in header]
-    if missing:
-      raise LandmarkFileError(f"{path}, row 1: header lacks column(s) {missing} (expected "
-                              f"{','.join(LANDMARK_CSV_COLUMNS)}; got {','.join(header)})")
-    index = {c: header.index(c) for c in LANDMARK_CSV_COLUMNS}
-    result: dict[tuple[str, str], Landmarks] = {}
-    rows_of: dict[tuple[str, str], int] = {}
-    for cells in reader:
-      row = reader.line_num
-      if not any(c.strip() for c in cells):
-        continue
-      if len(cells) != len(header):
-        raise LandmarkFileError(f"{path}, row {row}: {len(cells)} fields, expected {len(header)}")
-      subject, sample = cells[index["subject"]].strip(), cells[index["sample"]].strip()
-      if not subject or not sample:
-        raise LandmarkFileError(f"{path}, row {row}: subject and sample must not be empty")
-      values = []
-      for column in LANDMARK_CSV_COLUMNS[2:]:
-        text = cells[index[column]].strip()
-        try:
-          value = float(text)
-        except ValueError:
-          value = math.nan
-        if not math.isfinite(value):
-          raise LandmarkFileError(f"{path}, row {row}: {column} {text!r} is not a finite number")
-        values.append(value)
-      if not values[0] < values[2]:
-        raise LandmarkFileError(f"{path}, row {row}: left_eye_x {values[0]} must be smaller than "
-                                f"right_eye_x {values[2]} (left = image-left)")
-      key = (subject, sample)
-      if key in rows_of:
-        raise LandmarkFileError(f"{path}, row {row}: {subject}/{sample} already given in row "
-                                f"{rows_of[key]}")
-      rows_of[key] = row
-      result[key] = Landmarks.from_array(np.reshape(values, (3, 2)), source="csv")
+  rows = csv_file.read_rows(path, lambda message, row: LandmarkFileError(
+      f"{path}{'' if row is None else f', row {row}'}: {message}"))
+  if not rows:
+    raise LandmarkFileError(f"{path}: empty file (expected header "
+                            f"{','.join(LANDMARK_CSV_COLUMNS)})")
+  header = [h.strip().lower() for h in rows[0][1]]
+  missing = [c for c in LANDMARK_CSV_COLUMNS if c not in header]
+  if missing:
+    raise LandmarkFileError(f"{path}, row 1: header lacks column(s) {missing} (expected "
+                            f"{','.join(LANDMARK_CSV_COLUMNS)}; got {','.join(header)})")
+  index = {c: header.index(c) for c in LANDMARK_CSV_COLUMNS}
+  result: dict[tuple[str, str], Landmarks] = {}
+  rows_of: dict[tuple[str, str], int] = {}
+  for row, cells in rows[1:]:
+    if not any(c.strip() for c in cells):
+      continue
+    if len(cells) != len(header):
+      raise LandmarkFileError(f"{path}, row {row}: {len(cells)} fields, expected {len(header)}")
+    subject, sample = cells[index["subject"]].strip(), cells[index["sample"]].strip()
+    if not subject or not sample:
+      raise LandmarkFileError(f"{path}, row {row}: subject and sample must not be empty")
+    values = []
+    for column in LANDMARK_CSV_COLUMNS[2:]:
+      text = cells[index[column]].strip()
+      try:
+        value = float(text)
+      except ValueError:
+        value = math.nan
+      if not math.isfinite(value):
+        raise LandmarkFileError(f"{path}, row {row}: {column} {text!r} is not a finite number")
+      values.append(value)
+    if not values[0] < values[2]:
+      raise LandmarkFileError(f"{path}, row {row}: left_eye_x {values[0]} must be smaller than "
+                              f"right_eye_x {values[2]} (left = image-left)")
+    key = (subject, sample)
+    if key in rows_of:
+      raise LandmarkFileError(f"{path}, row {row}: {subject}/{sample} already given in row "
+                              f"{rows_of[key]}")
+    rows_of[key] = row
+    result[key] = Landmarks.from_array(np.reshape(values, (3, 2)), source="csv")
   return result
 
 

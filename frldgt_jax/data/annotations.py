@@ -38,13 +38,13 @@ image) is a `DataProblem`, never a silent fix.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import pathlib
 import re
 from typing import Any, Iterable, Sequence
 
+from frldgt_jax.data import csv_file
 from frldgt_jax.errors import InputError
 
 DATABASES = ("casme2", "samm", "smic")
@@ -201,8 +201,8 @@ def _frame_number(value: Any, column: str) -> int:
   if isinstance(value, float) and value.is_integer():
     return int(value)
   text = _text(value)
-  if re.fullmatch(r"-?\d+(\.0+)?", text):
-    return int(float(text))
+  if re.fullmatch(r"-?\d{1,12}(\.0+)?", text):  # more digits than any video has frames: refused
+    return int(text.split(".")[0])
   raise _CellError(f"{column} {_text(value)!r} is not a frame number")
 
 
@@ -225,19 +225,58 @@ def _optional_frame_number(value: Any, column: str) -> int | None:
 
 # ----------------------------------------------------------------------------- xlsx
 
+def _zip_member_problem(info, archive_size: int) -> str | None:
+  """What makes a zip member unreadable or a memory hazard (zipfile allocates the sizes the
+  archive claims): encryption, a method other than stored/deflated, compressed bytes past the
+  end of the archive, an expansion beyond DEFLATE's 1032:1."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  if info.flag_bits & 0x1:
+    return "is encrypted"
+  if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+    return f"uses compression method {info.compress_type} (.xlsx uses stored or deflated)"
+  if info.header_offset + info.compress_size > archive_size:
+    return f"claims {info.compress_size} compressed bytes, past the end of the file"
+  if info.file_size > 1032 * info.compress_size + 1024:
+    return f"claims {info.file_size} bytes from {info.compress_size} compressed"
+  return None
+
+
 def _read_xlsx_rows(path: pathlib.Path) -> list[tuple[int, tuple[Any, ...]]]:
   """(1-based row number, cell values) for every row of the first sheet."""
+  import xml.etree.ElementTree  # pylint: disable=g-import-not-at-top
+  import zipfile  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+
   import openpyxl  # pylint: disable=g-import-not-at-top
+  from openpyxl.utils.exceptions import InvalidFileException  # pylint: disable=g-import-not-at-top
+  if not path.is_file():
+    raise DataError([DataProblem(MISSING_FILE, "file does not exist", str(path))])
+  # What openpyxl and the zip / XML / deflate layers under it raise for a damaged workbook
+  # (a missing part is a KeyError of the zip archive; a zip feature zipfile does not support,
+  # NotImplementedError). Rows are parsed lazily: inside the try.
+  damaged = (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError,
+             xml.etree.ElementTree.ParseError, zlib.error, NotImplementedError)
   try:
+    with zipfile.ZipFile(path) as archive:  # before openpyxl reads (and allocates) any part
+      for info in archive.infolist():
+        problem = _zip_member_problem(info, path.stat().st_size)
+        if problem:
+          raise DataError([DataProblem(MALFORMED_ROW, f"workbook part {info.filename!r} "
+                                       f"{problem}", str(path))])
     workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-  except Exception as e:  # openpyxl raises several types for a damaged file
-    raise DataError([DataProblem(MALFORMED_ROW, f"cannot be read as an .xlsx workbook ({e})",
-                                 str(path))]) from e
-  try:
-    sheet = workbook.worksheets[0]
-    return [(i, tuple(row)) for i, row in enumerate(sheet.iter_rows(values_only=True), start=1)]
-  finally:
-    workbook.close()
+    try:
+      if not workbook.worksheets:
+        raise DataError([DataProblem(MALFORMED_ROW, "workbook has no sheet", str(path))])
+      sheet = workbook.worksheets[0]
+      return [(i, tuple(row)) for i, row in enumerate(sheet.iter_rows(values_only=True),
+                                                       start=1)]
+    finally:
+      workbook.close()
+  except DataError:
+    raise
+  except damaged as e:
+    raise DataError([DataProblem(MALFORMED_ROW, f"cannot be read as an .xlsx workbook "
+                                 f"({type(e).__name__}: {e})", str(path))]) from e
 
 
 def _is_blank(cells: Sequence[Any]) -> bool:
@@ -420,14 +459,16 @@ def read_composite_list(path: str | os.PathLike) -> tuple[list[CompositeEntry],
                                                           list[DataProblem]]:
   """Reads a `dataset,subject,sample,label` CSV (the 442-clip MEGC2019 list or a subset)."""
   path = pathlib.Path(path)
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f))
-  if not rows or [c.strip().lower() for c in rows[0][:4]] != ["dataset", "subject", "sample",
-                                                              "label"]:
+  if not path.is_file():
+    raise DataError([DataProblem(MISSING_FILE, "file does not exist", str(path))])
+  rows = csv_file.read_rows(path, lambda message, row: DataError([DataProblem(
+      MALFORMED_ROW, message, str(path), row)]))
+  if not rows or [c.strip().lower() for c in rows[0][1][:4]] != ["dataset", "subject", "sample",
+                                                                 "label"]:
     raise DataError([DataProblem(MALFORMED_ROW, "header must be 'dataset,subject,sample,label'",
                                  str(path), 1)])
   entries, problems, seen = [], [], {}
-  for row_number, cells in enumerate(rows[1:], start=2):
+  for row_number, cells in rows[1:]:
     if not any(c.strip() for c in cells):
       continue
     cells = [c.strip() for c in cells] + [""] * 4

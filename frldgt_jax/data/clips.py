@@ -34,6 +34,9 @@ RAW_ROOTS = {"casme2": "CASME2_RAW_selected", "samm": "SAMM", "smic": "SMIC"}
 # (same layout as SAMM/) is this project's convention for a user-made one.
 CROPPED_ROOTS = {"casme2": "Cropped", "samm": "SAMM_cropped", "smic": "SMIC_all_cropped"}
 _SEARCH_DEPTH = 3
+# Frames larger than this are refused from their header (a decompression bomb); the datasets'
+# frames are at most 2040x1088. The same bound as sat3d_jax/image_file.py.
+MAX_PIXELS = 100_000_000
 
 
 class ClipError(InputError):
@@ -108,19 +111,41 @@ def stored_frame_numbers(onset: int, apex: int, num_frames: int) -> np.ndarray:
   return np.rint(np.linspace(onset, apex, num_frames)).astype(np.int64)
 
 
-def load_gray(path: str | os.PathLike) -> np.ndarray:
-  """A frame as uint8 [H, W] grayscale; ClipError (UNREADABLE_IMAGE) naming the file otherwise."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(path)
-  image = None
+def _check_header(path: pathlib.Path) -> None:
+  """Refuses a file whose image header Pillow cannot identify or that claims more than
+  `MAX_PIXELS` pixels, before OpenCV allocates them (OpenCV's own limit is 2**30)."""
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   try:
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size:
-      image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    with Image.open(path) as im:
+      width, height = im.size
+  except Image.DecompressionBombError as e:
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: image header claims more than "
+                    f"{MAX_PIXELS} pixels (a decompression bomb?)", path) from e
+  except UnidentifiedImageError as e:
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: not a readable image (no image format "
+                    "recognised)", path) from e
   except OSError as e:
     raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: cannot be read ({e})", path) from e
-  if image is None:
-    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: not a readable image", path)
+  if width * height > MAX_PIXELS:
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: {width}x{height} pixels is more "
+                    f"than {MAX_PIXELS} (refused before decoding)", path)
+
+
+def load_gray(path: str | os.PathLike) -> np.ndarray:
+  """A frame as uint8 [H, W] grayscale; ClipError (UNREADABLE_IMAGE) naming the file otherwise.
+
+  The same checks as SAT3D's photo reader (sat3d_jax/image_file.py: header identified, at most
+  `MAX_PIXELS`, pixels decode); the pixels are decoded by OpenCV, as the datasets were built.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  _check_header(path)
+  try:
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+  except OSError as e:
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: cannot be read ({e})", path) from e
+  if image is None or image.size == 0:
+    raise ClipError(annotations.UNREADABLE_IMAGE, f"{path}: pixel data cannot be decoded", path)
   return image
 
 

@@ -40,7 +40,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
   from sat3d_jax import errors as sat3d_errors  # pylint: disable=g-import-not-at-top
   return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
           sat3d_errors.InputError, frldgt_errors.InputError, trainer_errors.ConfigError,
-          trainer_errors.NonFiniteLossError)
+          trainer_errors.NonFiniteLossError, trainer_errors.CheckpointError)
 
 
 def print_outputs(out_dir, paths, seconds: float | None = None, notes: dict | None = None

@@ -6,11 +6,11 @@ state placement), `make_programs` and `all_finite` are the driver's compiled-ste
 the benchmarks time exactly as the loop runs it.
 """
 from launch.trainer.config_files import base_config, from_file
-from launch.trainer.errors import ConfigError, NonFiniteLossError
+from launch.trainer.errors import CheckpointError, ConfigError, NonFiniteLossError
 from launch.trainer.loop import RunResult, load_task, train_and_evaluate
 from launch.trainer.programs import Programs, RunPlan, all_finite, make_programs, plan_run
 from launch.trainer.task import InputSpec, Task
 
-__all__ = ["ConfigError", "InputSpec", "NonFiniteLossError", "Programs", "RunPlan", "RunResult",
-           "Task", "all_finite", "base_config", "from_file", "load_task", "make_programs",
-           "plan_run", "train_and_evaluate"]
+__all__ = ["CheckpointError", "ConfigError", "InputSpec", "NonFiniteLossError", "Programs",
+           "RunPlan", "RunResult", "Task", "all_finite", "base_config", "from_file", "load_task",
+           "make_programs", "plan_run", "train_and_evaluate"]

@@ -7,3 +7,8 @@ class ConfigError(ValueError):
 
 class NonFiniteLossError(FloatingPointError):
   """Raised when a step produced a non-finite loss (or other metric); names the step."""
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint cannot be written, or none of those found is intact; names the step and what
+  to do."""

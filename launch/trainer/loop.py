@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from launch.trainer import checkpoint as ckpt_lib
+from launch.trainer.config_checks import validate_config
 from launch.trainer.errors import ConfigError, NonFiniteLossError
 from launch.trainer import logs as logs_lib
 from launch.trainer import mesh as mesh_lib
@@ -150,10 +151,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                        task: Optional[Task] = None) -> RunResult:
   """Trains `config.task` in `workdir`, resuming from the newest checkpoint found there."""
   workdir = pathlib.Path(workdir).absolute()
+  validate_config(config, jax.device_count())  # before the task builds or compiles anything
   task = task or load_task(config)
-  for field in ("log_every", "checkpoint_every", "total_steps"):
-    if int(config[field]) <= 0:
-      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
   plan = plan_run(config, task)
   mesh, programs, split_axis = plan.mesh, plan.programs, plan.split_axis
   init_key, model_ids = programs.init_key, plan.model_ids
@@ -163,9 +162,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir.mkdir(parents=True, exist_ok=True)
     _write_run_info(workdir, config, task)
 
+  # Verified before Orbax lists the steps: damaged ones are moved aside (by the main process).
+  latest = ckpt_lib.newest_restorable_step(workdir / "checkpoints", quarantine=is_main,
+                                           say=print if is_main else logging.info)
   checkpoints = ckpt_lib.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
-                                     async_save=config.async_checkpoints)
-  latest = checkpoints.latest_step()
+                                     async_save=config.async_checkpoints, write_records=is_main)
   if latest is not None:
     state, meta = checkpoints.restore(
         latest, ckpt_lib.abstract_like(state_shapes, state_sharding))

@@ -21,12 +21,23 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
+import reprlib
 import struct
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
 from sat3d_jax.errors import InputError
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
+def _short(value: Any) -> str:
+  """A repr for error messages that stays short (and finite) for any nesting depth."""
+  return _REPR.repr(value)
+
 
 # torch/serialization.py (legacy format): magic number and protocol version of a torch.save blob.
 LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
@@ -116,7 +127,7 @@ class DictRecord(dict):
   def __setstate__(self, state: Any) -> None:
     # EasyDict / OrderedDict keep their items as dict items; an attribute state is not expected.
     if state:
-      raise PickleFormatError(f"unexpected attribute state on a pickled dict: {state!r:.200}")
+      raise PickleFormatError(f"unexpected attribute state on a pickled dict: {_short(state)}")
 
 
 class TensorRecord:
@@ -160,7 +171,7 @@ class DtypeRecord:
     # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags).
     if (not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "=")
         or any(part is not None for part in state[2:5])):
-      raise PickleFormatError(f"unsupported numpy dtype state {state!r:.200}")
+      raise PickleFormatError(f"unsupported numpy dtype state {_short(state)}")
     self.byteorder = state[1]
 
   def to_numpy(self) -> np.dtype:
@@ -246,7 +257,7 @@ def _numpy_dtype(code: Any, align: Any = False, copy: Any = False) -> DtypeRecor
   """numpy.dtype(code, align, copy), for number types only."""
   del align, copy
   if code not in _SCALAR_CODES:
-    raise PickleFormatError(f"numpy dtype {code!r:.50} is not one of {sorted(_SCALAR_CODES)}")
+    raise PickleFormatError(f"numpy dtype {_short(code)} is not one of {sorted(_SCALAR_CODES)}")
   return DtypeRecord(code)
 
 
@@ -305,6 +316,43 @@ _MALFORMED_PICKLE_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, TypeEr
                             AttributeError, KeyError, IndexError)
 
 
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def check_opcodes(stream: io.BytesIO) -> None:
+  """Walks one pickle's opcodes (pickletools, which builds and runs nothing) and rewinds.
+
+  The C unpickler allocates what a pickle claims before it reads it: a memo index sizes the memo
+  (an 11-byte pickle with LONG_BINPUT 2**28 makes it fill 4 GiB) and BINBYTES8/BINUNICODE8/FRAME
+  lengths size a buffer. Refused here: a memo index beyond the entries written so far (a pickler
+  numbers them 0, 1, 2, ...) and a length reaching past the end of the data.
+
+  Raises:
+    PickleFormatError: naming the opcode and its position.
+  """
+  start = stream.tell()
+  size = len(stream.getbuffer())
+  puts = 0
+  try:
+    for opcode, arg, pos in pickletools.genops(stream):
+      if opcode.name in _MEMO_PUTS:
+        if not isinstance(arg, int) or not 0 <= arg <= puts:
+          raise PickleFormatError(f"memo index {arg!r:.30} at byte {pos} skips past the "
+                                  f"{puts} entries written so far")
+        puts += 1
+      elif opcode.name == "MEMOIZE":
+        puts += 1
+      elif opcode.name == "FRAME" and arg > size - stream.tell():
+        raise PickleFormatError(f"frame of {arg} bytes at byte {pos} reaches past the end "
+                                "of the data")
+  except PickleFormatError:
+    raise
+  except ValueError as e:  # genops: unknown opcode, or an argument past the end of the data
+    raise PickleFormatError(f"truncated or malformed pickle: {e}") from e
+  finally:
+    stream.seek(start)
+
+
 class _NetworkUnpickler(pickle.Unpickler):
   """Resolves globals against the allow-list only; refuses persistent ids."""
 
@@ -317,7 +365,7 @@ class _NetworkUnpickler(pickle.Unpickler):
       ) from None
 
   def persistent_load(self, pid: Any) -> Any:
-    raise PickleFormatError(f"unexpected persistent id {pid!r:.200} in a network pickle")
+    raise PickleFormatError(f"unexpected persistent id {_short(pid)} in a network pickle")
 
 
 class _StorageType:
@@ -348,10 +396,10 @@ class _LegacyStorageUnpickler(pickle.Unpickler):
     # [, view_metadata]); view_metadata is None for whole storages.
     if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage"
         or (len(pid) == 6 and pid[5] is not None)):
-      raise PickleFormatError(f"unsupported persistent id {pid!r:.200} in a tensor storage")
+      raise PickleFormatError(f"unsupported persistent id {_short(pid)} in a tensor storage")
     _, storage_type, key, _, numel = pid[:5]
     if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
-      raise PickleFormatError(f"malformed storage persistent id {pid!r:.200}")
+      raise PickleFormatError(f"malformed storage persistent id {_short(pid)}")
     numel = _check_int(numel, "storage element count")
     self.storages[key] = (STORAGE_DTYPES[storage_type.name], numel)
     return key
@@ -370,20 +418,25 @@ def decode_legacy_storage(blob: bytes) -> np.ndarray:
   """
   stream = io.BytesIO(blob)
   unpickler = _LegacyStorageUnpickler(stream)
+
+  def load() -> Any:
+    check_opcodes(stream)
+    return unpickler.load()
+
   try:
-    magic = unpickler.load()
+    magic = load()
     if magic != LEGACY_MAGIC_NUMBER:
       raise PickleFormatError(f"tensor storage lacks the torch.save magic number "
-                              f"(got {magic!r:.50})")
-    protocol = unpickler.load()
+                              f"(got {_short(magic)})")
+    protocol = load()
     if protocol != LEGACY_PROTOCOL_VERSION:
-      raise PickleFormatError(f"tensor storage has torch.save protocol {protocol!r:.50} "
+      raise PickleFormatError(f"tensor storage has torch.save protocol {_short(protocol)} "
                               f"(expected {LEGACY_PROTOCOL_VERSION})")
-    sys_info = unpickler.load()
+    sys_info = load()
     if not isinstance(sys_info, dict):
       raise PickleFormatError("tensor storage sys_info is not a dict")
-    root_key = unpickler.load()
-    keys = unpickler.load()
+    root_key = load()
+    keys = load()
   except (UnsafePickleError, PickleFormatError):
     raise
   except _MALFORMED_PICKLE_ERRORS as e:
@@ -393,7 +446,7 @@ def decode_legacy_storage(blob: bytes) -> np.ndarray:
     raise PickleFormatError("tensor storage blob does not hold a storage")
   if (not isinstance(keys, list) or set(keys) != set(unpickler.storages)
       or len(keys) != len(unpickler.storages)):
-    raise PickleFormatError(f"tensor storage key list {keys!r:.200} does not match its storages")
+    raise PickleFormatError(f"tensor storage key list {_short(keys)} does not match its storages")
 
   arrays = {}
   for key in keys:
@@ -421,14 +474,18 @@ def decode_legacy_storage(blob: bytes) -> np.ndarray:
 def load_network_pickle(file: BinaryIO) -> Any:
   """Unpickles an EG3D network pickle from an open binary file, running none of its code.
 
+  The file is read into memory and its opcodes checked first (`check_opcodes`).
+
   Returns plain data: dicts, lists, numbers, strings, `ModuleRecord`s, `TensorRecord`s.
 
   Raises:
     UnsafePickleError: the pickle names a global outside the allow-list (nothing was called).
     PickleFormatError: the pickle is not laid out as an EG3D network pickle.
   """
+  stream = io.BytesIO(file.read())
   try:
-    return _NetworkUnpickler(file).load()
+    check_opcodes(stream)
+    return _NetworkUnpickler(stream).load()
   except (UnsafePickleError, PickleFormatError):
     raise
   except _MALFORMED_PICKLE_ERRORS as e:

@@ -2,9 +2,9 @@
 
 Three folds of the tiny config are trained fold by fold and stacked (8 fake devices: the stack is
 padded with dummy folds); results.json is checked against scikit-learn on predictions.csv, the
-two modes against each other, and a fold-by-fold sweep killed (SIGKILL) while its second fold
-trains is restarted: it must not retrain the first, must resume the second from its checkpoint
-and must not change any prediction.
+two modes against each other, and a fold-by-fold sweep killed (SIGKILL) between folds and while
+its second fold trains is restarted: it must not retrain the first, must resume the second from
+its checkpoint and must not change any prediction.
 """
 import json
 import os
@@ -143,24 +143,27 @@ def _checkpointed(fold_dir: pathlib.Path) -> bool:
 
 def test_killed_sweep_resumes_without_retraining_finished_folds(per_fold, synthetic_root,
                                                                  xla_cache_dir, tmp_path):
-  """SIGKILL while fold 1 trains (fold 0 finished, fold 1 checkpointed), then the same command:
-  fold 0 is not retrained, fold 1 resumes from its checkpoint, predictions are unchanged."""
+  """SIGKILL between folds (as soon as fold 0 has finished), then again while fold 1 trains
+  (after its first checkpoint), then the same command: fold 0 is not retrained, fold 1 resumes
+  from its checkpoint and finishes once, predictions are unchanged."""
   workdir = tmp_path / "killed"
   command = _sweep_command(workdir, synthetic_root, xla_cache_dir, "0,1")
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
   fold1 = workdir / "fold_01"
-  deadline = time.time() + 900
-  while not _checkpointed(fold1) and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  if proc.poll() is not None:
-    pytest.fail("the sweep ended before it could be killed: "
-                + proc.stderr.read().decode()[-3000:])
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (fold1 / loso.UNIT_FILE).exists()
-  fold0_mtime = (workdir / "fold_00" / loso.UNIT_FILE).stat().st_mtime_ns
+  fold0_done = workdir / "fold_00" / loso.UNIT_FILE
+  for kill_when in (fold0_done.exists, lambda: _checkpointed(fold1)):
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 900
+    while not kill_when() and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.01)
+    if proc.poll() is not None:
+      pytest.fail("the sweep ended before it could be killed: "
+                  + proc.stderr.read().decode()[-3000:])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (fold1 / loso.UNIT_FILE).exists()
+  fold0_mtime = fold0_done.stat().st_mtime_ns
 
   done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -168,7 +171,7 @@ def test_killed_sweep_resumes_without_retraining_finished_folds(per_fold, synthe
   assert "resuming from checkpoint step" in done.stdout
   log = (workdir / loso.LOG_FILE).read_text()
   assert log.count("start fold 0") == 1 and log.count("finished fold 0") == 1
-  assert log.count("start fold 1") == 2 and log.count("finished fold 1") == 1
+  assert log.count("start fold 1") >= 2 and log.count("finished fold 1") == 1
   assert (workdir / "fold_00" / loso.UNIT_FILE).stat().st_mtime_ns == fold0_mtime
   # Same predictions and logits as the uninterrupted sweep's folds 0 and 1.
   reference, _ = per_fold
