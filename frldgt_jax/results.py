@@ -150,7 +150,7 @@ def megc_log(p: Predictions) -> str:
 def write_confusion_png(path: str | os.PathLike, confusion, class_names: Sequence[str],
                         title: str = "") -> None:
   """The confusion matrix (rows: true class, columns: predicted) as a PNG with counts."""
-  plt = _pyplot()
+  plt = pyplot()
   cm = np.asarray(confusion, np.int64)
   fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2, 1.2 * len(class_names) + 1.5),
                          dpi=100)
@@ -170,7 +170,8 @@ def write_confusion_png(path: str | os.PathLike, confusion, class_names: Sequenc
   plt.close(fig)
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (files only, no display)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -189,7 +190,7 @@ def per_subject_accuracy(p: Predictions) -> list[tuple[str, int, int]]:
 
 def write_per_subject_png(path: str | os.PathLike, p: Predictions, title: str = "") -> None:
   """Bar chart of each held-out subject's accuracy, with its clip count on the bar."""
-  plt = _pyplot()
+  plt = pyplot()
   rows = per_subject_accuracy(p)
   fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(rows) + 1.5), 3.2), dpi=100)
   x = np.arange(len(rows))
@@ -222,7 +223,7 @@ def write_learning_curves_png(path: str | os.PathLike, runs: Mapping[str, Sequen
                               title: str = "") -> None:
   """Stage-1 DGM loss, stage-2 cross-entropy and stage-2 training accuracy against the step, one
   line per run (`runs`: label -> metrics.jsonl rows; a stacked run's values are per fold)."""
-  plt = _pyplot()
+  plt = pyplot()
   panels = (("dgm_loss", 1, "stage 1: DGM loss"), ("ce", 2, "stage 2: cross-entropy"),
             ("accuracy", 2, "stage 2: training accuracy"))
   fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
