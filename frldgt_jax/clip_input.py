@@ -10,7 +10,8 @@ How the run's alignment (its config.json, data.alignment) is followed:
   'landmarks'  the training clips were aligned from landmark-CSV points mapped onto TEMPLATE; the
                detector's points (or the --landmarks CSV's) are mapped onto the same template;
   'cropped'    the training clips were the datasets' registered crops, resized; a user's clip
-               has none, so the template alignment stands in for them (recorded as such).
+               has none, so the template alignment stands in for them (recorded as such);
+  another      the template alignment, recorded with the run's alignment name.
 `PreparedClip.alignment_used` says which of these happened and where the landmarks came from.
 """
 from __future__ import annotations
@@ -79,9 +80,6 @@ def prepare_clip(clip: Clip, *, size: int, alignment: str, match_brightness: boo
       detect_landmarks; raises a FaceNotFoundError naming the clip when there is no face.
     onset, apex: frame indices (default: onset 0, apex spotted).
   """
-  if alignment not in _ALIGNMENT_USED:
-    raise InputError(f"the run's data.alignment {alignment!r} is not one of "
-                     f"{list(_ALIGNMENT_USED)}")
   n = len(clip.frames)
   onset = 0 if onset is None else int(onset)
   if not 0 <= onset < n - 1:
@@ -112,7 +110,9 @@ def prepare_clip(clip: Clip, *, size: int, alignment: str, match_brightness: boo
   onset_frame = align_lib.align(clip.frames[onset], matrix, size)
   apex_frame = align_lib.align(clip.frames[apex], matrix, size)
   flow = motion_lib.tvl1_flow(onset_frame, apex_frame, match_brightness) if need_flow else None
-  used = _ALIGNMENT_USED[alignment]
+  # An alignment this module does not know (a newer builder's): the template alignment,
+  # recorded with its name.
+  used = _ALIGNMENT_USED.get(alignment, "{} -> template (the run's data: '" + alignment + "')")
   used = used if "{}" not in used else used.format(source)
   if alignment == "detect" and landmarks is not None:
     used = "landmarks CSV -> template (the run detected them instead)"
