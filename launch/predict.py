@@ -41,12 +41,9 @@ from frldgt_jax.errors import InputError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A sweep's workdir (launch/sweep.py).",
                                required=True)
-_VIDEO = flags.DEFINE_list("video", [], "Video file(s) or folder(s) of video files, "
-                           "comma-separated.")
-_FRAMES = flags.DEFINE_list("frames", [], "Folder(s) of frames named as in CASME II, SAMM or "
-                            "SMIC, comma-separated.")
-_ONSET = flags.DEFINE_integer("onset", None, "Onset frame (0-based position in the clip); "
-                              "default the first frame.")
+_VIDEO = flags.DEFINE_list("video", [], "Video files or folders of them (comma-separated).")
+_FRAMES = flags.DEFINE_list("frames", [], "Frame folders (CASME II, SAMM or SMIC names).")
+_ONSET = flags.DEFINE_integer("onset", None, "Onset frame, 0-based (default: the first).")
 _APEX = flags.DEFINE_integer("apex", None, "Apex frame (0-based); default: spotted.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 _ENSEMBLE = flags.DEFINE_bool("ensemble", False, "Average the class probabilities of the fold "
