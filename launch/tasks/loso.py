@@ -76,7 +76,17 @@ def use_compilation_cache(path: str | os.PathLike) -> None:
 # Fields added to the FRL-DGT configs after sweeps were made with them, each with the value that
 # computes what those sweeps computed. At that value a field is left out of the comparison, so a
 # sweep begun before the field existed resumes; at any other value it is a different config.
-ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw", "model.motion": "dgm"}
+def _default_corpus() -> dict:
+  """data.corpus as a config written before it existed generated it (JSON form)."""
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  fields = dataclasses.asdict(synthetic.CorpusConfig())
+  keep = ("databases", "distractors", "au_amplitude_px", *synthetic.NUISANCES,
+          *synthetic.NUISANCES.values())
+  return json.loads(json.dumps({k: fields[k] for k in keep}))
+
+
+ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw", "model.motion": "dgm",
+                                   "data.corpus": _default_corpus()}
 # Where a generated corpus is kept is not what it holds (its synthetic_* fields decide that):
 # a sweep whose corpus folder moved is the same experiment.
 _LOCATIONS = ("data.synthetic_root",)
