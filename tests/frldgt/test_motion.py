@@ -130,3 +130,20 @@ def test_one_switch_and_one_magnitude_per_nuisance(tmp_path):
   assert _distractors(tmp_path, "off", distractors=False) == [{}, {}]
   with pytest.raises(ValueError, match="blink_rate"):
     synthetic.CorpusConfig(blink_rate=1.5)
+
+
+def test_table_variants_set_the_motion_budget_and_one_nuisance():
+  from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
+  casme2 = CONFIG.replace("frldgt_composite", "frldgt_casme2")
+  config = from_file(casme2, "synthetic,reduced,dgm+tvl1,only_blinks")
+  loso_data.validate_config(config)
+  assert config.model.motion == "dgm+tvl1" and config.total_steps == 400
+  corpus = loso_data.corpus_config(config)
+  assert corpus.databases == ("casme2",) and corpus.blinks and corpus.blink_rate == 1.0
+  assert not any(corpus.nuisance_on(n) for n in synthetic.NUISANCES if n != "blinks")
+  default = from_file(CONFIG, "synthetic")
+  assert loso_data.synthetic_dirs(default)[0].parent.name == "subjects4_clips6_seed0"
+  names = {loso_data.synthetic_dirs(from_file(casme2, f"synthetic,{v}"))[0].parent.name
+           for v in ("clean", "only_noise", "only_jpeg", "reduced")}
+  assert len(names) == 4  # each corpus in its own folder ('reduced' keeps the default one)
+  assert from_file(CONFIG, "synthetic,nomotion").model.motion == "none"
