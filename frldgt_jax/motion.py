@@ -62,7 +62,11 @@ def tvl1_flow(onset: np.ndarray, apex: np.ndarray, match_brightness: bool = True
   onset, apex: grayscale [S, S] or [S, S, 1], uint8 or float in [0, 1]. `match_brightness`
   shifts the apex's mean to the onset's first, as the model's inputs are (training.py).
   """
-  from skimage.registration import optical_flow_tvl1  # pylint: disable=g-import-not-at-top
+  try:
+    from skimage.registration import optical_flow_tvl1  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise InputError("TV-L1 optical flow needs scikit-image: pip install -e '.[motion]'"
+                     ) from None
   def gray(x):
     x = np.asarray(x)
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
