@@ -8,6 +8,10 @@
       -> global transformer over the region tokens; full-face transformer over all tokens
       -> classifier on [mean region token, global summary, full-face summary] -> logits.
 
+Motion input (config.motion, frldgt_jax/motion.py): 'dgm' as drawn above; 'tvl1' tokenises a
+TV-L1 flow passed as `flow` instead (no DGM); 'dgm+tvl1' tokenises both (`embed_displacement`
+and `embed_flow`, fused per patch); 'none' leaves the motion out (only the apex frame).
+
 Horizontal flips. The data pipeline flips both frames; the DGM then sees mirrored frames, so the
 displacement it produces is the mirrored field with dx negated (frldgt_jax.warp documents why) --
 nothing in the model negates dx. `flipped[b] = True` tells the model that example b was
