@@ -73,8 +73,9 @@ def synthetic_dirs(config: ml_collections.ConfigDict) -> tuple[pathlib.Path, pat
   d = config.data
   name = f"subjects{d.synthetic_subjects}_clips{d.synthetic_clips_per_subject}_seed" \
          f"{d.synthetic_seed}"
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   corpus = dataclasses.asdict(corpus_config(config))
-  defaults = dataclasses.asdict(type(corpus_config(config))(
+  defaults = dataclasses.asdict(synthetic.CorpusConfig(
       subjects=d.synthetic_subjects, clips_per_subject=d.synthetic_clips_per_subject,
       seed=d.synthetic_seed))
   if corpus != defaults:
