@@ -13,5 +13,6 @@ def get_config(arg: str = ""):
   c = from_file("frldgt_composite.py", arg)
   c.name = "frldgt_casme2"
   c.data.dataset = "casme2"
+  c.data.corpus.databases = ("casme2",)  # the generated corpus: CASME II's clips only
   c.lock()
   return c

@@ -14,14 +14,32 @@ Variants (the `:arg`), comma-separated:
   synthetic_tiny  a tiny corpus (2 subjects per database x 3 clips) and a tiny model (tests).
 Modifiers that can follow either: 'shuffled' (control: shuffled training labels), 'zero'
 (control: the DGM replaced by a zero displacement), 'per_fold' / 'stacked' (the sweep mode),
-'bf16' (bfloat16 compute). The other FRL-DGT configs start from this one.
+'bf16' (bfloat16 compute); the motion the transformers see (model.motion, frldgt_jax/motion.py):
+'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (the README tables' smaller budget per fold); for the
+generated corpus, its nuisances (data.corpus): 'clean' (all off) or 'only_<nuisance>' (that one
+alone, stronger than the default: STRONGER). The other FRL-DGT configs start from this one.
 """
 import ml_collections
 
 from launch.trainer import base_config
 
 BASE_VARIANTS = ("", "synthetic", "synthetic_tiny")
-MODIFIERS = ("shuffled", "zero", "per_fold", "stacked", "bf16")
+# The generated corpus's nuisances at a stronger setting than the default (data.corpus), for the
+# one-at-a-time table: 'only_<name>' turns every other nuisance off. 'small_au' halves the AU
+# amplitude (the expression, not a nuisance) with every nuisance off.
+STRONGER = {
+    "translation": {"head_translation": True, "head_translation_px": 2.5},   # default 0.625
+    "rotation": {"head_rotation": True, "head_rotation_deg": 0.6},           # default 0.15
+    "illumination": {"illumination": True, "illumination_gain": 0.05},       # default 0.012
+    "noise": {"sensor_noise": True, "sensor_noise_sigma": 8.0},              # default 2.5
+    "jpeg": {"jpeg": True, "jpeg_quality": 60},                              # default 92
+    "blinks": {"blinks": True, "blink_rate": 1.0},                           # default 0.3
+    "small_au": {"au_amplitude_px": 3.75},                                   # default 7.5
+}
+NUISANCE_SWITCHES = ("head_translation", "head_rotation", "illumination", "sensor_noise", "jpeg",
+                     "blinks")
+MODIFIERS = ("shuffled", "zero", "per_fold", "stacked", "bf16", "tvl1", "dgm+tvl1", "nomotion",
+             "reduced", "clean") + tuple(f"only_{name}" for name in STRONGER)
 
 
 def parse_variant(arg: str) -> tuple[str, tuple[str, ...]]:
@@ -69,6 +87,17 @@ def get_config(arg: str = ""):
   c.data.synthetic_subjects = 4      # per database
   c.data.synthetic_clips_per_subject = 6
   c.data.synthetic_seed = 0
+  # The generated corpus's nuisances: one switch and one magnitude each (raw pixels of a CASME II
+  # 640 x 480 frame; frldgt_jax/data/synthetic.py, CorpusConfig), and which databases it holds.
+  c.data.corpus = ml_collections.ConfigDict(dict(
+      databases=("casme2", "samm", "smic"), distractors=True,
+      head_translation=True, head_translation_px=0.625,
+      head_rotation=True, head_rotation_deg=0.15,
+      illumination=True, illumination_gain=0.012,
+      sensor_noise=True, sensor_noise_sigma=2.5,
+      jpeg=True, jpeg_quality=92,
+      blinks=True, blink_rate=0.3,
+      au_amplitude_px=7.5))
 
   # Every size of the model (frldgt_jax/model.py builds it from these fields).
   c.model = ml_collections.ConfigDict()
@@ -76,6 +105,7 @@ def get_config(arg: str = ""):
   c.model.num_classes = 3
   c.model.compute_dtype = "float32"  # or 'bfloat16': params float32, matmuls/convs bf16
   c.model.displacement = "dgm"       # 'dgm' | 'zero' (ablation: no DGM, zero field)
+  c.model.motion = "dgm"             # 'dgm' | 'tvl1' | 'dgm+tvl1' | 'none' (frldgt_jax/motion.py)
   c.model.inputs = ("displacement", "apex")  # which per-patch inputs are tokenised
   c.model.token_fusion = "linear"    # 'linear' (one Dense over the per-patch embeddings) or
                                      # 'sequence' (modality tokens concatenated)
@@ -126,6 +156,9 @@ def get_config(arg: str = ""):
   # per example than one fold's (measured on the :synthetic model, 2 CPU cores).
   c.sweep_mode = "auto"
   c.folds = "all"                    # 'all', or fold indices / subject keys: '0,5' 'samm/6'
+  # Also train one model on every subject with the same budget (W/final/, launch/predict.py's
+  # default model). Not an evaluation: its training set holds every subject.
+  c.final_model = False
   c.eval_batch_size = 64             # held-out clips per fold per prediction call
 
   if base in ("synthetic", "synthetic_tiny"):
@@ -179,5 +212,18 @@ def get_config(arg: str = ""):
       c.sweep_mode = modifier
     elif modifier == "bf16":
       c.model.compute_dtype = "bfloat16"
+    elif modifier in ("tvl1", "dgm+tvl1"):
+      c.model.motion = modifier
+    elif modifier == "nomotion":
+      c.model.motion = "none"
+    elif modifier == "reduced":
+      # The README tables' budget: every subject still held out once, fewer steps per fold.
+      c.total_steps = 400
+      c.dgm_pretrain_steps = 200
+    elif modifier == "clean" or modifier.startswith("only_"):
+      for switch in NUISANCE_SWITCHES:
+        c.data.corpus[switch] = False
+      if modifier != "clean":
+        c.data.corpus.update(STRONGER[modifier[len("only_"):]])
   c.model.image_size = c.data.get_ref("resolution")
   return c

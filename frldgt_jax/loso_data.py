@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from frldgt_jax import model as model_lib
+from frldgt_jax import motion as motion_lib
 from frldgt_jax.data import pipeline
 from frldgt_jax.errors import InputError
 
@@ -33,6 +34,8 @@ class LosoData:
   folds: list                   # [pipeline.Fold], one per subject, natural subject order
   class_names: tuple
   source: str                   # the prepared dataset folder
+  flow: Optional[np.ndarray] = None  # float32 [N, S, S, 2] TV-L1 onset->apex, when the model
+                                     # reads it (config.model.motion, frldgt_jax/motion.py)
 
   @property
   def num_classes(self) -> int:
@@ -43,11 +46,43 @@ def _say(message: str) -> None:
   print(message, flush=True)
 
 
+def corpus_config(config: ml_collections.ConfigDict):
+  """The generated corpus of a :synthetic config: data.synthetic_* and the nuisance switches and
+  magnitudes of data.corpus (frldgt_jax/data/synthetic.py's CorpusConfig; absent: defaults)."""
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  d = config.data
+  nuisances = dict(d.get("corpus", {}) or {})
+  if "databases" in nuisances:
+    nuisances["databases"] = tuple(nuisances["databases"])
+  known = {f.name for f in dataclasses.fields(synthetic.CorpusConfig)}
+  unknown = sorted(set(nuisances) - known)
+  if unknown:
+    raise InputError(f"config.data.corpus: unknown field(s) {unknown}; CorpusConfig has "
+                     f"{sorted(known)}")
+  try:
+    return synthetic.CorpusConfig(subjects=d.synthetic_subjects,
+                                  clips_per_subject=d.synthetic_clips_per_subject,
+                                  seed=d.synthetic_seed, **nuisances)
+  except (TypeError, ValueError) as e:
+    raise InputError(f"config.data.corpus: {e}") from None
+
+
 def synthetic_dirs(config: ml_collections.ConfigDict) -> tuple[pathlib.Path, pathlib.Path]:
-  """(corpus dir, TFDS data dir) of the :synthetic variants, one folder per corpus config."""
+  """(corpus dir, TFDS data dir) of the :synthetic variants, one folder per corpus config (a
+  corpus with non-default nuisances gets a suffix naming a hash of its settings)."""
   d = config.data
   name = f"subjects{d.synthetic_subjects}_clips{d.synthetic_clips_per_subject}_seed" \
          f"{d.synthetic_seed}"
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  corpus = dataclasses.asdict(corpus_config(config))
+  defaults = dataclasses.asdict(synthetic.CorpusConfig(
+      subjects=d.synthetic_subjects, clips_per_subject=d.synthetic_clips_per_subject,
+      seed=d.synthetic_seed))
+  if corpus != defaults:
+    import hashlib  # pylint: disable=g-import-not-at-top
+    import json  # pylint: disable=g-import-not-at-top
+    changed = {k: v for k, v in corpus.items() if defaults[k] != v}
+    name += "_" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
   root = pathlib.Path(d.synthetic_root) / name
   return root / "corpus", root / "tfds"
 
@@ -69,15 +104,13 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict) -> pathlib.Path:
   if (target / "dataset_info.json").is_file():
     return target
   if not (corpus / "manifest.json").is_file():
-    corpus_config = synthetic.CorpusConfig(subjects=d.synthetic_subjects,
-                                           clips_per_subject=d.synthetic_clips_per_subject,
-                                           seed=d.synthetic_seed)
+    wanted = corpus_config(config)
     _say(f"generating the synthetic micro-expression corpus in {corpus} "
-         f"({corpus_config.subjects} subjects per database x "
-         f"{corpus_config.clips_per_subject} clips, seed {corpus_config.seed})")
+         f"({wanted.subjects} subjects per database x "
+         f"{wanted.clips_per_subject} clips, seed {wanted.seed})")
     tmp = corpus.with_name(f"{corpus.name}.tmp-{os.getpid()}")
     start = time.time()
-    synthetic.generate_corpus(tmp, corpus_config, overwrite=True)
+    synthetic.generate_corpus(tmp, wanted, overwrite=True)
     if corpus.exists():  # generated meanwhile by another process: keep that one
       import shutil  # pylint: disable=g-import-not-at-top
       shutil.rmtree(tmp)
@@ -145,7 +178,12 @@ def load_loso_data(config: ml_collections.ConfigDict) -> LosoData:
     raise InputError(f"{folder} stores {t} frames at {s}x{s}; the config asks for "
                      f"{config.data.frames} at {config.data.resolution}")
   folds = pipeline.loso_folds(prepared.subject_keys)
-  return LosoData(prepared, labels, folds, tuple(config.data.class_names), str(folder))
+  flow = None
+  if motion_lib.uses_flow(model_lib.motion_of(config.model)):
+    start = time.time()
+    flow = motion_lib.clip_flows(prepared.frames, bool(config.data.match_brightness))
+    _say(f"TV-L1 flow of {len(flow)} clips (onset -> apex) in {time.time() - start:.0f} s")
+  return LosoData(prepared, labels, folds, tuple(config.data.class_names), str(folder), flow)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -195,6 +233,17 @@ def selected_folds(config: ml_collections.ConfigDict, folds: Sequence) -> list[i
       raise InputError(f"config.folds names fold {k} twice")
     out.append(k)
   return out
+
+
+FINAL_SUBJECT = "(every subject)"
+
+
+def with_final_fold(data: LosoData) -> tuple[LosoData, int]:
+  """`data` with one more fold that trains on every clip and holds none out (the final model to
+  deploy; not an evaluation), and that fold's index."""
+  k = len(data.folds)
+  final = pipeline.Fold(k, FINAL_SUBJECT, np.arange(len(data.labels)), np.zeros(0, np.int64))
+  return dataclasses.replace(data, folds=list(data.folds) + [final]), k
 
 
 def fold_labels(config: ml_collections.ConfigDict, data: LosoData, fold) -> np.ndarray:

@@ -8,6 +8,10 @@
       -> global transformer over the region tokens; full-face transformer over all tokens
       -> classifier on [mean region token, global summary, full-face summary] -> logits.
 
+Motion input (config.motion, frldgt_jax/motion.py): 'dgm' as drawn above; 'tvl1' tokenises a
+TV-L1 flow passed as `flow` instead (no DGM); 'dgm+tvl1' tokenises both (`embed_displacement`
+and `embed_flow`, fused per patch); 'none' leaves the motion out (only the apex frame).
+
 Horizontal flips. The data pipeline flips both frames; the DGM then sees mirrored frames, so the
 displacement it produces is the mirrored field with dx negated (frldgt_jax.warp documents why) --
 nothing in the model negates dx. `flipped[b] = True` tells the model that example b was
@@ -33,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from frldgt_jax import motion as motion_lib
 from frldgt_jax import regions as regions_lib
 from frldgt_jax.errors import InputError
 from frldgt_jax.dgm import dgm_from_config, dgm_loss_terms
@@ -51,6 +56,16 @@ def compute_dtype(config: ml_collections.ConfigDict):
   return _DTYPES[config.compute_dtype]
 
 
+def motion_of(c: ml_collections.ConfigDict) -> str:
+  """config.model.motion ('dgm' for configs written before the field existed)."""
+  return c.get('motion', 'dgm')
+
+
+def has_dgm(c: ml_collections.ConfigDict) -> bool:
+  """Whether the model built from `c` (the model config) has a DGM with parameters."""
+  return motion_lib.uses_dgm(motion_of(c)) and c.displacement == 'dgm'
+
+
 def validate_config(c: ml_collections.ConfigDict) -> None:
   """Raises InputError naming the field when the model config is inconsistent."""
   compute_dtype(c)
@@ -58,6 +73,10 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     raise InputError(f"model.displacement must be 'dgm' or 'zero', got {c.displacement!r}")
   if not c.inputs or any(i not in INPUTS for i in c.inputs) or len(set(c.inputs)) != len(c.inputs):
     raise InputError(f'model.inputs must be a non-empty subset of {INPUTS}, got {c.inputs}')
+  motion_lib.check_motion(motion_of(c))
+  if not motion_lib.token_inputs(motion_of(c), c.inputs):
+    raise InputError(f"model.motion 'none' with model.inputs {tuple(c.inputs)} leaves the "
+                     "model no input; add 'apex' to model.inputs")
   if c.token_fusion not in ('linear', 'sequence'):
     raise InputError(f"model.token_fusion must be 'linear' or 'sequence', got {c.token_fusion!r}")
   if c.image_size % c.patch_size:
@@ -73,13 +92,15 @@ class FRLDGT(nn.Module):
   config: ml_collections.FrozenConfigDict
 
   @nn.compact
-  def __call__(self, onset, apex, flipped=None, train: bool = False):
+  def __call__(self, onset, apex, flipped=None, train: bool = False, flow=None):
     """Returns (logits [B, num_classes] float32, aux).
 
     Args:
       onset, apex: [B,S,S,1] grayscale frames in [0, 1].
       flipped: optional bool [B]; True where the data pipeline mirrored the example.
       train: enables dropout (then pass rngs={'dropout': key}).
+      flow: [B,S,S,2] TV-L1 flow (dx, dy) onset -> apex (frldgt_jax.motion), required when
+        config.motion reads it ('tvl1', 'dgm+tvl1'), ignored otherwise.
     aux: 'displacement' [B,S,S,2] float32; per-example [B] DGM terms 'photometric',
       'smoothness', 'dgm_loss'; 'region_tokens' [B,K,D] float32 (local-fusion outputs, in the
       order of config.regions).
@@ -93,17 +114,23 @@ class FRLDGT(nn.Module):
     batch = onset.shape[0]
     deterministic = not train
 
-    if c.displacement == 'dgm':
+    motion = motion_of(c)
+    if has_dgm(c):
       displacement = dgm_from_config(c.dgm, dtype, name='dgm')(onset, apex)
     else:
       displacement = jnp.zeros(onset.shape[:3] + (2,), jnp.float32)
     terms = dgm_loss_terms(onset, apex, displacement, c.dgm)
 
     sources = {'displacement': displacement, 'apex': apex.astype(jnp.float32) * 2.0 - 1.0}
+    if motion_lib.uses_flow(motion):
+      if flow is None or flow.shape != onset.shape[:3] + (2,):
+        raise InputError(f"FRLDGT: model.motion {motion!r} needs flow [B,{size},{size},2], got "
+                         f"{None if flow is None else flow.shape}")
+      sources['flow'] = flow.astype(jnp.float32)
     p, d = c.patch_size, c.token_dim
     grid = size // p
     embeds = []
-    for name in c.inputs:
+    for name in motion_lib.token_inputs(motion, c.inputs):
       e = nn.Conv(d, (p, p), strides=(p, p), padding='VALID', dtype=dtype,
                   param_dtype=jnp.float32, name=f'embed_{name}')(sources[name].astype(dtype))
       if flipped is not None:  # mirror flipped examples' token grids back (module docstring)
@@ -152,7 +179,8 @@ def init_variables(model: FRLDGT, rng: jax.Array, batch: int = 1):
   """Initialises the model's variables (jitted) from dummy [batch,S,S,1] zero frames."""
   size = model.config.image_size
   frames = jnp.zeros((batch, size, size, 1), jnp.float32)
-  return jax.jit(model.init)(rng, frames, frames)
+  flow = jnp.zeros((batch, size, size, 2), jnp.float32)
+  return jax.jit(lambda r: model.init(r, frames, frames, flow=flow))(rng)
 
 
 def with_pretrained_dgm(variables, dgm_variables):

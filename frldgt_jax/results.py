@@ -14,6 +14,9 @@ always agree.
                     per clip of that fold: '<sample> <gt> <pred>'
   confusion.png     the pooled confusion matrix (matplotlib, Agg backend)
   results.md        a Markdown table: composite and per-database UF1 / UAR / clips
+  per_subject.png   held-out accuracy of each subject (one bar per LOSO fold)
+  learning_curves.png  training curves (metrics.jsonl) of the first few folds: the DGM loss of
+                    stage 1, the cross-entropy and training accuracy of stage 2
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from frldgt_jax import metrics as metrics_lib
 
 CSV_COLUMNS = ("dataset", "subject", "sample", "label", "prediction")
 FILES = {"predictions": "predictions.csv", "results": "results.json", "megc_log": "megc_log.txt",
-         "confusion": "confusion.png", "table": "results.md"}
+         "confusion": "confusion.png", "table": "results.md", "per_subject": "per_subject.png",
+         "learning_curves": "learning_curves.png"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,9 +150,7 @@ def megc_log(p: Predictions) -> str:
 def write_confusion_png(path: str | os.PathLike, confusion, class_names: Sequence[str],
                         title: str = "") -> None:
   """The confusion matrix (rows: true class, columns: predicted) as a PNG with counts."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
   cm = np.asarray(confusion, np.int64)
   fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2, 1.2 * len(class_names) + 1.5),
                          dpi=100)
@@ -166,6 +168,99 @@ def write_confusion_png(path: str | os.PathLike, confusion, class_names: Sequenc
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (files only, no display)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def per_subject_accuracy(p: Predictions) -> list[tuple[str, int, int]]:
+  """[(database/subject, correct, clips)] in fold order."""
+  out = []
+  for k in _unique_in_order(p.fold):
+    rows = np.flatnonzero(p.fold == k)
+    out.append((f"{p.dataset[rows[0]]}/{p.subject[rows[0]]}",
+                int(np.sum(p.label[rows] == p.prediction[rows])), len(rows)))
+  return out
+
+
+def write_per_subject_png(path: str | os.PathLike, p: Predictions, title: str = "") -> None:
+  """Bar chart of each held-out subject's accuracy, with its clip count on the bar."""
+  plt = pyplot()
+  rows = per_subject_accuracy(p)
+  fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(rows) + 1.5), 3.2), dpi=100)
+  x = np.arange(len(rows))
+  accuracy = [c / n for _, c, n in rows]
+  ax.bar(x, accuracy, color="tab:blue")
+  for i, (_, c, n) in enumerate(rows):
+    ax.text(i, accuracy[i] + 0.02, f"{c}/{n}", ha="center", va="bottom", fontsize=7)
+  ax.axhline(float(np.mean(p.label == p.prediction)), color="k", lw=0.8, ls="--",
+             label="pooled accuracy")
+  ax.set_xticks(x, [name for name, _, _ in rows], rotation=60, ha="right", fontsize=7)
+  ax.set_ylim(0, 1.12)
+  ax.set_ylabel("held-out accuracy")
+  ax.legend(fontsize=7, loc="lower right")
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+  """The rows of a training run's metrics.jsonl (missing file: [])."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_learning_curves_png(path: str | os.PathLike, runs: Mapping[str, Sequence[dict]],
+                              title: str = "") -> None:
+  """Stage-1 DGM loss, stage-2 cross-entropy and stage-2 training accuracy against the step, one
+  line per run (`runs`: label -> metrics.jsonl rows; a stacked run's values are per fold)."""
+  plt = pyplot()
+  panels = (("dgm_loss", 1, "stage 1: DGM loss"), ("ce", 2, "stage 2: cross-entropy"),
+            ("accuracy", 2, "stage 2: training accuracy"))
+  fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
+  for label, rows in runs.items():
+    for ax, (key, stage, _) in zip(axes, panels):
+      points = [(r["step"], r[key]) for r in rows
+                if key in r and np.mean(r.get("stage", stage)) == stage]
+      if not points:
+        continue
+      steps = np.asarray([s for s, _ in points])
+      values = np.asarray([v for _, v in points], np.float64)
+      if values.ndim == 2:  # stacked: [rows, folds]
+        for j in range(values.shape[1]):
+          ax.plot(steps, values[:, j], lw=1, label=f"{label} #{j}")
+      else:
+        ax.plot(steps, values, lw=1, label=label)
+  for ax, (_, _, name) in zip(axes, panels):
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("step")
+  axes[0].legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def write_sweep_plots(out_dir: str | os.PathLike, p: Predictions,
+                      unit_dirs: Sequence[str | os.PathLike], curves: int = 4,
+                      title: str = "") -> None:
+  """per_subject.png and learning_curves.png (the first `curves` training units) in out_dir."""
+  out = pathlib.Path(out_dir)
+  write_per_subject_png(out / FILES["per_subject"], p, title)
+  runs = {pathlib.Path(d).name: read_metrics(pathlib.Path(d) / "metrics.jsonl")
+          for d in list(unit_dirs)[:curves]}
+  write_learning_curves_png(out / FILES["learning_curves"],
+                            {k: v for k, v in runs.items() if v}, title)
 
 
 def markdown_table(results: Mapping[str, Any], title: str = "") -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from frldgt_jax import model as model_lib
+from frldgt_jax import motion as motion_lib
 from frldgt_jax import training
 from frldgt_jax.errors import InputError
 
@@ -127,15 +128,32 @@ class TrainedFold:
     """S: the model takes aligned grayscale S x S frames (config.model.image_size)."""
     return int(self.config.model.image_size)
 
+  @property
+  def motion(self) -> str:
+    """What motion the model reads besides the frames (frldgt_jax/motion.py)."""
+    return model_lib.motion_of(self.config.model)
+
   @functools.cached_property
-  def _logits_fn(self):
+  def _apply_fn(self):
     brightness = bool(self.config.data.match_brightness)
 
-    def logits(params, onset, apex):
+    def apply(params, onset, apex, flow):
       if brightness:
         apex = training.match_brightness(onset, apex)
-      return self.model.apply({"params": params}, onset, apex, None, train=False)[0]
-    return jax.jit(logits)
+      logits, aux = self.model.apply({"params": params}, onset, apex, None, train=False,
+                                     flow=flow)
+      return logits, aux["displacement"]
+    return jax.jit(apply)
+
+  def outputs(self, onset, apex, flow=None) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [B, C], the DGM's displacement [B, S, S, 2] (zeros without a DGM)) of a batch of
+    aligned float frames [B, S, S, 1] in [0, 1]; `flow` [B, S, S, 2] TV-L1 (frldgt_jax.motion)
+    when the model reads it."""
+    if flow is None and motion_lib.uses_flow(self.motion):
+      raise InputError(f"{self.workdir}: this model reads TV-L1 flow (model.motion "
+                       f"{self.motion!r}); pass flow=frldgt_jax.motion.tvl1_flow(onset, apex)")
+    logits, displacement = self._apply_fn(self.params, onset, apex, flow)
+    return np.asarray(logits), np.asarray(displacement)
 
   def frame(self, image, name: str = "frame") -> np.ndarray:
     """[1, S, S, 1] float32 in [0, 1] from an aligned grayscale frame: uint8 (0..255) or float
@@ -160,9 +178,14 @@ class TrainedFold:
     return out.reshape(1, s, s, 1)
 
   def logits(self, onset, apex) -> np.ndarray:
-    """Logits [num_classes] of one clip (eval mode: no dropout, no augmentation)."""
+    """Logits [num_classes] of one clip (eval mode: no dropout, no augmentation); the TV-L1 flow
+    is computed here when the model reads it."""
     frames = self.frame(onset, "onset"), self.frame(apex, "apex")
-    return np.asarray(self._logits_fn(self.params, *frames))[0]
+    flow = None
+    if motion_lib.uses_flow(self.motion):
+      flow = motion_lib.tvl1_flow(frames[0][0], frames[1][0],
+                                  bool(self.config.data.match_brightness))[None]
+    return self.outputs(*frames, flow)[0][0]
 
   def probabilities(self, onset, apex) -> np.ndarray:
     """Class probabilities [num_classes] (softmax of `logits`), in class_names order."""

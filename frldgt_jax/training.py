@@ -8,9 +8,10 @@ stage 2: the batch holds clip indices and labels, and the whole model trains end
 decay over the stage-2 steps. The stage is chosen by the *structure* of the batch, a Python
 branch at trace time, so each stage is its own compiled program (no lax.cond, which under a vmap
 over folds would run both branches on every step). With config.model.displacement = 'zero'
-there is no DGM: stage-1 steps leave the state unchanged, so the control keeps the same stage-2
-budget. Every function here is pure or a plain numpy sampler; `launch/tasks/frldgt.py` binds
-them to the training driver.
+(or a config.model.motion without the DGM, frldgt_jax/motion.py) there is no DGM: stage-1
+steps leave the state unchanged, so the control keeps the same stage-2 budget. Every function
+here is pure or a plain numpy sampler; `launch/tasks/frldgt.py` binds them to the training
+driver.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def build(config: ml_collections.ConfigDict):
     raise InputError(f"config.optimizer.name must be 'adamw' or 'adam', got {name!r}")
   optimizer = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), step)
   dgm, dgm_optimizer = None, None
-  if config.model.displacement == "dgm":
+  if model_lib.has_dgm(config.model):
     # The model's own DGM (same params), for stage 1.
     dgm = dgm_lib.dgm_from_config(config.model.dgm, model_lib.compute_dtype(config.model))
     # A constant rate: on the generated corpus the DGM was still learning motion at the end of
@@ -78,24 +79,27 @@ def match_brightness(source, target):
   return target + shift
 
 
-def predict_logits(model, params, frames, index, brightness: bool = True):
+def predict_logits(model, params, frames, index, brightness: bool = True, flow=None):
   """Logits [M, C] of clips `index` [M] of the on-device dataset frames [N,T,S,S,1] (uint8).
 
   The onset is the first stored frame and the apex the last (no augmentation, no dropout);
-  `brightness`: config.data.match_brightness.
+  `brightness`: config.data.match_brightness; `flow`: the dataset's TV-L1 flows [N,S,S,2] when
+  the model reads them (frldgt_jax.motion).
   """
   clips = to_float(frames[index])
   onset, apex = clips[:, 0], clips[:, -1]
   if brightness:
     apex = match_brightness(onset, apex)
-  logits, _ = model.apply({"params": params}, onset, apex, None, train=False)
+  logits, _ = model.apply({"params": params}, onset, apex, None, train=False,
+                          flow=None if flow is None else flow[index])
   return logits
 
 
 def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm_optimizer):
   """(init_state(rng), train_step(state, frozen, batch, rng)) of one fold (see the module doc).
 
-  `frozen['frames']` is the on-device dataset, uint8 [N, T, S, S, 1]; a batch holds stage-1
+  `frozen['frames']` is the on-device dataset, uint8 [N, T, S, S, 1] (and `frozen['flow']` its
+  TV-L1 flows [N, S, S, 2] when config.model.motion reads them); a batch holds stage-1
   frame pairs (`pair_clip`, `pair_i`, `pair_j`) or stage-2 clips (`index`, `label`,
   `class_weights`).
   """
@@ -146,8 +150,11 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
     """Stage 2: L_CE (class-weighted) + lambda * L_DGM, end to end."""
     k_aug, k_drop = jax.random.split(rng)
     clips = to_float(frozen["frames"][batch["index"]])
-    onset, apex, flipped = pipeline.augment_batch(clips, k_aug, max_jitter=aug.max_jitter,
-                                                  **aug_kwargs)
+    flow = frozen["flow"][batch["index"]] if "flow" in frozen else None
+    augmented = pipeline.augment_batch(clips, k_aug, flow=flow, max_jitter=aug.max_jitter,
+                                       **aug_kwargs)
+    onset, apex, flipped = augmented[:3]
+    flow = augmented[3] if flow is not None else None
     if brightness:
       apex = match_brightness(onset, apex)
     labels = batch["label"]
@@ -155,7 +162,7 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
     def loss_fn(params):
       logits, aux = model.apply({"params": params}, onset, apex,
                                 flipped if aug.flip_aware else None, train=True,
-                                rngs={"dropout": k_drop})
+                                rngs={"dropout": k_drop}, flow=flow)
       loss, parts = losses_lib.total_loss(logits, labels, aux, dgm_weight, class_weights)
       return loss, (parts, logits)
     (loss, (parts, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -210,19 +217,22 @@ def make_batch_sampler(config: ml_collections.ConfigDict, folds: Sequence, label
 
 
 def make_predictor(model, brightness: bool = True) -> Callable:
-  """jit(vmap) of task.predict_logits over a leading model axis: (params, frames, index[M, L])."""
-  def one(params, frames, index):
-    return predict_logits(model, params, frames, index, brightness)
-  return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
+  """jit(vmap) of task.predict_logits over a leading model axis: (params, frames, index[M, L],
+  flow=None)."""
+  def one(params, frames, index, flow):
+    return predict_logits(model, params, frames, index, brightness, flow)
+  vmapped = jax.jit(jax.vmap(one, in_axes=(0, None, 0, None)))
+  return lambda params, frames, index, flow=None: vmapped(params, frames, index, flow)
 
 
 def predict_held_out(predictor, params, frames, data: LosoData,
                      slots: Sequence[ModelSlot], eval_batch_size: int,
-                     stacked: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     stacked: bool, flow=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Logits of every real slot's held-out clips: (folds [R], clip index [R], logits [R, C]).
 
   Held-out clips are taken in chunks of eval_batch_size, padded (the padding is dropped), so a
-  single program shape serves every chunk.
+  single program shape serves every chunk. `flow`: the dataset's TV-L1 flows when the model
+  reads them.
   """
   if not stacked:
     params = jax.tree.map(lambda x: x[None], params)
@@ -236,7 +246,7 @@ def predict_held_out(predictor, params, frames, data: LosoData,
   for c in range(chunks):
     # Gathered from every process (the stack may be sharded over hosts); numpy on one host.
     logits.append(np.asarray(multihost_utils.process_allgather(
-        predictor(params, frames, padded[:, c * chunk:(c + 1) * chunk]), tiled=True)))
+        predictor(params, frames, padded[:, c * chunk:(c + 1) * chunk], flow), tiled=True)))
   logits = np.concatenate(logits, axis=1)                                   # [M, L, C]
   folds, index, out = [], [], []
   for m, (slot, test) in enumerate(zip(slots, tests)):

@@ -2,6 +2,8 @@ r"""Writes a generated micro-expression corpus in the CASME II / SAMM / SMIC-HS 
 
   python launch/make_synthetic.py --out /tmp/me_corpus
   python launch/make_synthetic.py --out /tmp/me_corpus --subjects 2 --clips_per_subject 4 --seed 3
+  python launch/make_synthetic.py --out /tmp/me_hard --nohead_rotation --noillumination \
+      --nosensor_noise --nojpeg --noblinks --head_translation_px 2.5   # drift alone, stronger
 
 Defaults: 4 subjects per database x 6 composite clips (72 clips, about 41 negative /
 18 positive / 13 surprise like the MEGC2019 composite's 250/109/83) plus 6 clips outside the
@@ -27,7 +29,28 @@ _EXTRA = flags.DEFINE_bool("extra_clips", True,
                            "SAMM Other) that the builders must filter out.")
 _FAULTS = flags.DEFINE_bool("faults", True, "Reproduce the real files' annotation faults.")
 _DISTRACTORS = flags.DEFINE_bool("distractors", True,
-                                 "Blinks, head drift, flicker and sensor noise.")
+                                 "Master switch of the nuisances below (off: none of them).")
+_DEFAULTS = synthetic.CorpusConfig()
+# One switch and one magnitude per nuisance (frldgt_jax/data/synthetic.py, CorpusConfig); raw
+# pixels are those of a CASME II 640 x 480 frame (the other databases' faces scale with their size).
+_NUISANCE_HELP = {
+    "head_translation": ("rigid head drift (translation)", "drift wave amplitude per axis, raw px"),
+    "head_rotation": ("in-plane head rotation drift", "drift wave amplitude, degrees"),
+    "illumination": ("illumination flicker", "upper end of the 100 Hz gain amplitude"),
+    "sensor_noise": ("Gaussian sensor noise", "upper end of the noise sigma, grey levels"),
+    "jpeg": ("JPEG compression of .jpg frames (off: quality 100)", "JPEG quality 1..100"),
+    "blinks": ("blinks (never at the onset)", "share of clips with a blink, 0..1"),
+}
+_SWITCHES, _MAGNITUDES = {}, {}
+for _name, (_what, _unit) in _NUISANCE_HELP.items():
+  _field = synthetic.NUISANCES[_name]
+  _SWITCHES[_name] = flags.DEFINE_bool(_name, getattr(_DEFAULTS, _name), f"Apply {_what}.")
+  _define = flags.DEFINE_integer if _field == "jpeg_quality" else flags.DEFINE_float
+  _MAGNITUDES[_field] = _define(_field, getattr(_DEFAULTS, _field),
+                                f"{_what}: {_unit}.")
+_AU = flags.DEFINE_float("au_amplitude_px", _DEFAULTS.au_amplitude_px,
+                         "Upper end of the action units' peak displacement, raw px of a CASME II "
+                         "face (the default is 3 px of a 128-px aligned crop).")
 _CROPPED = flags.DEFINE_bool("cropped", True, "Also write the registered face-crop sets.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a corpus generated earlier in --out.")
 flags.mark_flag_as_required("out")
@@ -42,7 +65,9 @@ def main(argv):
     config = synthetic.CorpusConfig(
         subjects=_SUBJECTS.value, clips_per_subject=_CLIPS.value, seed=_SEED.value,
         databases=tuple(_DATABASES.value), extra_clips=_EXTRA.value, faults=_FAULTS.value,
-        distractors=_DISTRACTORS.value, cropped=_CROPPED.value)
+        distractors=_DISTRACTORS.value, cropped=_CROPPED.value,
+        au_amplitude_px=_AU.value, **{k: f.value for k, f in _SWITCHES.items()},
+        **{k: f.value for k, f in _MAGNITUDES.items()})
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(f"Generating a synthetic micro-expression corpus in {_OUT.value}: "

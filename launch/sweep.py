@@ -8,7 +8,8 @@
 
 Without --workdir the sweep runs in workdirs/<config name>[_<variant>]. Every fold trains with
 the same fixed budget; nothing is selected on the held-out subject. Outputs in W: predictions.csv,
-results.json, megc_log.txt, confusion.png, results.md (frldgt_jax/results.py). Running the same
+results.json, megc_log.txt, confusion.png, results.md, per_subject.png, learning_curves.png
+(frldgt_jax/results.py). Running the same
 command again resumes: finished folds are not retrained (launch/tasks/loso.py).
 --config.sweep_mode=stacked|per_fold chooses all folds in one program or fold by fold (default
 'auto': stacked on GPU/TPU, fold by fold on CPU);
@@ -47,8 +48,11 @@ def main(argv):
   except loso.SweepInterrupted as e:
     print(f"interrupted: {e}", file=sys.stderr)
     sys.exit(128 + e.signum)
-  for name in ("predictions.csv", "results.json", "megc_log.txt", "confusion.png", "results.md"):
+  for name in ("predictions.csv", "results.json", "megc_log.txt", "confusion.png", "results.md",
+               "per_subject.png", "learning_curves.png"):
     print(f"{name}: {workdir / name}")
+  if config.final_model:
+    print(f"final model (every subject; not an evaluation): {workdir / loso.FINAL_DIR}")
 
 
 if __name__ == "__main__":

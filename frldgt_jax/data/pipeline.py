@@ -307,13 +307,16 @@ def jitter_pair(frames, key, max_jitter: int = 1):
 
 
 def augment(onset, apex, key, *, max_rotation_deg: float = 5.0, max_scale: float = 0.05,
-            max_shift: float = 0.05, flip_prob: float = 0.5):
+            max_shift: float = 0.05, flip_prob: float = 0.5, flow=None):
   """One random geometric augmentation, identical for both frames of a pair (jittable).
 
   Horizontal flip with probability `flip_prob`, rotation uniform in +-`max_rotation_deg`
   degrees, zoom uniform in 1 +- `max_scale` and shift uniform in +-`max_shift` of the side, all
   about the image centre; bilinear sampling with edge replication, so values stay in the input
   range. Args: onset, apex float [S, S, C]. Returns (onset, apex, flipped: bool []).
+  With `flow` [S, S, 2] (a displacement field (dx, dy) of the pair, frldgt_jax.motion) it is
+  resampled the same way and its vectors mapped by the transform's linear part (zoom, rotation,
+  then dx negated when flipped), exact for this affine map; returns (onset, apex, flipped, flow).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -341,19 +344,33 @@ def augment(onset, apex, key, *, max_rotation_deg: float = 5.0, max_scale: float
                                                mode="nearest")
     return jax.vmap(one_channel, in_axes=-1, out_axes=-1)(image)
 
-  return warp(onset), warp(apex), flipped
+  if flow is None:
+    return warp(onset), warp(apex), flipped
+  # Source vector (dy, dx) -> output vector: scale * M^T with M the rotation used above.
+  moved = warp(flow)
+  sdx, sdy = moved[..., 0], moved[..., 1]
+  out_dy = scale * (cos * sdy + sin * sdx)
+  out_dx = scale * (-sin * sdy + cos * sdx)
+  out_dx = jnp.where(flipped, -out_dx, out_dx)
+  return warp(onset), warp(apex), flipped, jnp.stack([out_dx, out_dy], -1)
 
 
-def augment_clip(frames, key, *, max_jitter: int = 1, **augment_kwargs):
-  """`jitter_pair` then `augment` for one clip's stored frames [T, S, S, C] (float)."""
+def augment_clip(frames, key, *, max_jitter: int = 1, flow=None, **augment_kwargs):
+  """`jitter_pair` then `augment` for one clip's stored frames [T, S, S, C] (float).
+
+  `flow` [S, S, 2] (onset -> apex of the stored frames; the jitter does not change it) is
+  augmented with the frames and returned fourth."""
   import jax  # pylint: disable=g-import-not-at-top
   k_jit, k_aug = jax.random.split(key)
   onset, apex = jitter_pair(frames, k_jit, max_jitter)
-  return augment(onset, apex, k_aug, **augment_kwargs)
+  return augment(onset, apex, k_aug, flow=flow, **augment_kwargs)
 
 
-def augment_batch(frames, key, **kwargs):
-  """`augment_clip` over a batch [B, T, S, S, C] with one key per example (jittable)."""
+def augment_batch(frames, key, flow=None, **kwargs):
+  """`augment_clip` over a batch [B, T, S, S, C] with one key per example (jittable); `flow`
+  [B, S, S, 2] or None."""
   import jax  # pylint: disable=g-import-not-at-top
   keys = jax.random.split(key, frames.shape[0])
-  return jax.vmap(lambda f, k: augment_clip(f, k, **kwargs))(frames, keys)
+  if flow is None:
+    return jax.vmap(lambda f, k: augment_clip(f, k, **kwargs))(frames, keys)
+  return jax.vmap(lambda f, k, v: augment_clip(f, k, flow=v, **kwargs))(frames, keys, flow)

@@ -29,8 +29,13 @@ units ramp up from onset to apex and back to neutral at offset (raised cosine):
   surprise: brow raiser AU1+2 + jaw drop AU26
 with a peak displacement of 1-3 pixels of a 128-pixel aligned crop per side. Outside the
 composite (CASME II others/fear/sadness, SAMM Other): AU14, AU17, AU1+2 with AU20, AU1 with AU15.
-Distractors: blinks (never at onset), sub-pixel rigid head drift, illumination flicker, sensor
-noise, JPEG compression. Annotation faults of the real files are reproduced: a CASME II apex
+Distractors (nuisances), each with its own switch and magnitude in CorpusConfig (NUISANCES;
+defaults in brackets, raw pixels of a CASME II frame): rigid head drift, translation [0.625 px]
+and in-plane rotation [0.15 deg] per axis, as a slow wave from the first frame; illumination
+flicker [gain amplitude up to 0.012]; sensor noise [sigma up to 2.5 grey levels]; JPEG
+compression [quality 92]; blinks [30% of clips, never at the onset]. The AU amplitude is a
+magnitude too [up to 7.5 raw px, 3 px of a 128-px crop]. `distractors=False` switches every
+nuisance off. Annotation faults of the real files are reproduced: a CASME II apex
 cell "/", a SAMM offset cell below the onset (a dropped digit) and a SAMM apex outside
 [onset, offset]; the true apex of those clips is the mid-point (onset + offset) // 2, so a reader
 that follows the design note's rules recovers the truth.
@@ -63,6 +68,12 @@ CASME2_CLASSES = ("happiness", "disgust", "repression", "surprise", "others")
 # Raw frame size (width, height). CASME II and SMIC-HS are 640x480 like the real ones; SAMM's
 # real 2040x1088 is replaced by 640x480 to keep the corpus small.
 FRAME_SIZE = {"casme2": (640, 480), "samm": (640, 480), "smic": (640, 480)}
+# The nuisances of CorpusConfig, each with its magnitude field (and its default there).
+NUISANCES = {"head_translation": "head_translation_px", "head_rotation": "head_rotation_deg",
+             "illumination": "illumination_gain", "sensor_noise": "sensor_noise_sigma",
+             "jpeg": "jpeg_quality", "blinks": "blink_rate"}
+# CASME II's mean face scale (FACE_SCALE): the raw-pixel magnitudes are stated at this scale.
+REFERENCE_SCALE = 320.0
 # Face scale in raw pixels per template unit (the aligned crop's side): CASME II faces are
 # about 280 px wide in the real frames, SMIC-HS about 190 px; SAMM is scaled down with its frame.
 FACE_SCALE = {"casme2": (300.0, 340.0), "samm": (250.0, 290.0), "smic": (220.0, 260.0)}
@@ -113,18 +124,50 @@ class CorpusConfig:
   databases: tuple[str, ...] = DATABASES
   extra_clips: bool = True           # CASME II others/fear/sadness, SAMM Other (builders filter)
   faults: bool = True                # the real files' annotation faults (module docstring)
-  distractors: bool = True           # blinks, head drift, flicker, sensor noise
   cropped: bool = True               # Cropped/, SAMM_cropped/, SMIC_all_cropped/
-  jpeg_quality: int = 92
+  # Nuisances (distractors): one switch and one magnitude each (NUISANCES); `distractors` False
+  # switches all of them off. Raw pixels are those of a CASME II 640 x 480 frame with the face at
+  # REFERENCE_SCALE; the other databases' smaller faces get the same motion relative to their size.
+  distractors: bool = True
+  head_translation: bool = True
+  head_translation_px: float = 0.625  # drift wave amplitude per axis, raw px (0.25 px at 128)
+  head_rotation: bool = True
+  head_rotation_deg: float = 0.15    # in-plane drift wave amplitude, degrees
+  illumination: bool = True
+  illumination_gain: float = 0.012   # flicker: upper end of the 100 Hz gain amplitude
+  sensor_noise: bool = True
+  sensor_noise_sigma: float = 2.5    # upper end of the Gaussian noise sigma, grey levels
+  jpeg: bool = True
+  jpeg_quality: int = 92             # the raw and cropped frames (off: quality 100)
+  blinks: bool = True
+  blink_rate: float = 0.3            # share of clips with a blink (never at the onset)
+  au_amplitude_px: float = 7.5       # upper end of the AU peak displacement, raw px (3 px at 128)
 
   def __post_init__(self):
     if self.subjects < 1 or self.clips_per_subject < 1:
       raise ValueError(f"subjects and clips_per_subject must be >= 1, got {self.subjects}, "
                        f"{self.clips_per_subject}")
+    for name in ("head_translation_px", "head_rotation_deg", "illumination_gain",
+                 "sensor_noise_sigma", "au_amplitude_px"):
+      if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+    if not 0 <= self.blink_rate <= 1:
+      raise ValueError(f"blink_rate must lie in [0, 1], got {self.blink_rate}")
+    if not 1 <= self.jpeg_quality <= 100:
+      raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
     unknown = [d for d in self.databases if d not in DATABASES]
     if unknown or not self.databases:
       raise ValueError(f"databases must be a non-empty subset of {DATABASES}, got "
                        f"{self.databases}")
+
+
+  def nuisance_on(self, name: str) -> bool:
+    """Whether nuisance `name` (one of NUISANCES) is applied."""
+    return self.distractors and getattr(self, name)
+
+  @property
+  def written_jpeg_quality(self) -> int:
+    return self.jpeg_quality if self.nuisance_on("jpeg") else 100
 
 
 @dataclasses.dataclass
@@ -232,7 +275,10 @@ def _plan_subject(config, db_index, database, s_index, number, labels) -> list[C
       patterns, au_text = options[rng.integers(len(options))]
     label5 = CASME2_CLASSES.index(emotion) if database == "casme2" and emotion in CASME2_CLASSES \
         else -1
-    amplitudes = {p: (float(rng.uniform(1.0, 3.0)), float(rng.uniform(1.0, 3.0)))
+    # Drawn in 1-3 px of a 128-px crop, scaled so the upper end is au_amplitude_px raw pixels
+    # of a CASME II face at REFERENCE_SCALE (faces follow their size in the other databases).
+    k = config.au_amplitude_px * faces.AU_PIXELS / (3.0 * REFERENCE_SCALE)
+    amplitudes = {p: (float(rng.uniform(1.0, 3.0) * k), float(rng.uniform(1.0, 3.0) * k))
                   for p in patterns}
     # Names.
     if database == "casme2":
@@ -394,42 +440,55 @@ class _Renderer:
     n = plan.last - plan.first + 1
     fps = FPS[database]
     d = {}
-    if config.distractors:
-      # Rigid drift: up to 0.25 px of a 128-px crop and 0.15 degrees per axis, zero at the first
-      # frame (so at most twice that between two frames): below the 1-3 px of the AUs.
-      drift_px = rng.uniform(0.0, 0.25) * scale / faces.AU_PIXELS
-      d["drift_px_aligned"] = float(drift_px * faces.AU_PIXELS / scale)
-      d["drift_deg"] = float(rng.uniform(0.0, 0.15))
+    on = config.nuisance_on
+    self.drift = np.zeros((n, 3))
+    self.closure = np.zeros(n)
+    self.gain = np.ones(n)
+    self.noise_sigma = 0.0
+    if any(on(name) for name in NUISANCES):
+      # Every nuisance's numbers are drawn whichever are on, so switching one off leaves the
+      # others as they were. Rigid drift: a slow wave per axis, zero at the first frame (so at
+      # most twice its amplitude between two frames). The amplitudes are set in CASME II raw
+      # pixels at REFERENCE_SCALE and follow the face's size in the other databases.
+      translation = config.head_translation_px / (0.25 * REFERENCE_SCALE / faces.AU_PIXELS)
+      drift_px = rng.uniform(0.0, 0.25) * scale / faces.AU_PIXELS * translation
+      drift_deg = rng.uniform(0.0, 0.15) * config.head_rotation_deg / 0.15
       freq, phase = rng.uniform(0.3, 1.5) / n, rng.uniform(0, 2 * math.pi, size=3)
       t = np.arange(n)
       wave = np.sin(2 * math.pi * freq * t[:, None] + phase) - np.sin(phase)
-      self.drift = np.stack([drift_px * wave[:, 0], drift_px * wave[:, 1],
-                             d["drift_deg"] * wave[:, 2]], 1)
-      # Blink: 30% of clips, peak after onset, closure 0 at and before the onset.
-      self.closure = np.zeros(n)
-      if rng.random() < 0.3:
+      if on("head_translation"):
+        d["drift_px_aligned"] = float(drift_px * faces.AU_PIXELS / scale)
+        d["drift_px_raw"] = float(drift_px)
+        self.drift[:, :2] = drift_px * wave[:, :2]
+      if on("head_rotation"):
+        d["drift_deg"] = float(drift_deg)
+        self.drift[:, 2] = drift_deg * wave[:, 2]
+      # Blink: a share blink_rate of the clips, peak after onset, closure 0 at and before it.
+      if rng.random() < config.blink_rate:
         half_width = rng.uniform(3, 8) * fps / 200
         centre_t = rng.uniform(plan.onset - plan.first + half_width, n + half_width / 2)
         peak = rng.uniform(0.4, 1.0)
-        x = np.clip(np.abs(t - centre_t) / half_width, 0, 1)
-        self.closure = peak * (0.5 + 0.5 * np.cos(math.pi * x))
-        d["blink"] = {"peak_frame": float(plan.first + centre_t), "closure": float(peak)}
-      # Flicker: mains (100 Hz) and a slow beat, plus per-frame jitter.
-      a1, a2 = rng.uniform(0.003, 0.012), rng.uniform(0.0, 0.01)
+        if on("blinks"):
+          x = np.clip(np.abs(t - centre_t) / half_width, 0, 1)
+          self.closure = peak * (0.5 + 0.5 * np.cos(math.pi * x))
+          d["blink"] = {"peak_frame": float(plan.first + centre_t), "closure": float(peak)}
+      # Flicker: mains (100 Hz) and a slow beat, plus per-frame jitter, all scaled by
+      # illumination_gain (the mains amplitude's upper end).
+      k = config.illumination_gain / 0.012
+      a1, a2 = rng.uniform(0.003, 0.012) * k, rng.uniform(0.0, 0.01) * k
       f2 = rng.uniform(2, 20)
       p1, p2 = rng.uniform(0, 2 * math.pi, size=2)
-      self.gain = (1 + a1 * np.sin(2 * math.pi * 100 * t / fps + p1)
-                   + a2 * np.sin(2 * math.pi * f2 * t / fps + p2)
-                   + rng.normal(0, 0.002, size=n))
-      d["flicker"] = [float(a1), float(a2)]
-      self.noise_sigma = float(rng.uniform(1.0, 2.5))
-      d["noise_sigma"] = self.noise_sigma
+      gain = (1 + a1 * np.sin(2 * math.pi * 100 * t / fps + p1)
+              + a2 * np.sin(2 * math.pi * f2 * t / fps + p2)
+              + rng.normal(0, 0.002, size=n) * k)
+      if on("illumination"):
+        self.gain = gain
+        d["flicker"] = [float(a1), float(a2)]
+      noise_sigma = float(rng.uniform(1.0, 2.5)) * config.sensor_noise_sigma / 2.5
+      if on("sensor_noise"):
+        self.noise_sigma = noise_sigma
+        d["noise_sigma"] = self.noise_sigma
       self.noise_offsets = rng.integers(0, 32, size=(n, 2))
-    else:
-      self.drift = np.zeros((n, 3))
-      self.closure = np.zeros(n)
-      self.gain = np.ones(n)
-      self.noise_sigma = 0.0
     self.distractors = d
     onset_matrix = self._frame_matrix(plan.onset - plan.first)
     lm = subject.identity.landmarks
@@ -660,10 +719,10 @@ def generate_corpus(out_dir: str | os.PathLike, config: CorpusConfig = CorpusCon
     for i, number in enumerate(range(plan.first, plan.last + 1)):
       frame = renderer.frame(i)
       name = _frame_name(plan, number)
-      _write_image(out / raw_dir / name, frame, config.jpeg_quality)
+      _write_image(out / raw_dir / name, frame, config.written_jpeg_quality)
       if config.cropped:
         _write_image(out / cropped_dir / ("reg_" + name), renderer.cropped(frame),
-                     config.jpeg_quality)
+                     config.written_jpeg_quality)
     entry = _clip_entry(plan, renderer, plan.last - plan.first + 1)
     if not config.cropped:
       entry["cropped_dir"] = None

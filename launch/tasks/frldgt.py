@@ -104,7 +104,9 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.Los
       yield from dataset(start, total).as_numpy_iterator()
 
   def frozen():
-    return {"frames": jnp.asarray(frames_np)}
+    if data.flow is None:
+      return {"frames": jnp.asarray(frames_np)}
+    return {"frames": jnp.asarray(frames_np), "flow": jnp.asarray(data.flow)}
 
   def describe():
     return {"folds": [{"fold": s.fold, "model_id": s.model_id, "dummy": s.dummy,

@@ -41,12 +41,15 @@ from launch.tasks import frldgt as task_lib
 from launch.trainer import ConfigError, train_and_evaluate
 
 UNIT_FILE = "predictions.npz"
+FINAL_DIR = "final"            # W/final/: the model trained on every subject (config.final_model)
+FINAL_FILE = "final.json"
 LOG_FILE = "trained_units.log"
 SWEEP_FILE = "sweep.json"
 # Fields that change how a sweep runs or logs, not what it computes.
 _NOT_FINGERPRINTED = ("sweep_mode", "folds", "variant", "log_every", "checkpoint_every",
                       "keep_checkpoints", "async_checkpoints", "tensorboard", "summary_every",
-                      "eval_every", "eval_batch_size", "num_devices", "model_sharding")
+                      "eval_every", "eval_batch_size", "num_devices", "model_sharding",
+                      "final_model")
 
 
 class SweepInterrupted(RuntimeError):
@@ -73,7 +76,17 @@ def use_compilation_cache(path: str | os.PathLike) -> None:
 # Fields added to the FRL-DGT configs after sweeps were made with them, each with the value that
 # computes what those sweeps computed. At that value a field is left out of the comparison, so a
 # sweep begun before the field existed resumes; at any other value it is a different config.
-ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw"}
+def _default_corpus() -> dict:
+  """data.corpus as a config written before it existed generated it (JSON form)."""
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  fields = dataclasses.asdict(synthetic.CorpusConfig())
+  keep = ("databases", "distractors", "au_amplitude_px", *synthetic.NUISANCES,
+          *synthetic.NUISANCES.values())
+  return json.loads(json.dumps({k: fields[k] for k in keep}))
+
+
+ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw", "model.motion": "dgm",
+                                   "data.corpus": _default_corpus()}
 # Where a generated corpus is kept is not what it holds (its synthetic_* fields decide that):
 # a sweep whose corpus folder moved is the same experiment.
 _LOCATIONS = ("data.synthetic_root",)
@@ -185,13 +198,46 @@ class _Sweep:
     start = time.perf_counter()
     folds, index, logits = training.predict_held_out(
         self.predictor, result.state["params"], result.frozen["frames"], self.data,
-        task.slots, self.config.eval_batch_size, stacked)
+        task.slots, self.config.eval_batch_size, stacked, result.frozen.get("flow"))
     unit = UnitOutput(folds, index, logits, trained, time.perf_counter() - start,
                       self.fingerprint)
     if jax.process_index() == 0:
       unit.save(unit_dir / UNIT_FILE)
     self.log(f"finished {label}: step {result.step}, {trained:.1f} s")
     return unit
+
+  def train_final(self) -> pathlib.Path:
+    """Trains (or finds) the model on every subject with the folds' budget, in W/final/."""
+    unit_dir = self.workdir / FINAL_DIR
+    info_file = unit_dir / FINAL_FILE
+    if info_file.is_file():
+      info = json.loads(info_file.read_text())
+      if info.get("fingerprint") not in self.accepted:
+        raise ConfigError(f"{unit_dir} was trained with another config (fingerprint "
+                          f"{info.get('fingerprint')}, now {self.fingerprint}); use a new "
+                          "--workdir")
+      self.say(f"final model already trained in {unit_dir}: reusing it")
+      return unit_dir
+    data, k = loso_data.with_final_fold(self.data)
+    self.say(f"final model: training on all {len(data.labels)} clips of every subject in "
+             f"{unit_dir} (not an evaluation: no subject is held out)")
+    task = task_lib.make_task(self.config, data=data, fold_ids=[k], stacked=False)
+    self.log("start final model")
+    start = time.perf_counter()
+    result = train_and_evaluate(self.config, unit_dir, task=task)
+    if result.stopped_by_signal is not None:
+      self.log(f"stopped final model at step {result.step} (signal {result.stopped_by_signal})")
+      raise SweepInterrupted(result.stopped_by_signal)
+    trained = time.perf_counter() - start
+    if jax.process_index() == 0:
+      info_file.write_text(json.dumps({
+          "fingerprint": self.fingerprint, "fold": k, "step": int(result.step),
+          "clips": int(len(data.labels)), "subjects": len(self.data.folds),
+          "train_wall_s": trained,
+          "note": "trained on every subject with the folds' budget: a model to deploy "
+                  "(launch/predict.py), not an evaluation"}, indent=1) + "\n")
+    self.log(f"finished final model: step {result.step}, {trained:.1f} s")
+    return unit_dir
 
   def run_stacked(self) -> list[UnitOutput]:
     unit_dir = self.workdir / "stacked"
@@ -301,9 +347,14 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     return results_lib.compute_results(predictions, data.class_names, extra)
   results = results_lib.write_all(workdir, predictions, data.class_names, extra, title)
   np.savez(workdir / "logits.npz", folds=folds, index=index, logits=logits)
+  unit_dirs = [workdir / "stacked"] if mode == "stacked" else [
+      workdir / f"fold_{k:02d}" for k in fold_ids]
+  results_lib.write_sweep_plots(workdir, predictions, unit_dirs, title=title)
   say(f"UF1 {results['UF1']:.4f}  UAR {results['UAR']:.4f}  over {results['n']} clips, "
       f"{len(fold_ids)} folds; " + ", ".join(
           f"{k} {v['UF1']:.3f}/{v['UAR']:.3f}" for k, v in results["per_database"].items()))
+  if config.final_model:
+    sweep.train_final()
   return results
 
 

@@ -301,3 +301,76 @@ def test_load_fold_refuses_what_it_cannot_use(per_fold, data):
     fold.probabilities(frame, frame.astype(np.float32))
   np.testing.assert_allclose(fold.probabilities(frame, frame),
                              fold.probabilities(frame / 255.0, frame[..., 0] / 255.0), atol=1e-6)
+
+
+def _predict(args, tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run([sys.executable, str(REPO / "launch" / "predict.py"), *args], cwd=tmp_path,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_final_model_then_predict_on_mp4_clips(per_fold, synthetic_root, data, tmp_path):
+  from frldgt_jax import video  # pylint: disable=g-import-not-at-top
+  from frldgt_jax.data import align  # pylint: disable=g-import-not-at-top
+  workdir, _ = per_fold
+  config = tiny_config(synthetic_root, "per_fold")
+  config.final_model = True
+  loso.run_sweep(config, workdir, data=data)  # the folds are reused, the final model trained
+  info = json.loads((workdir / "final" / "final.json").read_text())
+  assert info["clips"] == len(data.labels) and "not an evaluation" in info["note"]
+  assert info["step"] == config.total_steps
+  assert "final model" in (workdir / loso.LOG_FILE).read_text()
+  for name in ("per_subject.png", "learning_curves.png"):
+    assert (workdir / name).stat().st_size > 1000
+
+  corpus, _ = loso_data.synthetic_dirs(config)
+  manifest = json.loads((corpus / "manifest.json").read_text())
+  clips = [c for c in manifest["clips"] if c["database"] == "casme2"][:2]
+  (tmp_path / "videos").mkdir()
+  mp4 = tmp_path / "videos" / f"{clips[0]['sample']}.mp4"
+  video.write_video(mp4, video.read_frame_folder(corpus / clips[0]["raw_dir"]).frames)
+  names = (mp4.stem, pathlib.Path(clips[1]["raw_dir"]).name)
+  marks = {(c["subject"], name): np.asarray(c["landmarks_onset"])
+           for c, name in zip(clips, names)}
+  align.write_landmarks_csv(tmp_path / "landmarks.csv", marks)
+
+  done = _predict(["--workdir", str(workdir), "--video", str(mp4), "--out", "one",
+                   "--landmarks", "landmarks.csv"], tmp_path)
+  assert done.returncode == 0, done.stderr[-3000:]
+  record = json.loads((tmp_path / "one" / "prediction.json").read_text())
+  assert record["class"] in data.class_names
+  assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+  assert 0 == record["onset"] < record["apex"] < record["frames"] and record["apex_spotted"]
+  assert "final" in record["model_used"] and "landmarks CSV" in record["alignment_used"]
+  x0, y0, x1, y1 = record["face_box"]
+  assert 0 < x1 - x0 < 640 and 0 < y1 - y0 < 480
+  for name in ("prediction.png", "motion.png"):
+    assert (tmp_path / "one" / name).stat().st_size > 1000
+
+  frames = corpus / clips[1]["raw_dir"]
+  done = _predict(["--workdir", str(workdir), "--video", "videos", "--frames", str(frames),
+                   "--ensemble", "--apex", "5", "--out", "many", "--landmarks", "landmarks.csv"],
+                  tmp_path)
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = (tmp_path / "many" / "predictions.csv").read_text().splitlines()
+  assert len(rows) == 3
+  for name in (mp4.stem, frames.name):
+    record = json.loads((tmp_path / "many" / name / "prediction.json").read_text())
+    assert "ensemble of 3 fold models" in record["model_used"]
+    assert record["apex"] == 5 and not record["apex_spotted"]
+
+
+def test_predict_without_a_face_or_a_final_model_says_so(per_fold, tmp_path):
+  from frldgt_jax import clip_input, video  # pylint: disable=g-import-not-at-top
+  from frldgt_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from launch.common import faces  # pylint: disable=g-import-not-at-top
+  blank = video.Clip("blank", "blank.mp4", np.full((6, 120, 160), 128, np.uint8),
+                     np.arange(6), 25.0)
+  with pytest.raises(InputError, match="blank.mp4.*no face"):
+    clip_input.prepare_clip(blank, size=32, alignment="landmarks68", match_brightness=True,
+                            need_flow=False, detector=faces.detect_landmarks)
+  workdir = tmp_path / "sweep"
+  workdir.mkdir()
+  done = _predict(["--workdir", str(workdir), "--video", "x.mp4", "--out", "o"], tmp_path)
+  assert done.returncode == 2 and "no final model" in done.stderr
+  assert "Traceback" not in done.stderr
