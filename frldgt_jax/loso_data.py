@@ -12,7 +12,7 @@ import dataclasses
 import os
 import pathlib
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 import ml_collections
 import numpy as np
