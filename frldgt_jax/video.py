@@ -14,6 +14,12 @@ from frldgt_jax.data import clips as clips_lib
 from frldgt_jax.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
+# What ffmpeg (through imageio-ffmpeg) raises for a file it cannot open or a stream it cannot
+# decode: OSError from the probe, RuntimeError/ValueError/IndexError from the frame reader.
+_FFMPEG_ERRORS = (OSError, RuntimeError, ValueError, IndexError)
+# A clip's decoded grayscale frames are held in memory: at most this many bytes (a 4K frame is
+# 8.3 MB, so about 500 of them; micro-expression clips are a few hundred frames at 640 x 480).
+MAX_CLIP_BYTES = 4 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,15 +45,19 @@ def read_video(path: str | os.PathLike) -> Clip:
     raise InputError(f"{path}: no such video file")
   try:
     reader = imageio.get_reader(os.fspath(path), format="ffmpeg")
-  except Exception as e:  # imageio raises assorted errors for files ffmpeg cannot open
+  except _FFMPEG_ERRORS as e:
     raise InputError(f"{path}: not a video ffmpeg can read ({e})") from None
-  frames = []
+  frames, held = [], 0
   try:
     fps = reader.get_meta_data().get("fps")
     for frame in reader:
       frame = np.asarray(frame)
       frames.append(frame if frame.ndim == 2 else _gray(frame))
-  except Exception as e:  # a truncated or corrupt stream
+      held += frames[-1].nbytes
+      if held > MAX_CLIP_BYTES:
+        raise InputError(f"{path}: more than {MAX_CLIP_BYTES >> 30} GiB of frames after "
+                         f"{len(frames)} frame(s); cut the clip to the expression first")
+  except _FFMPEG_ERRORS as e:  # a truncated or corrupt stream
     raise InputError(f"{path}: the video cannot be decoded after {len(frames)} frame(s) "
                      f"({e})") from None
   finally:
