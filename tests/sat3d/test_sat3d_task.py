@@ -135,9 +135,13 @@ def test_latent_files_round_trip_and_bad_files_are_clear(tmp_path):
   path = tmp_path / "lat.npz"
   ws = np.random.default_rng(0).normal(size=(3, 14, 512)).astype(np.float32)
   latent_file.write_latent_file(path, ws, c=np.zeros((3, 25)), generator="tuned/")
+  with pytest.raises(ValueError, match="pivotal-tuned generator 'tuned/' does not exist"):
+    latent_file.read_latent_file(path)
+  (tmp_path / "tuned").mkdir()
   out = latent_file.read_latent_file(path)
   np.testing.assert_array_equal(out["ws"], ws)
-  assert out["generator"] == "tuned/"
+  # A relative generator path is read from the latent file's folder and returned absolute.
+  assert out["generator"] == str((tmp_path / "tuned").resolve())
   np.savez(tmp_path / "bad.npz", w=ws)
   with pytest.raises(ValueError, match="no 'ws' array"):
     latent_file.read_latent_file(tmp_path / "bad.npz")
