@@ -29,6 +29,7 @@ import numpy as np
 
 from sat3d_jax import latent_file, mask_file, run_io, style_file, transfer
 from sat3d_jax.eg3d import camera, generator as eg3d_generator
+from sat3d_jax.eg3d.generator import styles_from_flat
 from sat3d_jax.errors import InputError
 from sat3d_jax.fingerprint import generator_fingerprint
 
@@ -45,9 +46,6 @@ class Face:
   label: str
 
 
-def _unflatten(flat: jax.Array, arch) -> dict[str, jax.Array]:
-  ends = np.cumsum([d for _, d in arch.style_layers])[:-1]
-  return dict(zip([n for n, _ in arch.style_layers], jnp.split(flat, ends, axis=-1)))
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "cutoff"))
@@ -66,15 +64,15 @@ _jit_flat_styles = jax.jit(_flat_styles, static_argnames=("arch",))
 
 @functools.partial(jax.jit, static_argnames=("arch", "options"))
 def _planes(params, flat, arch, options):
-  return eg3d_generator.apply_planes(params, arch, _unflatten(flat, arch), options)
+  return eg3d_generator.apply_planes(params, arch, styles_from_flat(flat, arch), options)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "options"))
 def _render(params, planes, flat, face_index, cams, arch, options):
   # Each row r renders face face_index[r] (its planes and super-resolution styles) from cams[r].
   out = eg3d_generator.apply_render(params, arch, jnp.take(planes, face_index, axis=0),
-                                    _unflatten(jnp.take(flat, face_index, axis=0), arch), cams,
-                                    options)
+                                    styles_from_flat(jnp.take(flat, face_index, axis=0), arch),
+                                    cams, options)
   return out["image"], out["image_depth"]
 
 

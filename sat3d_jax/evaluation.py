@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from sat3d_jax import baselines, media, qmm as qmm_lib
 from sat3d_jax.eg3d import generator as eg3d_generator
+from sat3d_jax.eg3d.generator import styles_from_flat
 from sat3d_jax.errors import InputError
 
 EVAL_SEED_BASE = 1_000_000
@@ -95,25 +96,19 @@ def yaw_sweep(num_views: int, yaw_range: float = DEFAULT_YAW_RANGE) -> np.ndarra
 # ----------------------------------------------------------------------------------------------
 # Rendering flat styles and judging images.
 
-def _styles_of(flat, arch):
-  styles, start = {}, 0
-  for name, dim in arch.style_layers:  # the official order of Generator.flatten_styles
-    styles[name] = flat[:, start:start + dim]
-    start += dim
-  return styles
 
 
 # Module-level with the (value-hashable) architecture static: every generator of the same
 # architecture, e.g. a pivotal-tuned copy or a model loaded again, shares one compilation.
 @functools.partial(jax.jit, static_argnames=("arch", "options"))
 def _render_flat(params, flat, cams, arch, options):
-  return eg3d_generator.apply_synthesis_from_styles(params, arch, _styles_of(flat, arch), cams,
-                                                    options, noise_mode="const")["image"]
+  return eg3d_generator.apply_synthesis_from_styles(params, arch, styles_from_flat(flat, arch),
+                                                    cams, options, noise_mode="const")["image"]
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "options"))
 def _planes_flat(params, flat, arch, options):
-  return eg3d_generator.apply_planes(params, arch, _styles_of(flat, arch), options)
+  return eg3d_generator.apply_planes(params, arch, styles_from_flat(flat, arch), options)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "options"))
@@ -121,7 +116,7 @@ def _render_every_camera(params, planes, flat, cams, arch, options):
   """Images [N*V, H, W, 3]: each of N faces' planes from each of V cameras [V, 25]."""
   n, v = flat.shape[0], cams.shape[0]
   return eg3d_generator.apply_render(params, arch, jnp.repeat(planes, v, axis=0),
-                                     _styles_of(jnp.repeat(flat, v, axis=0), arch),
+                                     styles_from_flat(jnp.repeat(flat, v, axis=0), arch),
                                      jnp.tile(cams, (n, 1)), options)["image"]
 
 

@@ -75,6 +75,16 @@ def apply_styles(params: Params, arch: Arch, ws: jax.Array) -> dict[str, jax.Arr
     return synthesis.styles_from_ws(params, arch, ws)
 
 
+def styles_from_flat(flat: jax.Array, arch: Arch) -> dict[str, jax.Array]:
+  """{layer: [..., dim]} of flat StyleSpace vectors [..., C] in the official layer order (the
+  order of Generator.flatten_styles, toRGB included)."""
+  styles, start = {}, 0
+  for name, dim in arch.style_layers:
+    styles[name] = flat[..., start:start + dim]
+    start += dim
+  return styles
+
+
 def _split_rng(rng: Optional[jax.Array]):
   return (None, None, None) if rng is None else tuple(jax.random.split(rng, 3))
 
