@@ -43,10 +43,14 @@ def synthesis_layer(params, layer: LayerSpec, x: jax.Array, style: jax.Array, *,
                     dtype) -> jax.Array:
   """SynthesisLayer: modulated 3x3 conv (up 1 or 2), noise, bias, lrelu * sqrt 2, clamp."""
   noise = _noise(params, layer, x.shape[0], noise_mode, key)
-  y = ops.modulated_conv2d(x, params[f"{layer.name}.weight"], style, demodulate=True,
-                           up=layer.up, noise=noise, fused=fused, dtype=dtype)
-  y = ops.bias_act(y, params[f"{layer.name}.bias"], act="lrelu", clamp=layer.conv_clamp)
-  return y.astype(dtype)
+  bias = params[f"{layer.name}.bias"]
+
+  def bias_lrelu(y):
+    return ops.bias_act(y, bias, act="lrelu", clamp=layer.conv_clamp).astype(dtype)
+
+  return ops.modulated_conv2d(x, params[f"{layer.name}.weight"], style, demodulate=True,
+                              up=layer.up, noise=noise, fused=fused, dtype=dtype,
+                              epilogue=bias_lrelu)
 
 
 def torgb_layer(params, layer: LayerSpec, x: jax.Array, style: jax.Array, *, fused: bool,

@@ -7,7 +7,8 @@ the same arithmetic without multiplying by the inserted zeros.
 """
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -80,27 +81,38 @@ def fully_connected(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], 
   return bias_act(y, b, act=activation)
 
 
-def _polyphase_2x(phases: dict, row_taps: tuple, col_taps: tuple, n: int, m: int) -> jax.Array:
-  """Interleaves 2x2 output phases, each a weighted sum of shifted input arrays (NHWC).
-
-  Output pixel (2i + a, 2j + b) = sum over (src_r, off_r, c_r) in row_taps[a] and
-  (src_c, off_c, c_c) in col_taps[b] of c_r * c_c * phases[src_r + src_c][i + off_r, j + off_c].
-  One elementwise expression, so XLA fuses it into a single pass.
-  """
-  out = []
-  for a in range(2):
-    row = []
-    for b in range(2):
+def _fir_phases(src: dict, row_taps: tuple, col_taps: tuple, n: int, m: int) -> dict:
+  """The 2x2 output phases {'ee', 'eo', 'oe', 'oo'} of a 2x up-sampling, each [B, n, m, C] and
+  a weighted sum of shifted input arrays (NHWC): phase ab holds output pixel (2i + a, 2j + b)
+  (e = 0, o = 1) = sum over (src_r, off_r, c_r) in row_taps[a] and (src_c, off_c, c_c) in
+  col_taps[b] of c_r * c_c * src[src_r + src_c][i + off_r, j + off_c]. One elementwise
+  expression per phase, so XLA fuses each into a single pass."""
+  out = {}
+  for a, ra in enumerate("eo"):
+    for b, rb in enumerate("eo"):
       acc = None
       for src_r, off_r, c_r in row_taps[a]:
         for src_c, off_c, c_c in col_taps[b]:
-          term = phases[src_r + src_c][:, off_r:off_r + n, off_c:off_c + m] * (c_r * c_c)
+          term = src[src_r + src_c][:, off_r:off_r + n, off_c:off_c + m] * (c_r * c_c)
           acc = term if acc is None else acc + term
-      row.append(acc)
-    out.append(jnp.stack(row, axis=3))  # [B, n, m, 2, C]
-  y = jnp.stack(out, axis=2)  # [B, n, 2, m, 2, C]
-  bsz, _, _, _, _, c = y.shape
+      out[ra + rb] = acc
+  return out
+
+
+def interleave(phases: dict) -> jax.Array:
+  """[B, 2n, 2m, C] whose pixel (2i + a, 2j + b) is phases[ab][:, i, j] (the inverse of
+  deinterleave)."""
+  rows = [jnp.stack([phases[r + "e"], phases[r + "o"]], axis=3) for r in "eo"]  # [B, n, m, 2, C]
+  y = jnp.stack(rows, axis=2)  # [B, n, 2, m, 2, C]
+  bsz, n, _, m, _, c = y.shape
   return y.reshape(bsz, 2 * n, 2 * m, c)
+
+
+def deinterleave(y: jax.Array) -> dict:
+  """The phases {'ee', 'eo', 'oe', 'oo'} of y [B, 2n, 2m, C]: phase ab = y[:, a::2, b::2]."""
+  bsz, h2, w2, c = y.shape
+  par = y.reshape(bsz, h2 // 2, 2, w2 // 2, 2, c)
+  return {ra + rb: par[:, :, a, :, b] for a, ra in enumerate("eo") for b, rb in enumerate("eo")}
 
 
 # upsample2d per axis, on x padded by 1:
@@ -108,15 +120,53 @@ def _polyphase_2x(phases: dict, row_taps: tuple, col_taps: tuple, n: int, m: int
 _UPSAMPLE_TAPS = ((("", 0, 0.25), ("", 1, 0.75)), (("", 1, 0.75), ("", 2, 0.25)))
 
 
+@jax.custom_vjp
 def upsample2d(x: jax.Array) -> jax.Array:
   """upfirdn2d.upsample2d(x, [1,3,3,1]) of the skip (image) path, NHWC, 2x.
 
   Official: zero insertion after each sample, pad [2, 1, 2, 1], filter with gain 4. Per axis that
-  is y[2i] = (x[i-1] + 3 x[i]) / 4 and y[2i+1] = (3 x[i] + x[i+1]) / 4 with zero padding.
+  is y[2i] = (x[i-1] + 3 x[i]) / 4 and y[2i+1] = (3 x[i] + x[i+1]) / 4 with zero padding. Its
+  gradient is written out (_upsample2d_bwd) instead of autodiff's transpose of the shifted
+  slices (one padded copy of the gradient per term).
   """
   _, h, w, _ = x.shape
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return _polyphase_2x({"": xp}, _UPSAMPLE_TAPS, _UPSAMPLE_TAPS, h, w)
+  return interleave(_fir_phases({"": xp}, _UPSAMPLE_TAPS, _UPSAMPLE_TAPS, h, w))
+
+
+# Per axis, the transpose of "up-sample by 2, then the [1,3,3,1]/4 FIR" maps dy (2n samples) to
+# phases of dt[j] = (dy[j-2] + 3dy[j-1] + 3dy[j] + dy[j+1]) / 4 by the parity of j: E[q] = dt[2q]
+# (q = 0..n, n+1 values) and O[q] = dt[2q+1] (n values), each a 4-tap sum of dy's even (e) and
+# odd (o) samples; (source, offset, coefficient) with offset k meaning sample q + k - 1.
+_TRANSPOSED_FIR_TAPS = {"e": (("e", 0, 0.25), ("o", 0, 0.75), ("e", 1, 0.75), ("o", 1, 0.25)),
+                        "o": (("o", 0, 0.25), ("e", 1, 0.75), ("o", 1, 0.75), ("e", 2, 0.25))}
+
+
+def _transposed_fir_phase(dy: dict, ry: str, rx: str) -> jax.Array:
+  """Phase (ry, rx) in {e, o}^2 of the transposed up-sampling FIR of a gradient given by its
+  phases dy {'ee', ...: [B, n, m, C]}: [B, n or n+1, m or m+1, C], one fused weighted sum of 16
+  shifted phases padded by 1."""
+  _, n, m, _ = dy["ee"].shape
+  padded = {k: jnp.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0))) for k, v in dy.items()}
+  rows, cols = n + (ry == "e"), m + (rx == "e")
+  acc = None
+  for src_r, off_r, c_r in _TRANSPOSED_FIR_TAPS[ry]:
+    for src_c, off_c, c_c in _TRANSPOSED_FIR_TAPS[rx]:
+      term = padded[src_r + src_c][:, off_r:off_r + rows, off_c:off_c + cols] * (c_r * c_c)
+      acc = term if acc is None else acc + term
+  return acc
+
+
+def _upsample2d_fwd(x):
+  return upsample2d(x), None
+
+
+def _upsample2d_bwd(_, dy):
+  # Per axis dx[i] = (dy[2i-1] + 3dy[2i] + 3dy[2i+1] + dy[2i+2]) / 4: the O phase.
+  return (_transposed_fir_phase(deinterleave(dy), "o", "o"),)
+
+
+upsample2d.defvjp(_upsample2d_fwd, _upsample2d_bwd)
 
 
 # FIR [1,3,3,1]/4 with padding 1 over t = interleave(e, o), the 2n+1 outputs of a stride-2
@@ -150,22 +200,74 @@ def _to_hwio(w: jax.Array) -> jax.Array:
 _PHASE_TAPS = {"e": (slice(None, None, -2), (1, 1)), "o": (slice(1, 2), (1, 1))}
 
 
-def _upconv_fir(x: jax.Array, w: jax.Array, groups: int, dtype) -> jax.Array:
-  """conv2d_resample(up=2, padding=1, 3x3 kernel): transposed conv stride 2, then FIR gain 4."""
+def _upconv_phases(x: jax.Array, w: jax.Array, groups: int, dtype) -> dict:
+  """conv2d_resample(up=2, padding=1, 3x3 kernel): transposed conv stride 2, then FIR gain 4,
+  as the output's phases (see interleave)."""
   if w.shape[-2:] != (3, 3):
     raise ValueError(f"up-sampling modulated conv expects a 3x3 kernel, got {w.shape}")
+  if groups == 1:
+    return _upconv_phases_lean_grad(x, w, jnp.dtype(dtype))
+  return _upconv_phases_polyphase(x, w, groups, dtype)
+
+
+def _upconv_phases_polyphase(x: jax.Array, w: jax.Array, groups: int, dtype) -> dict:
   _, h, wd, _ = x.shape
   phases = {}
   for ry, (rows, pad_y) in _PHASE_TAPS.items():
     for rx, (cols, pad_x) in _PHASE_TAPS.items():
       k = w[..., rows, :][..., cols]
       phases[ry + rx] = _conv_nhwc(x, _to_hwio(k), (pad_y, pad_x), groups, dtype)
-  return _polyphase_2x(phases, _UPCONV_FIR_TAPS, _UPCONV_FIR_TAPS, h, wd)
+  return _fir_phases(phases, _UPCONV_FIR_TAPS, _UPCONV_FIR_TAPS, h, wd)
+
+
+# The input gradient of the up-sampling conv: its transpose is the transposed FIR above then a
+# stride-2 correlation with the 3x3 kernel, per axis dx[q] = dt[2q] W[0] + dt[2q+1] W[1] +
+# dt[2q+2] W[2] = E[q] W[0] + E[q+1] W[2] + O[q] W[1]: four stride-1 convolutions (2x2, 2x1, 1x2,
+# 1x1 taps) of the four phases of dt.
+_GRAD_KERNEL_TAPS = {"e": slice(0, 3, 2), "o": slice(1, 2)}
+
+
+def _upconv_input_grad(w: jax.Array, dy: dict, dtype) -> jax.Array:
+  """d(_upconv_phases)/dx (groups 1) applied to the output phases' gradient dy: [B, n, m, I]."""
+  m = dy["ee"].shape[2]
+  dx = None
+  for ry in "eo":
+    for rx in "eo":
+      k = w[:, :, _GRAD_KERNEL_TAPS[ry], :][..., _GRAD_KERNEL_TAPS[rx]]  # [O, I, kh, kw]
+      # Padding one column and slicing it off again: XLA:CPU runs a convolution without any
+      # padding about 3x slower than the same one with padding (jax 0.10, measured).
+      y = _conv_nhwc(_transposed_fir_phase(dy, ry, rx), k.transpose(2, 3, 0, 1), ((0, 0), (0, 1)),
+                     1, dtype)[:, :, :m]
+      dx = y if dx is None else dx + y
+  return dx
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _upconv_phases_lean_grad(x: jax.Array, w: jax.Array, dtype) -> dict:
+  """_upconv_phases_polyphase (groups 1) whose input gradient is _upconv_input_grad instead of
+  autodiff's transpose of the polyphase forward (convolutions with negative or zero padding and
+  a scattered FIR: twice the forward's time on XLA:CPU). The weight gradient (pivotal tuning) is
+  autodiff's; XLA drops it when only the input's is used."""
+  return _upconv_phases_polyphase(x, w, 1, dtype)
+
+
+def _upconv_phases_lean_grad_fwd(x, w, dtype):
+  return _upconv_phases_polyphase(x, w, 1, dtype), (x, w)
+
+
+def _upconv_phases_lean_grad_bwd(dtype, residuals, dy):
+  x, w = residuals
+  dx = _upconv_input_grad(w, dy, dtype).astype(x.dtype)
+  _, weight_vjp = jax.vjp(lambda w: _upconv_phases_polyphase(x, w, 1, dtype), w)
+  return dx, weight_vjp(dy)[0]
+
+
+_upconv_phases_lean_grad.defvjp(_upconv_phases_lean_grad_fwd, _upconv_phases_lean_grad_bwd)
 
 
 def _conv_or_upconv(x, w, up: int, groups: int, dtype):
   if up == 2:
-    return _upconv_fir(x, w, groups, dtype)
+    return interleave(_upconv_phases(x, w, groups, dtype))
   if up != 1:
     raise ValueError(f"unsupported up-sampling factor {up}")
   kh = w.shape[-2]
@@ -180,8 +282,9 @@ def _conv_or_upconv(x, w, up: int, groups: int, dtype):
 
 def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
                      demodulate: bool = True, up: int = 1, noise: Optional[jax.Array] = None,
-                     fused: bool = False, dtype=jnp.float32) -> jax.Array:
-  """StyleGAN2 modulated_conv2d, NHWC, returning float32.
+                     fused: bool = False, dtype=jnp.float32,
+                     epilogue: Optional[Callable[[jax.Array], jax.Array]] = None) -> jax.Array:
+  """StyleGAN2 modulated_conv2d, NHWC, returning float32 (or what `epilogue` returns).
 
   Args:
     x: [B, H, W, I] activations.
@@ -189,11 +292,15 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
     styles: [B, I] per-sample styles (already scaled by the toRGB weight gain where applicable).
     demodulate: divide each output channel by the norm of its modulated weights (conv layers).
     up: 1, or 2 for conv2d_resample's transposed conv + [1,3,3,1] FIR (padding 1).
-    noise: added after demodulation; broadcastable to the output.
+    noise: added after demodulation; broadcastable to the output ([B or 1, H, W, 1 or O]).
     fused: one grouped convolution with per-sample weights (the official inference path) when
       True; otherwise x * styles -> shared convolution -> * dcoefs (the official training path).
       Same maths, very different speed per backend.
     dtype: compute dtype of the convolution; accumulation and the result are float32.
+    epilogue: an elementwise function applied to the result (bias and activation). In the
+      non-fused up-sampling path it runs on each output phase before they are interleaved, so
+      that neither pass materialises the interleaved pre-activation (under autodiff XLA:CPU kept
+      two copies of it, and the backward never needs it interleaved).
   """
   batch = x.shape[0]
   o, i, kh, kw = weight.shape
@@ -205,13 +312,25 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
     dcoefs = lax.rsqrt(jnp.matmul(jnp.square(styles), wsq.T, precision=lax.Precision.HIGHEST)
                        + 1e-8)  # [B, O]
 
-  if not fused:
-    y = _conv_or_upconv(x * styles[:, None, None, :].astype(x.dtype), weight, up, 1, dtype)
-    if dcoefs is not None:
-      y = y * dcoefs[:, None, None, :]
+  def finish(y, noise, scale):
+    if scale is not None:
+      y = y * scale[:, None, None, :]
     if noise is not None:
       y = y + noise
-    return y
+    return y if epilogue is None else epilogue(y)
+
+  if not fused:
+    xs = x * styles[:, None, None, :].astype(x.dtype)
+    if up == 2:
+      phases = _upconv_phases(xs, weight, 1, dtype)
+      noises = None
+      if noise is not None:  # [B or 1, H, W, 1 or O]
+        _, n, m, _ = phases["ee"].shape
+        noises = deinterleave(jnp.broadcast_to(noise, (noise.shape[0], 2 * n, 2 * m,
+                                                       noise.shape[-1])))
+      return interleave({k: finish(v, None if noises is None else noises[k], dcoefs)
+                         for k, v in phases.items()})
+    return finish(_conv_or_upconv(xs, weight, up, 1, dtype), noise, dcoefs)
 
   w = weight[None] * styles[:, None, :, None, None]  # [B, O, I, kh, kw]
   if dcoefs is not None:
@@ -225,9 +344,7 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, *,
     yg = _conv_or_upconv(xg, w, up, batch, dtype)
     ho, wo = yg.shape[1:3]
     y = yg.reshape(ho, wo, batch, o).transpose(2, 0, 1, 3)
-  if noise is not None:
-    y = y + noise
-  return y
+  return finish(y, noise, None)
 
 
 def resize_bilinear(x: jax.Array, size: int, *, antialias: bool) -> jax.Array:
