@@ -229,15 +229,16 @@ _GRAD_KERNEL_TAPS = {"e": slice(0, 3, 2), "o": slice(1, 2)}
 
 def _upconv_input_grad(w: jax.Array, dy: dict, dtype) -> jax.Array:
   """d(_upconv_phases)/dx (groups 1) applied to the output phases' gradient dy: [B, n, m, I]."""
-  m = dy["ee"].shape[2]
+  _, n, m, _ = dy["ee"].shape
   dx = None
   for ry in "eo":
     for rx in "eo":
       k = w[:, :, _GRAD_KERNEL_TAPS[ry], :][..., _GRAD_KERNEL_TAPS[rx]]  # [O, I, kh, kw]
-      # Padding one column and slicing it off again: XLA:CPU runs a convolution without any
-      # padding about 3x slower than the same one with padding (jax 0.10, measured).
-      y = _conv_nhwc(_transposed_fir_phase(dy, ry, rx), k.transpose(2, 3, 0, 1), ((0, 0), (0, 1)),
-                     1, dtype)[:, :, :m]
+      # Valid correlations, computed with a border of 1 that is sliced off again: XLA:CPU runs a
+      # convolution without padding about 3x slower (jax 0.10, measured), and these small
+      # kernels fastest with padding on both axes.
+      y = _conv_nhwc(_transposed_fir_phase(dy, ry, rx), k.transpose(2, 3, 0, 1), ((1, 1), (1, 1)),
+                     1, dtype)[:, 1:n + 1, 1:m + 1]
       dx = y if dx is None else dx + y
   return dx
 
@@ -265,6 +266,37 @@ def _upconv_phases_lean_grad_bwd(dtype, residuals, dy):
 _upconv_phases_lean_grad.defvjp(_upconv_phases_lean_grad_fwd, _upconv_phases_lean_grad_bwd)
 
 
+def _pointwise_conv_matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  return jnp.einsum("bhwi,oi->bhwo", x.astype(dtype), w.astype(dtype),
+                    preferred_element_type=jnp.float32, precision=precision_for(dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _pointwise_conv(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  """1x1 convolution x [B, H, W, I] by w [O, I]. For a few output channels (toRGB: O = 3) the
+  input gradient is written as O broadcast products: autodiff's is a matmul with a contraction
+  of 3, which XLA:CPU ran at a fraction of the memory bandwidth."""
+  return _pointwise_conv_matmul(x, w, dtype)
+
+
+def _pointwise_conv_fwd(x, w, dtype):
+  return _pointwise_conv_matmul(x, w, dtype), (x, w)
+
+
+def _pointwise_conv_bwd(dtype, residuals, dy):
+  x, w = residuals
+  if w.shape[0] <= 4:
+    dx = sum(dy[..., o, None] * w[o].astype(jnp.float32) for o in range(w.shape[0]))
+  else:
+    dx = jnp.einsum("bhwo,oi->bhwi", dy.astype(dtype), w.astype(dtype),
+                    preferred_element_type=jnp.float32, precision=precision_for(dtype))
+  _, weight_vjp = jax.vjp(lambda w: _pointwise_conv_matmul(x, w, dtype), w)
+  return dx.astype(x.dtype), weight_vjp(dy)[0]
+
+
+_pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
+
+
 def _conv_or_upconv(x, w, up: int, groups: int, dtype):
   if up == 2:
     return interleave(_upconv_phases(x, w, groups, dtype))
@@ -274,8 +306,7 @@ def _conv_or_upconv(x, w, up: int, groups: int, dtype):
   if kh == 1:
     if groups != 1:
       raise ValueError("1x1 grouped conv is written as a batched matmul, not here")
-    return jnp.einsum("bhwi,oi->bhwo", x.astype(dtype), w[..., 0, 0].astype(dtype),
-                      preferred_element_type=jnp.float32, precision=precision_for(dtype))
+    return _pointwise_conv(x, w[..., 0, 0], jnp.dtype(dtype))
   p = kh // 2
   return _conv_nhwc(x, _to_hwio(w), ((p, p), (p, p)), groups, dtype)
 

@@ -86,6 +86,23 @@ def test_upsampling_conv_gradients_match_the_official_form(groups):
     _assert_close(got, want)
 
 
+@pytest.mark.parametrize("out_channels", [3, 6])
+def test_pointwise_conv_gradients_match_autodiff_of_the_matmul(out_channels):
+  """toRGB's 1x1 convolution: a hand-written input gradient for few output channels."""
+  x, w = _random(0, (2, 5, 4, 7)), _random(1, (out_channels, 7))
+  dy = _random(2, (2, 5, 4, out_channels))
+
+  def matmul(x, w):
+    return jnp.einsum("bhwi,oi->bhwo", x, w, precision=lax.Precision.HIGHEST)
+
+  y, grads = _value_and_vjp(lambda x, w: ops._pointwise_conv(x, w, jnp.dtype(jnp.float32)),
+                            (x, w), dy)
+  y_ref, grads_ref = _value_and_vjp(matmul, (x, w), dy)
+  _assert_close(y, y_ref)
+  for got, want in zip(grads, grads_ref):
+    _assert_close(got, want)
+
+
 def test_modulated_conv_epilogue_per_phase_equals_epilogue_after():
   """The epilogue runs on each output phase of an up-sampling conv before the interleave: the
   same values and gradients as applying it to the interleaved output."""
