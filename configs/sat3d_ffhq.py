@@ -66,7 +66,9 @@ def get_config(arg: str = ""):
       target_weight=1.0, preserve_weight=1.0,
       sparsity_weight=0.01, entropy_weight=0.0, identity_weight=0.0,
       other_logit=2.0,               # initial logit of the "other" row: start from small edits
-      remat=False))                  # rematerialise the edit's rendering in the backward pass
+      # The edit's rendering's checkpoint policy (sat3d_jax/remat.py): 'none', 'full', 'dots',
+      # 'dots_no_batch' or 'planes' (keep the tri-planes, recompute the rest in the backward).
+      remat="none"))
   # Adam, linear warmup then cosine decay to final_learning_rate_fraction * learning_rate.
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=0.05, warmup_steps=50, final_learning_rate_fraction=0.1))

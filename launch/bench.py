@@ -55,8 +55,8 @@ _SAT3D_SET = flags.DEFINE_multi_string(
     "step with the eg3d suite at --eg3d_preset ffhq512_small.")
 _SAT3D_MEMORY = flags.DEFINE_bool(
     "sat3d_memory", False, "Also compile (never run) the configs/sat3d_ffhq.py:bench step "
-    "(FFHQ-512, batch 8) with and without remat and report XLA's memory analysis (arguments, "
-    "outputs, temporaries) for this backend.")
+    "(FFHQ-512, batch 8) under each objective.remat policy and report XLA's memory analysis "
+    "(arguments, outputs, temporaries) for this backend.")
 _SAT3D_VIEWS = flags.DEFINE_list("sat3d_views", ["1", "2", "4"], "views.count values of the "
                                   "SAT3D step cases (the config's own count is always added).")
 _SAT3D_BREAKDOWN = flags.DEFINE_bool("sat3d_breakdown", True, "Time the SAT3D step's parts "

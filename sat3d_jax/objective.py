@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from sat3d_jax import losses as losses_lib
+from sat3d_jax import remat as remat_lib
 from sat3d_jax import transfer
 
 PyTree = Any
@@ -64,7 +65,7 @@ class ObjectiveConfig:
   sparsity_weight: float = 0.0
   entropy_weight: float = 0.0
   identity_weight: float = 0.0
-  remat: bool = False  # rematerialise the edit's rendering in the backward pass
+  remat: str = "none"  # the edit's rendering's checkpoint policy (sat3d_jax/remat.py)
 
 
 def _repeat_views(x: jax.Array, views: int) -> jax.Array:
@@ -72,19 +73,22 @@ def _repeat_views(x: jax.Array, views: int) -> jax.Array:
 
 
 def render_views(components: Components, frozen, flat: jax.Array, views: jax.Array, rng,
-                 remat: bool = False) -> jax.Array:
+                 remat: str | bool = "none") -> jax.Array:
   """Images [B*V, H, W, 3] of flat styles [B, C] from views [B, V, 2] (row b*V + v): the
-  tri-planes once per face when the components split them off, else `render` per view."""
+  tri-planes once per face when the components split them off, else `render` per view; under
+  the checkpoint policy named `remat` (sat3d_jax/remat.py)."""
   b, v = views.shape[:2]
   if components.planes is not None and components.render_planes is not None:
+    render_planes = remat_lib.checkpoint(components.render_planes, remat, part="renderer")
+
     def run(frozen, flat, views, rng):
-      return components.render_planes(frozen, components.planes(frozen, flat), flat, views, rng)
+      return render_planes(frozen, components.planes(frozen, flat), flat, views, rng)
   else:
+    render = remat_lib.checkpoint(components.render, remat, part="renderer")
+
     def run(frozen, flat, views, rng):
-      return components.render(frozen, _repeat_views(flat, v), views.reshape(b * v, 2), rng)
-  if remat:
-    run = jax.checkpoint(run)
-  return run(frozen, flat, views, rng)
+      return render(frozen, _repeat_views(flat, v), views.reshape(b * v, 2), rng)
+  return remat_lib.checkpoint(run, remat)(frozen, flat, views, rng)
 
 
 def edit_and_measure(mask_logits, frozen, batch, rng, components: Components,

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from launch.trainer import ConfigError, InputSpec, Task
-from sat3d_jax import latent_file, objective, pairs, qmm as qmm_lib
+from sat3d_jax import latent_file, objective, pairs, qmm as qmm_lib, remat as remat_lib
 from sat3d_jax.model import Sat3dModel
 
 
@@ -25,7 +25,7 @@ def objective_config(config: ml_collections.ConfigDict) -> objective.ObjectiveCo
       distance=qmm_lib.get_distance(o.distance), temperature=o.temperature, delta=o.delta,
       target_weight=o.target_weight, preserve_weight=o.preserve_weight,
       sparsity_weight=o.sparsity_weight, entropy_weight=o.entropy_weight,
-      identity_weight=o.identity_weight, remat=o.remat)
+      identity_weight=o.identity_weight, remat=remat_lib.policy_name(o.remat))
 
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "lion": optax.lion}
@@ -54,9 +54,9 @@ def target_indices(config: ml_collections.ConfigDict, attributes) -> list[int]:
 
 def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None) -> Task:
   """The SAT3D Task (see launch/trainer/task.py for the contract)."""
+  cfg = objective_config(config)  # a bad objective field fails before the models load
   model = model or Sat3dModel(config)
   optimizer = make_optimizer(config)
-  cfg = objective_config(config)
   components = model.components()
   train_step = objective.make_train_step(components, cfg, optimizer,
                                          stochastic_render=config.stochastic_render)

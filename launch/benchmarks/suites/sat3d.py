@@ -206,14 +206,17 @@ def abstract_train_step(config_ref: str, overrides: Optional[dict] = None):
   return programs.train, (state, model.frozen(), batch, jnp.int32(0), programs.model_ids)
 
 
-def memory_analysis(config_ref: str = FULL_CONFIG, remat: Sequence[bool] = (False, True),
-                    log: Callable[[str], None] = print) -> list[dict]:
+def memory_analysis(config_ref: str = FULL_CONFIG, remat: Optional[Sequence[str]] = None,
+                    log: Callable[[str], None] = print,
+                    overrides: Optional[dict] = None) -> list[dict]:
   """XLA's compiled memory analysis of the SAT3D training step of `config_ref` (default the
-  FFHQ-512 batch-8 step), with and without rematerialisation of the edit's rendering: compiled
-  for this process's backend (on a CPU, the XLA:CPU estimate), never run."""
+  FFHQ-512 batch-8 step) under each checkpoint policy of the edit's rendering in `remat`
+  (default every one of sat3d_jax/remat.py): compiled for this process's backend (on a CPU, the
+  XLA:CPU estimate), never run. `overrides`: other config fields (e.g. ray_chunk)."""
+  from sat3d_jax import remat as remat_lib  # pylint: disable=g-import-not-at-top
   out = []
-  for r in remat:
-    fn, args = abstract_train_step(config_ref, {"objective.remat": r})
+  for r in remat or tuple(remat_lib.POLICIES):
+    fn, args = abstract_train_step(config_ref, {**(overrides or {}), "objective.remat": r})
     log(f"  [sat3d] memory analysis of {config_ref} (remat {r}): compiling ...")
     compiled = jax.jit(fn).trace(*args).lower().compile()
     out.append({"config": config_ref, "remat": r, "backend": jax.default_backend(),
