@@ -293,15 +293,12 @@ class Editor:
       raise InputError(f"{path}: {role} row {index} out of range (the file has {rows} rows)")
 
   def _tuned_params(self, path: pathlib.Path, tuned: Optional[str]):
-    """(params, absolute path) of pivotal-tuned params named by a file (relative to it), or the
+    """(params, absolute path) of the pivotal-tuned params a latent or style file names (its
+    reader has made the path absolute and checked it: latent_file.generator_path), or the
     generator's own (params, None)."""
     if not tuned:
       return self.generator.params, None
     tuned_path = pathlib.Path(tuned)
-    if not tuned_path.is_absolute() and not tuned_path.exists():
-      tuned_path = path.parent / tuned_path
-    if not tuned_path.exists():
-      raise InputError(f"{path}: its pivotal-tuned generator {tuned!r} does not exist")
     options = self.generator.options
     try:
       tuned_gen = eg3d_generator.load_generator(tuned_path, modconv=options.modconv,

@@ -68,9 +68,10 @@ def _numeric(data: dict, name: str, path: str) -> np.ndarray:
   return array.astype(np.float32)
 
 
-def _generator_path(value: np.ndarray, path: str) -> str:
-  """The pivotal-tuned generator's absolute path: an absolute path as written, a relative one
-  taken from the latent file's folder and not allowed to leave it."""
+def generator_path(value: np.ndarray, path: str) -> str:
+  """The absolute path of the pivotal-tuned generator a file at `path` (a latent or style file)
+  names: an absolute path as written, a relative one taken from the file's folder and not
+  allowed to leave it; it must exist."""
   if value.shape != () or value.dtype.kind != "U" or not str(value):
     raise InputError(f"{path}: 'generator' must be one non-empty path string, got "
                      f"{value.dtype} {value.shape}")
@@ -82,7 +83,7 @@ def _generator_path(value: np.ndarray, path: str) -> str:
   if not generator.is_absolute():
     generator = (folder / generator).resolve()
     if not generator.is_relative_to(folder.resolve()):
-      raise InputError(f"{path}: 'generator' {text!r} leaves the latent file's folder (a "
+      raise InputError(f"{path}: 'generator' {text!r} leaves the file's folder (a "
                        "relative path is read from that folder; give an absolute path instead)")
   if not generator.exists():
     raise InputError(f"{path}: its pivotal-tuned generator {text!r} does not exist "
@@ -93,7 +94,7 @@ def _generator_path(value: np.ndarray, path: str) -> str:
 def read_latent_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """Reads a latent file: `.npz` with `ws` [N, num_ws, w_dim], optional `c` [N, 25] (the camera
   each image was taken from) and optional `generator` (path of pivotal-tuned params; returned
-  absolute, see `_generator_path`).
+  absolute, see `generator_path`).
 
   Raises an InputError naming the file and the check that failed for anything else.
   """
@@ -124,7 +125,7 @@ def read_latent_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
                        f"{data['c'].shape}")
     out["c"] = _numeric(data, "c", path)
   if "generator" in data:
-    out["generator"] = _generator_path(data["generator"], path)
+    out["generator"] = generator_path(data["generator"], path)
   return out
 
 

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from sat3d_jax import latent_file
 from sat3d_jax.errors import InputError
 from sat3d_jax.versioned_npz import read_versioned_npz
 
@@ -43,7 +44,8 @@ def write_style_file(path: str | os.PathLike, styles: np.ndarray, style_layers,
 
 def read_style_file(path: str | os.PathLike) -> dict:
   """{'styles' [N, C] float32, 'layers' [(name, dim)], 'generator_fingerprint', 'generator'
-  (str or None), 'labels'}; an InputError names the file and what is wrong with it."""
+  (None, or the absolute path of existing pivotal-tuned params, read as latent files read it:
+  latent_file.generator_path), 'labels'}; an InputError names the file and what is wrong."""
   data = read_versioned_npz(path, FORMAT, FORMAT_VERSION, ("styles", "layers", "dims",
                                                           "generator_fingerprint", "generator",
                                                           "labels"), "style file")
@@ -55,5 +57,6 @@ def read_style_file(path: str | os.PathLike) -> dict:
                      f", got {styles.dtype} {styles.shape}")
   return {"styles": styles.astype(np.float32), "layers": layers,
           "generator_fingerprint": str(data["generator_fingerprint"]),
-          "generator": str(data["generator"]) or None,
+          "generator": (latent_file.generator_path(np.asarray(str(data["generator"])), str(path))
+                        if str(data["generator"]) else None),
           "labels": [str(x) for x in np.atleast_1d(data["labels"])]}

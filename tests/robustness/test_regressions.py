@@ -10,7 +10,7 @@ from PIL import Image
 
 from frldgt_jax.data import align, clips
 from frldgt_jax.data import annotations as A
-from sat3d_jax import image_file, latent_file
+from sat3d_jax import image_file, latent_file, style_file
 from sat3d_jax.eg3d import convert
 from sat3d_jax.eg3d.pickle_reader import PickleFormatError
 from sat3d_jax.errors import InputError
@@ -97,18 +97,31 @@ def test_latent_member_claiming_more_than_it_holds_is_refused_before_allocating(
     latent_file.read_latent_file(path)
 
 
+def _write_latent(path, generator):
+  latent_file.write_latent_file(str(path), np.ones((1, 2, 3)), generator=generator)
+
+
+def _write_styles(path, generator):
+  style_file.write_style_file(path, np.ones((1, 3), np.float32), [("a", 1), ("b", 2)],
+                              "fingerprint", ["row"], generator=generator)
+
+
+@pytest.mark.parametrize("write, read", [
+    (_write_latent, latent_file.read_latent_file), (_write_styles, style_file.read_style_file)])
 @pytest.mark.parametrize("generator, message", [
-    ("../escape", "leaves the latent file's folder"), ("missing", "does not exist")])
-def test_latent_generator_path_escaping_or_missing(tmp_path, generator, message):
+    ("../escape", "leaves the file's folder"), ("missing", "does not exist")])
+def test_generator_path_escaping_or_missing(tmp_path, write, read, generator, message):
+  """Latent and style files name pivotal-tuned params by path: a relative one is read from the
+  file's folder and may not leave it (style files had looked in the working directory first)."""
   (tmp_path / "files").mkdir()
   (tmp_path / "escape").mkdir()
-  path = tmp_path / "files" / "latent.npz"
-  latent_file.write_latent_file(str(path), np.ones((1, 2, 3)), generator=generator)
+  path = tmp_path / "files" / "faces.npz"
+  write(path, generator)
   with pytest.raises(InputError, match=message):
-    latent_file.read_latent_file(path)
+    read(path)
   (tmp_path / "files" / "tuned").mkdir()
-  latent_file.write_latent_file(str(path), np.ones((1, 2, 3)), generator="tuned")
-  assert latent_file.read_latent_file(path)["generator"] == str(tmp_path / "files" / "tuned")
+  write(path, "tuned")
+  assert read(path)["generator"] == str(tmp_path / "files" / "tuned")
 
 
 # ------------------------------------------------------------------------------ images
