@@ -81,6 +81,26 @@ def fully_connected(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], 
   return bias_act(y, b, act=activation)
 
 
+def custom_first_gradient(forward: Callable, first_gradient: Callable) -> Callable:
+  """forward(a, b, static) with a hand-written gradient for `a`: first_gradient(a, b, dy,
+  static). The gradient for `b` stays autodiff's of `forward`, and XLA drops it when it is not
+  used (the weights' and coordinates' gradients: pivotal tuning, camera fitting)."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+  def fn(a, b, static):
+    return forward(a, b, static)
+
+  def fn_fwd(a, b, static):
+    return forward(a, b, static), (a, b)
+
+  def fn_bwd(static, residuals, dy):
+    a, b = residuals
+    _, b_vjp = jax.vjp(lambda b: forward(a, b, static), b)
+    return first_gradient(a, b, dy, static).astype(a.dtype), b_vjp(dy)[0]
+
+  fn.defvjp(fn_fwd, fn_bwd)
+  return fn
+
+
 def _fir_phases(src: dict, row_taps: tuple, col_taps: tuple, n: int, m: int) -> dict:
   """The 2x2 output phases {'ee', 'eo', 'oe', 'oo'} of a 2x up-sampling, each [B, n, m, C] and
   a weighted sum of shifted input arrays (NHWC): phase ab holds output pixel (2i + a, 2j + b)
@@ -142,12 +162,17 @@ _TRANSPOSED_FIR_TAPS = {"e": (("e", 0, 0.25), ("o", 0, 0.75), ("e", 1, 0.75), ("
                         "o": (("o", 0, 0.25), ("e", 1, 0.75), ("o", 1, 0.75), ("e", 2, 0.25))}
 
 
-def _transposed_fir_phase(dy: dict, ry: str, rx: str) -> jax.Array:
+def _pad_phases(dy: dict) -> dict:
+  """The phases {'ee', ...: [B, n, m, C]} of a gradient, each zero-padded by 1 on both axes."""
+  return {k: jnp.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0))) for k, v in dy.items()}
+
+
+def _transposed_fir_phase(padded: dict, ry: str, rx: str) -> jax.Array:
   """Phase (ry, rx) in {e, o}^2 of the transposed up-sampling FIR of a gradient given by its
-  phases dy {'ee', ...: [B, n, m, C]}: [B, n or n+1, m or m+1, C], one fused weighted sum of 16
-  shifted phases padded by 1."""
-  _, n, m, _ = dy["ee"].shape
-  padded = {k: jnp.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0))) for k, v in dy.items()}
+  padded phases (_pad_phases): [B, n or n+1, m or m+1, C], one fused weighted sum of 16
+  shifted phases."""
+  _, n2, m2, _ = padded["ee"].shape
+  n, m = n2 - 2, m2 - 2
   rows, cols = n + (ry == "e"), m + (rx == "e")
   acc = None
   for src_r, off_r, c_r in _TRANSPOSED_FIR_TAPS[ry]:
@@ -163,7 +188,7 @@ def _upsample2d_fwd(x):
 
 def _upsample2d_bwd(_, dy):
   # Per axis dx[i] = (dy[2i-1] + 3dy[2i] + 3dy[2i+1] + dy[2i+2]) / 4: the O phase.
-  return (_transposed_fir_phase(deinterleave(dy), "o", "o"),)
+  return (_transposed_fir_phase(_pad_phases(deinterleave(dy)), "o", "o"),)
 
 
 upsample2d.defvjp(_upsample2d_fwd, _upsample2d_bwd)
@@ -227,9 +252,10 @@ def _upconv_phases_polyphase(x: jax.Array, w: jax.Array, groups: int, dtype) -> 
 _GRAD_KERNEL_TAPS = {"e": slice(0, 3, 2), "o": slice(1, 2)}
 
 
-def _upconv_input_grad(w: jax.Array, dy: dict, dtype) -> jax.Array:
+def _upconv_input_grad(x: jax.Array, w: jax.Array, dy: dict, dtype) -> jax.Array:
   """d(_upconv_phases)/dx (groups 1) applied to the output phases' gradient dy: [B, n, m, I]."""
-  _, n, m, _ = dy["ee"].shape
+  _, n, m, _ = x.shape
+  padded = _pad_phases(dy)
   dx = None
   for ry in "eo":
     for rx in "eo":
@@ -237,64 +263,36 @@ def _upconv_input_grad(w: jax.Array, dy: dict, dtype) -> jax.Array:
       # Valid correlations, computed with a border of 1 that is sliced off again: XLA:CPU runs a
       # convolution without padding about 3x slower (jax 0.10, measured), and these small
       # kernels fastest with padding on both axes.
-      y = _conv_nhwc(_transposed_fir_phase(dy, ry, rx), k.transpose(2, 3, 0, 1), ((1, 1), (1, 1)),
+      y = _conv_nhwc(_transposed_fir_phase(padded, ry, rx), k.transpose(2, 3, 0, 1),
+                     ((1, 1), (1, 1)),
                      1, dtype)[:, 1:n + 1, 1:m + 1]
       dx = y if dx is None else dx + y
   return dx
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _upconv_phases_lean_grad(x: jax.Array, w: jax.Array, dtype) -> dict:
-  """_upconv_phases_polyphase (groups 1) whose input gradient is _upconv_input_grad instead of
-  autodiff's transpose of the polyphase forward (convolutions with negative or zero padding and
-  a scattered FIR: twice the forward's time on XLA:CPU). The weight gradient (pivotal tuning) is
-  autodiff's; XLA drops it when only the input's is used."""
-  return _upconv_phases_polyphase(x, w, 1, dtype)
+# _upconv_phases_polyphase (groups 1) whose input gradient is _upconv_input_grad instead of
+# autodiff's transpose of the polyphase forward (convolutions with negative or zero padding and a
+# scattered FIR: twice the forward's time on XLA:CPU).
+_upconv_phases_lean_grad = custom_first_gradient(
+    lambda x, w, dtype: _upconv_phases_polyphase(x, w, 1, dtype), _upconv_input_grad)
 
 
-def _upconv_phases_lean_grad_fwd(x, w, dtype):
-  return _upconv_phases_polyphase(x, w, 1, dtype), (x, w)
-
-
-def _upconv_phases_lean_grad_bwd(dtype, residuals, dy):
-  x, w = residuals
-  dx = _upconv_input_grad(w, dy, dtype).astype(x.dtype)
-  _, weight_vjp = jax.vjp(lambda w: _upconv_phases_polyphase(x, w, 1, dtype), w)
-  return dx, weight_vjp(dy)[0]
-
-
-_upconv_phases_lean_grad.defvjp(_upconv_phases_lean_grad_fwd, _upconv_phases_lean_grad_bwd)
-
-
-def _pointwise_conv_matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+def _pointwise_conv(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  """1x1 convolution x [B, H, W, I] by w [O, I]."""
   return jnp.einsum("bhwi,oi->bhwo", x.astype(dtype), w.astype(dtype),
                     preferred_element_type=jnp.float32, precision=precision_for(dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _pointwise_conv(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-  """1x1 convolution x [B, H, W, I] by w [O, I]. For a few output channels (toRGB: O = 3) the
-  input gradient is written as O broadcast products: autodiff's is a matmul with a contraction
-  of 3, which XLA:CPU ran at a fraction of the memory bandwidth."""
-  return _pointwise_conv_matmul(x, w, dtype)
+def _pointwise_input_grad_few_outputs(x, w, dy, dtype):
+  del x, dtype
+  return sum(dy[..., o, None] * w[o].astype(jnp.float32) for o in range(w.shape[0]))
 
 
-def _pointwise_conv_fwd(x, w, dtype):
-  return _pointwise_conv_matmul(x, w, dtype), (x, w)
-
-
-def _pointwise_conv_bwd(dtype, residuals, dy):
-  x, w = residuals
-  if w.shape[0] <= 4:
-    dx = sum(dy[..., o, None] * w[o].astype(jnp.float32) for o in range(w.shape[0]))
-  else:
-    dx = jnp.einsum("bhwo,oi->bhwi", dy.astype(dtype), w.astype(dtype),
-                    preferred_element_type=jnp.float32, precision=precision_for(dtype))
-  _, weight_vjp = jax.vjp(lambda w: _pointwise_conv_matmul(x, w, dtype), w)
-  return dx.astype(x.dtype), weight_vjp(dy)[0]
-
-
-_pointwise_conv.defvjp(_pointwise_conv_fwd, _pointwise_conv_bwd)
+# toRGB's 1x1 convolution (O = 3) with its input gradient written as O broadcast products:
+# autodiff's is a matmul with a contraction of 3, which XLA:CPU ran at a fraction of the memory
+# bandwidth.
+_pointwise_conv_few_outputs = custom_first_gradient(_pointwise_conv,
+                                                    _pointwise_input_grad_few_outputs)
 
 
 def _conv_or_upconv(x, w, up: int, groups: int, dtype):
@@ -306,7 +304,9 @@ def _conv_or_upconv(x, w, up: int, groups: int, dtype):
   if kh == 1:
     if groups != 1:
       raise ValueError("1x1 grouped conv is written as a batched matmul, not here")
-    return _pointwise_conv(x, w[..., 0, 0], jnp.dtype(dtype))
+    w = w[..., 0, 0]
+    conv = _pointwise_conv_few_outputs if w.shape[0] <= 4 else _pointwise_conv
+    return conv(x, w, jnp.dtype(dtype))
   p = kh // 2
   return _conv_nhwc(x, _to_hwio(w), ((p, p), (p, p)), groups, dtype)
 

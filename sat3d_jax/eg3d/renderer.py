@@ -8,7 +8,6 @@ never the result.
 """
 from __future__ import annotations
 
-import functools
 from typing import Mapping, Optional
 
 import jax
@@ -87,7 +86,20 @@ def _sample_from_planes(planes: jax.Array, coordinates: jax.Array, box_warp: flo
   return (per_plane[0] + per_plane[1] + per_plane[2]) / p
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _planes_gradient(planes, coordinates, d_features, box_warp):
+  b, p, h, w, c = planes.shape
+  d_mean = d_features.astype(jnp.float32) / p
+  d_table = jnp.zeros((b * p * h * w, c), jnp.float32)
+  for corners in _plane_taps(planes.shape, coordinates, box_warp):
+    for idx, weight in corners:
+      d_table = d_table.at[idx.reshape(-1)].add(
+          (d_mean * weight[..., None]).reshape(-1, c), mode="promise_in_bounds")
+  return d_table.reshape(planes.shape)
+
+
+_sample_from_planes_lean_grad = ops.custom_first_gradient(_sample_from_planes, _planes_gradient)
+
+
 def sample_from_planes(planes: jax.Array, coordinates: jax.Array, box_warp: float) -> jax.Array:
   """Mean over the three planes of the bilinear plane features at 3D points: [B, N, C] float32.
 
@@ -101,27 +113,7 @@ def sample_from_planes(planes: jax.Array, coordinates: jax.Array, box_warp: floa
   transpose gives 12 scatters, each into its own zeroed copy of the planes, then adds the copies
   (4x the forward's time on XLA:CPU). The coordinates' gradient (camera fitting) is autodiff's.
   """
-  return _sample_from_planes(planes, coordinates, box_warp)
-
-
-def _sample_from_planes_fwd(planes, coordinates, box_warp):
-  return _sample_from_planes(planes, coordinates, box_warp), (planes, coordinates)
-
-
-def _sample_from_planes_bwd(box_warp, residuals, d_features):
-  planes, coordinates = residuals
-  b, p, h, w, c = planes.shape
-  d_features = d_features.astype(jnp.float32) / p
-  d_table = jnp.zeros((b * p * h * w, c), jnp.float32)
-  for corners in _plane_taps(planes.shape, coordinates, box_warp):
-    for idx, weight in corners:
-      d_table = d_table.at[idx.reshape(-1)].add(
-          (d_features * weight[..., None]).reshape(-1, c), mode="promise_in_bounds")
-  _, coordinates_vjp = jax.vjp(lambda co: _sample_from_planes(planes, co, box_warp), coordinates)
-  return d_table.reshape(planes.shape).astype(planes.dtype), coordinates_vjp(d_features * p)[0]
-
-
-sample_from_planes.defvjp(_sample_from_planes_fwd, _sample_from_planes_bwd)
+  return _sample_from_planes_lean_grad(planes, coordinates, box_warp)
 
 
 def softplus(x: jax.Array) -> jax.Array:

@@ -88,15 +88,16 @@ def test_upsampling_conv_gradients_match_the_official_form(groups):
 
 @pytest.mark.parametrize("out_channels", [3, 6])
 def test_pointwise_conv_gradients_match_autodiff_of_the_matmul(out_channels):
-  """toRGB's 1x1 convolution: a hand-written input gradient for few output channels."""
+  """1x1 convolutions: a hand-written input gradient for few output channels (toRGB),
+  autodiff's for more."""
   x, w = _random(0, (2, 5, 4, 7)), _random(1, (out_channels, 7))
   dy = _random(2, (2, 5, 4, out_channels))
 
   def matmul(x, w):
     return jnp.einsum("bhwi,oi->bhwo", x, w, precision=lax.Precision.HIGHEST)
 
-  y, grads = _value_and_vjp(lambda x, w: ops._pointwise_conv(x, w, jnp.dtype(jnp.float32)),
-                            (x, w), dy)
+  y, grads = _value_and_vjp(
+      lambda x, w: ops._conv_or_upconv(x, w[..., None, None], 1, 1, jnp.float32), (x, w), dy)
   y_ref, grads_ref = _value_and_vjp(matmul, (x, w), dy)
   _assert_close(y, y_ref)
   for got, want in zip(grads, grads_ref):
