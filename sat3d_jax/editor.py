@@ -46,8 +46,6 @@ class Face:
   label: str
 
 
-
-
 @functools.partial(jax.jit, static_argnames=("arch", "cutoff"))
 def _seed_styles(params, z, c, psi, arch, cutoff):
   ws = eg3d_generator.apply_mapping(params, arch, z, c, psi, cutoff)
