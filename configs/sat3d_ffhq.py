@@ -53,6 +53,10 @@ def get_config(arg: str = ""):
       pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35))
   c.stochastic_render = False        # True: the official stochastic ray sampling in training
   c.pair_pool = 0                    # 0: fresh pairs every step; N: a fixed set of N, cycled
+  # Who draws the pairs (sat3d_jax/pairs.py): 'tensorflow' (tf.data, the project's pipeline),
+  # 'numpy' (for images without TensorFlow), 'auto' = TensorFlow where it imports. The same
+  # distribution, different numbers: a run resumes only on the backend it started with.
+  c.pairs_backend = "auto"
 
   # Evaluation: the objective on a fixed set of pairs, logged as eval/loss (and eval/loss_*),
   # the same at every evaluation, so it is comparable across steps and runs.

@@ -76,15 +76,20 @@ def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None
                         pitch_std=v.pitch_std, pitch_limit=v.pitch_limit,
                         num_latents=num_latents)
 
+  try:  # configs saved before the field existed drew with TensorFlow where it was installed
+    backend = pairs.resolve_backend(config.get("pairs_backend", "auto"))
+  except ValueError as e:
+    raise ConfigError(f"config.pairs_backend: {e}") from None
+
   def input_pipeline(spec: InputSpec):
     return pairs.make_pairs_pipeline(draw, seed=config.seed, start_step=spec.start_step,
                                      total_steps=config.total_steps,
                                      rows=spec.process_slice(draw.batch_size),
-                                     pool_size=config.pair_pool)
+                                     pool_size=config.pair_pool, backend=backend)
 
   def eval_pipeline(spec: InputSpec):
     return pairs.make_eval_pipeline(draw, seed=config.eval_seed, num_pairs=config.eval_pairs,
-                                    rows=spec.process_slice(draw.batch_size))
+                                    rows=spec.process_slice(draw.batch_size), backend=backend)
 
   if config.eval_pairs < 0:
     raise ConfigError(f"config.eval_pairs must be >= 0 (0 = no evaluation), got "
@@ -119,4 +124,5 @@ def make_task(config: ml_collections.ConfigDict, model: Sat3dModel | None = None
               frozen=model.frozen, summaries=summaries, describe=describe,
               global_batch_size=int(config.global_batch_size),
               eval_step=objective.make_eval_step(components, cfg) if evaluates else None,
-              eval_pipeline=eval_pipeline if evaluates else None)
+              eval_pipeline=eval_pipeline if evaluates else None,
+              input_stream=f"pairs/{backend}")

@@ -171,6 +171,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state, meta = checkpoints.restore(
         latest, ckpt_lib.abstract_like(state_shapes, state_sharding))
     start = int(meta["input_position"])
+    saved_stream = meta.get("input_stream", "")  # absent from checkpoints before 2026-12
+    if saved_stream and task.input_stream and saved_stream != task.input_stream:
+      raise ConfigError(
+          f"checkpoint step {latest} in {checkpoints.directory} was trained on input stream "
+          f"{saved_stream!r}, this run would draw from {task.input_stream!r}: its batches "
+          f"would not be the ones an uninterrupted run sees. Resume where {saved_stream!r} is "
+          f"available (see the config's input backend field) or start a new workdir.")
     if is_main:
       print(f"resuming from checkpoint step {latest} in {checkpoints.directory}", flush=True)
   else:
@@ -196,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if not bool(finite(state)):
       raise NonFiniteLossError(f"the state after step {step} is not finite; not saving it")
     checkpoints.save(step, state, {"step": step, "input_position": step,
-                                   "time": time.time()})
+                                   "input_stream": task.input_stream, "time": time.time()})
 
   def evaluate(at_step: int) -> None:
     began = time.perf_counter()
@@ -215,8 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                                 jax.process_count(), split_axis))
         log.start(start)
         if is_main:
+          stream = f", input {task.input_stream}" if task.input_stream else ""
           print(f"training steps {start}..{total} on {mesh.size} device(s) "
-                f"({jax.default_backend()}), workdir {workdir}", flush=True)
+                f"({jax.default_backend()}{stream}), workdir {workdir}", flush=True)
         if evaluates and config.eval_every and start == 0:
           # The untrained state's evaluation: what the run's progress is measured against.
           evaluate(0)

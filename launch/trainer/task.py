@@ -38,6 +38,10 @@ Contract
   ``config.num_devices = 0`` (all devices) on one host, a batch that does not divide over every
   device trains on the most devices it divides over (with a note); otherwise such a batch is a
   ConfigError naming the fields to change.
+* ``input_stream`` (optional): the name of the stream the pipeline draws from, when a task can
+  draw from several (SAT3D's pairs from TensorFlow's or NumPy's RNG). The driver records it
+  with each checkpoint and refuses to resume on another stream (a ConfigError naming both), so
+  a resumed run never silently sees other batches than an uninterrupted one would have.
 * ``model_ids`` (optional): the identity of each model, folded into its init and step rngs
   (default ``range(num_models)``). A run that trains one of those models alone (FRL-DGT fold by
   fold) sets ``num_models=0, model_ids=(k,)`` and gets exactly the rngs model k gets in the
@@ -95,3 +99,6 @@ class Task:
   describe: Optional[Callable[[], dict]] = None
   # The global batch along the split axis (plain tasks): lets the driver fit the devices to it.
   global_batch_size: Optional[int] = None
+  # The name of the random stream the input pipeline draws from (e.g. which backend), when a
+  # task has several: recorded with each checkpoint; resuming with another one is refused.
+  input_stream: str = ""
