@@ -1,7 +1,9 @@
 """Run logging: metrics.jsonl, TensorBoard event files, image files and a console progress line.
 
 Only process 0 writes. `WORKDIR/metrics.jsonl` holds one JSON object per logged step with at
-least `step` and `loss` (plus `steps_per_sec` and the task's other metrics).
+least `step` and `loss` (plus `steps_per_sec` and the task's other metrics). TensorBoard event
+files come from tensorboardX, which needs no TensorFlow (accelerator images often have none);
+`tensorboard --logdir WORKDIR/tensorboard` reads them.
 """
 from __future__ import annotations
 
@@ -38,9 +40,8 @@ class RunLog:
     self.workdir.mkdir(parents=True, exist_ok=True)
     self._jsonl = open(self.workdir / "metrics.jsonl", "a", buffering=1)
     if tensorboard:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      tf.config.set_visible_devices([], "GPU")
-      self._tb = tf.summary.create_file_writer(str(self.workdir / "tensorboard"))
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(str(self.workdir / "tensorboard"), flush_secs=30)
 
   def start(self, step: int) -> None:
     self._last_time, self._last_step = time.perf_counter(), step
@@ -68,11 +69,9 @@ class RunLog:
                                            if k != "step"}}
     self._jsonl.write(json.dumps(record) + "\n")
     if self._tb is not None:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      with self._tb.as_default(step=step):
-        for k, v in record.items():
-          if k != "step":
-            tf.summary.scalar(k if "/" in k else f"{prefix}/{k}", v)
+      for k, v in record.items():
+        if k != "step":
+          self._tb.add_scalar(k if "/" in k else f"{prefix}/{k}", v, step)
       self._tb.flush()
     return record
 
@@ -118,9 +117,7 @@ class RunLog:
       Image.fromarray((grid * 255 + 0.5).astype(np.uint8)).save(
           out_dir / f"{safe}_{step:08d}.png")
       if self._tb is not None:
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-        with self._tb.as_default(step=step):
-          tf.summary.image(name, batch, max_outputs=len(batch))
+        self._tb.add_images(name, batch, step, dataformats="NHWC")
     if self._tb is not None:
       self._tb.flush()
 

@@ -17,6 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tensorboard.backend.event_processing import event_accumulator
+
 from launch.trainer import train_and_evaluate
 from launch.trainer import cli
 from launch.trainer import mesh as mesh_lib
@@ -110,7 +112,17 @@ def test_metrics_tensorboard_images_and_run_info(tmp_path):
   assert [r["step"] for r in train] == [5, 10]
   assert all(np.isfinite(r["loss"]) for r in train)
   assert any("eval/mse" in r for r in records)
+  # TensorBoard reads the event files (written by tensorboardX, no TensorFlow): the same losses
+  # at the same steps as metrics.jsonl, and the image summary.
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"),
+                                              size_guidance={"images": 0, "scalars": 0})
+  events.Reload()
+  logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+  assert [s for s, _ in logged] == [5, 10]
+  np.testing.assert_allclose([v for _, v in logged], [r["loss"] for r in train], rtol=1e-6)
+  assert any(t.startswith("eval/") for t in events.Tags()["scalars"])
+  assert "w1" in events.Tags()["images"]
   assert list((tmp_path / "images").glob("w1_*.png"))
   assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 10
   assert "jax" in json.loads((tmp_path / "versions.json").read_text())
