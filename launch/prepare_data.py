@@ -152,4 +152,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, tensorflow=True)
+  cli.run(main, tensorflow="required")

@@ -57,4 +57,4 @@ def main(argv):
 
 if __name__ == "__main__":
   trainer_cli.define_flags("FRL-DGT config file, e.g. configs/frldgt_composite.py:synthetic.")
-  cli.run(main, tensorflow=True)
+  cli.run(main, tensorflow="required")

@@ -22,4 +22,4 @@ def main(argv):
 
 if __name__ == "__main__":
   trainer_cli.define_flags()
-  cli.run(main, tensorflow=True)
+  cli.run(main, tensorflow="optional")

@@ -7,8 +7,10 @@
 
 `cli.run` parses the flags (a bad flag value: one line, exit status 2) and calls `main(argv)`.
 An error the user can cause and fix (a missing file, bad input data, a config value the run
-cannot use, a non-finite loss) is printed as `error: ...` on stderr with exit status 2; `--debug`
-shows its traceback instead. Any other exception is a bug and keeps its traceback.
+cannot use, a non-finite loss, an optional dependency the work needs but this environment
+lacks, such as TensorFlow on an accelerator image) is printed as `error: ...` on stderr with exit
+status 2; `--debug` shows its traceback instead. Any other exception is a bug and keeps its
+traceback.
 """
 from __future__ import annotations
 
@@ -75,6 +77,35 @@ def _stderr_to(path: str):
     os.close(saved)
 
 
+# Optional dependencies by import name: what to install when one is missing. TensorFlow and
+# TFDS are the `tensorflow` extra (FRL-DGT's datasets and samplers, prepare_data.py, and the
+# project's tf.data input pipeline where installed); the rest run without them.
+_INSTALL = {
+    "tensorflow": "pip install 'sat3d-frldgt-jax[tensorflow]' (or tensorflow-cpu)",
+    "tensorflow_datasets": "pip install 'sat3d-frldgt-jax[tensorflow]' (or tensorflow-datasets)",
+}
+
+
+def missing_dependency(error: BaseException) -> str | None:
+  """The one-line message for an ImportError of an optional dependency, else None."""
+  name = (getattr(error, "name", None) or "").split(".")[0]
+  if not isinstance(error, ImportError) or name not in _INSTALL:
+    return None
+  return f"this needs {name}, which is not installed here: {_INSTALL[name]}"
+
+
+def tensorflow_available() -> bool:
+  """Imports TensorFlow quietly where it is installed; False where it is not (some accelerator
+  images). A TensorFlow that is installed but broken raises its own error."""
+  try:
+    import_tensorflow_quietly()
+  except ImportError as e:
+    if missing_dependency(e) is None:
+      raise
+    return False
+  return True
+
+
 def import_tensorflow_quietly() -> None:
   """Imports TensorFlow with its start-up chatter (absl pre-init and oneDNN notices, written
   by C++ before TF_CPP_MIN_LOG_LEVEL applies) hidden; replayed if the import fails."""
@@ -120,12 +151,19 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(USAGE_EXIT)
 
 
-def run(main, *, tensorflow: bool = False) -> None:
+def run(main, *, tensorflow: str = "") -> None:
   """absl's app.run for this project's entry points (see the module docstring).
 
-  `tensorflow=True` imports TensorFlow quietly before `main` (entry points whose work uses
-  tf.data), so its start-up logging never reaches the terminal.
+  tensorflow: '' (the command never uses it), 'optional' (its work uses tf.data where
+  TensorFlow is installed and runs without it elsewhere) or 'required' (it cannot work without
+  it: where it is absent the command stops with one `error:` line naming what to install, before
+  the flags are parsed). Where installed, TensorFlow is imported quietly before `main`, so its
+  start-up logging never reaches the terminal. Whatever the setting, an optional dependency
+  found missing during `main` is one `error:` line (exit status 2), not a traceback.
   """
+  if tensorflow not in ("", "optional", "required"):
+    raise ValueError(f"tensorflow must be '', 'optional' or 'required', got {tensorflow!r}")
+
   def guarded(argv):
     try:
       return main(argv)
@@ -135,7 +173,14 @@ def run(main, *, tensorflow: bool = False) -> None:
       if _DEBUG.value:
         raise
       fail(str(e))
+    except ImportError as e:
+      message = missing_dependency(e)
+      if message is None or _DEBUG.value:
+        raise
+      fail(message)
 
-  if tensorflow:  # before the flags: config files are loaded while they are parsed
-    import_tensorflow_quietly()
+  # Before the flags: config files are loaded while they are parsed.
+  if tensorflow and not tensorflow_available() and tensorflow == "required" and \
+      "--help" not in sys.argv[1:]:
+    fail(missing_dependency(ModuleNotFoundError(name="tensorflow")))
   app.run(guarded, flags_parser=_parse_flags)
