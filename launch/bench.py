@@ -9,8 +9,10 @@ For each case: compile time apart from steady state (the cases' programs compile
 (each blocked on its result), throughput, analytic matmul/conv FLOPs next to XLA's cost
 analysis, achieved TFLOP/s as a fraction of this machine's matmul peak (measured in the same
 run) and of the vendor's peak (known GPUs/TPUs), and peak memory. Writes FILE.json and the
-Markdown table FILE.md (and, with --readme, between the README's benchmark-table markers).
-Parts whose model is not built yet are reported as missing.
+Markdown table FILE.md (and, with --readme, between the README's benchmark-table markers); the
+files are rewritten after every case, so a run stopped early keeps what it measured. Parts whose
+model is not built yet are reported as missing. The command exits with status 1, naming them,
+when any suite or case did not measure (an error, a missing or unreached suite).
 """
 from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
@@ -22,9 +24,14 @@ import sys
 
 from absl import app, flags, logging
 
-SUITES = ("eg3d", "sat3d", "frldgt", "studio")
+SUITES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory")
 
-_SUITE = flags.DEFINE_list("suite", list(SUITES), f"Suites to run, of {', '.join(SUITES)}.")
+_SUITE = flags.DEFINE_list("suite", list(SUITES[:4]), f"Suites to run, of {', '.join(SUITES)} "
+                           "(with --in_order: in this order).")
+_IN_ORDER = flags.DEFINE_bool(
+    "in_order", False, "Start and finish each suite before the next, in --suite's order "
+    "(priority first), instead of compiling every suite's programs side by side first: for runs "
+    "with a time limit.")
 _QUICK = flags.DEFINE_bool("quick", False,
                            "Reduced widths (the fixtures' architectures, tiny configs).")
 _PROFILE = flags.DEFINE_string("profile", None, "Write a jax.profiler trace of each suite to "
@@ -54,9 +61,11 @@ _SAT3D_SET = flags.DEFINE_multi_string(
     "value is a Python literal or a string), e.g. generator=preset:ffhq512_small to compare the "
     "step with the eg3d suite at --eg3d_preset ffhq512_small.")
 _SAT3D_MEMORY = flags.DEFINE_bool(
-    "sat3d_memory", False, "Also compile (never run) the configs/sat3d_ffhq.py:bench step "
-    "(FFHQ-512, batch 8) under each objective.remat policy and report XLA's memory analysis "
-    "(arguments, outputs, temporaries) for this backend.")
+    "sat3d_memory", False, "Also run the sat3d_memory suite, last: compile (never run) the "
+    "configs/sat3d_ffhq.py:bench step (FFHQ-512, batch 8) under each objective.remat policy and "
+    "report XLA's memory analysis (arguments, outputs, temporaries) for this backend.")
+_SAT3D_DTYPES = flags.DEFINE_list("sat3d_dtypes", None, "compute_dtype values of the SAT3D step "
+                                  "cases (default: the config's own), e.g. float32,bfloat16.")
 _SAT3D_VIEWS = flags.DEFINE_list("sat3d_views", ["1", "2", "4"], "views.count values of the "
                                   "SAT3D step cases (the config's own count is always added).")
 _SAT3D_BREAKDOWN = flags.DEFINE_bool("sat3d_breakdown", True, "Time the SAT3D step's parts "
@@ -89,6 +98,9 @@ def main(argv):
   unknown = [s for s in _SUITE.value if s not in SUITES]
   if unknown:
     raise app.UsageError(f"unknown suite(s) {unknown}; known: {', '.join(SUITES)}")
+  suites = list(dict.fromkeys(_SUITE.value))
+  if _SAT3D_MEMORY.value and "sat3d_memory" not in suites:
+    suites.append("sat3d_memory")
   out = pathlib.Path(_OUT.value)
   if out.suffix != ".json":
     raise app.UsageError(f"--out must name a .json file, got {out}")
@@ -97,9 +109,15 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # jax logs each backend it does not find at INFO
 
+  from launch.benchmarks import report as report_lib  # pylint: disable=g-import-not-at-top
   from launch.benchmarks import runner  # pylint: disable=g-import-not-at-top  # jax after flags
+
+  def write(rep: dict):
+    return runner.write(rep, out, readme=_README.value, markers=_README_MARKERS.value)
+
   report = runner.run_all(
-      suites=_SUITE.value, quick=_QUICK.value, runs=_RUNS.value, warmup=_WARMUP.value,
+      suites=suites, quick=_QUICK.value, in_order=_IN_ORDER.value, on_progress=write,
+      runs=_RUNS.value, warmup=_WARMUP.value,
       profile_dir=_PROFILE.value, notes=_NOTE.value,
       command=shlex.join(["python", "launch/bench.py", *sys.argv[1:]]),
       eg3d_preset=_EG3D_PRESET.value,
@@ -107,13 +125,17 @@ def main(argv):
       eg3d_dtypes=_EG3D_DTYPES.value, eg3d_modconvs=_EG3D_MODCONVS.value,
       sat3d_config=_SAT3D_CONFIG.value, frldgt_config=_FRLDGT_CONFIG.value,
       sat3d_overrides=_overrides(_SAT3D_SET.value) or None,
-      sat3d_memory=_SAT3D_MEMORY.value,
       sat3d_views=[int(v) for v in _SAT3D_VIEWS.value], sat3d_breakdown=_SAT3D_BREAKDOWN.value,
-      compile_workers=_COMPILE_WORKERS.value)
-  json_path, md_path = runner.write(report, out, readme=_README.value,
-                                    markers=_README_MARKERS.value)
+      sat3d_dtypes=_SAT3D_DTYPES.value, compile_workers=_COMPILE_WORKERS.value)
+  json_path, md_path = write(report)
   print(f"\nreport: {json_path}\ntable:  {md_path}"
         + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))
+  failed = report_lib.failures(report)
+  if failed:
+    print(f"\n{len(failed)} part(s) did not measure:", file=sys.stderr)
+    for line in failed:
+      print(f"  {line}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

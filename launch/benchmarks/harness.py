@@ -43,6 +43,27 @@ import numpy as np
 from launch.benchmarks import compile_events
 from launch.benchmarks import flops as flops_lib
 
+# Functions told of every case as it is measured or fails (case_listener): the runner writes
+# the report's rows as they come, so a run stopped at a time limit keeps what it measured.
+_LISTENERS: list[Callable[[dict], None]] = []
+
+
+@contextlib.contextmanager
+def case_listener(fn: Callable[[dict], None]):
+  """Calls `fn(case)` with each case dict `run` or `error_case` makes while inside."""
+  _LISTENERS.append(fn)
+  try:
+    yield
+  finally:
+    _LISTENERS.remove(fn)
+
+
+def _tell(case: dict) -> dict:
+  for fn in list(_LISTENERS):
+    fn(case)
+  return case
+
+
 # Keys every case dict has (status 'ok'); 'error' cases have suite, case, status, error.
 CASE_KEYS = ("suite", "case", "status", "batch", "dtype", "item", "items_per_step", "devices",
              "compile_s", "compile_workers", "compile_from_cache", "lower_s",
@@ -441,7 +462,7 @@ def run(prepared: Prepared, *, warmup: int = 1, runs: int = 5,
       f"median {step['median'] * 1e3:.1f} ms/step (IQR {step['iqr'] * 1e3:.1f} ms), "
       f"{result['items_per_s']:.3g} {item}/s"
       + (f", {achieved:.3g} TFLOP/s" if achieved else ""))
-  return result
+  return _tell(result)
 
 
 def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
@@ -478,12 +499,18 @@ def measure(suite: str, case: str, fn: Callable, args: Sequence[Any], *,
              peak_dtype=peak_dtype, log=log)
 
 
-def error_case(suite: str, case: str, error: BaseException, **extra) -> dict:
-  """A case that failed (e.g. out of memory): reported with its error, never with numbers."""
+def error_message(error: BaseException) -> str:
+  """An exception as the one-line text a report gives it (type: message, at most ~600 chars)."""
   message = f"{type(error).__name__}: {error}"
   if len(message) > 600:
     message = message[:600] + " ..."
-  return {"suite": suite, "case": case, "status": "error", "error": message, **extra}
+  return message
+
+
+def error_case(suite: str, case: str, error: BaseException, **extra) -> dict:
+  """A case that failed (e.g. out of memory): reported with its error, never with numbers."""
+  return _tell({"suite": suite, "case": case, "status": "error",
+                "error": error_message(error), **extra})
 
 
 def missing_suite(reason: str) -> dict:

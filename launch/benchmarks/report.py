@@ -57,11 +57,29 @@ def write_json(report: dict, path: str | pathlib.Path) -> pathlib.Path:
   missing = [k for k in REPORT_KEYS if k not in report]
   if missing:
     raise ValueError(f"benchmark report lacks {missing}")
+  return _write_atomically(path, json.dumps(_finite(report), indent=2, default=_json_default,
+                                           allow_nan=False) + "\n")
+
+
+def failures(report: dict) -> list[str]:
+  """What in the report did not measure: each suite whose status is not 'ok' (an error, a
+  suite not built, one not reached) and each case with status 'error', one line each."""
+  out = []
+  for name, suite in report["suites"].items():
+    if suite.get("status") != "ok":
+      out.append(f"suite {name}: {suite.get('status')}: {suite.get('reason', '')}")
+    out += [f"{name}: {c.get('case')}: {c.get('error', '')}" for c in suite.get("cases", [])
+            if c.get("status") == "error"]
+  return out
+
+
+def _write_atomically(path: str | pathlib.Path, text: str) -> pathlib.Path:
+  """Writes `text` to a temporary file beside `path`, then renames it over `path`: a run killed
+  while writing (rows are rewritten after every case) leaves the previous version whole."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(_finite(report), indent=2, default=_json_default,
-                            allow_nan=False) + "\n", encoding="utf-8")
+  tmp.write_text(text, encoding="utf-8")
   tmp.replace(path)
   return path
 
@@ -229,10 +247,7 @@ def markdown(report: dict) -> str:
 
 
 def write_markdown(report: dict, path: str | pathlib.Path) -> pathlib.Path:
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(markdown(report), encoding="utf-8")
-  return path
+  return _write_atomically(path, markdown(report))
 
 
 def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_MARKERS) -> bool:
@@ -247,5 +262,5 @@ def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_
   if not pattern.search(text):
     return False
   new = pattern.sub(lambda _: f"{begin}\n{table.rstrip()}\n{end}", text, count=1)
-  readme.write_text(new, encoding="utf-8")
+  _write_atomically(readme, new)
   return True

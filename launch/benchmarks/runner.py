@@ -14,16 +14,18 @@ import jax
 from launch.benchmarks import harness, machine, peak, report
 from launch.benchmarks.suites import SuiteOptions
 
-SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio")
+# 'sat3d_memory': XLA's memory analysis of the FFHQ-512 SAT3D step under every remat policy
+# (compiled, never run).
+SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory")
 # Suites are started longest compilation first (SAT3D's one large step, FRL-DGT's inits and
 # steps, then EG3D's eight medium programs), so that no long compilation is left alone at the
 # end while the other cores idle.
-_START_ORDER = ("sat3d", "frldgt", "eg3d", "studio")
+_START_ORDER = ("sat3d", "frldgt", "eg3d", "studio", "sat3d_memory")
 
 
 def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config,
-                 sat3d_overrides=None, sat3d_memory=False, sat3d_views=None,
-                 sat3d_breakdown=True, eg3d_dtypes=None, eg3d_modconvs=None):
+                 sat3d_overrides=None, sat3d_views=None, sat3d_breakdown=True,
+                 eg3d_dtypes=None, eg3d_modconvs=None, sat3d_dtypes=None):
   """The suite's start(options) -> finish (launch/benchmarks/suites/__init__.py)."""
   # Imported here so that a suite's import error is reported as that suite's, not the run's.
   if name == "eg3d":
@@ -35,7 +37,10 @@ def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_conf
     from launch.benchmarks.suites import sat3d  # pylint: disable=g-import-not-at-top
     return lambda o: sat3d.start(o, config_ref=sat3d_config, overrides=sat3d_overrides,
                                  views=sat3d_views or sat3d.VIEWS, breakdown=sat3d_breakdown,
-                                 memory=sat3d_memory)
+                                 dtypes=sat3d_dtypes or (None,))
+  if name == "sat3d_memory":
+    from launch.benchmarks.suites import sat3d  # pylint: disable=g-import-not-at-top
+    return sat3d.start_memory
   if name == "frldgt":
     from launch.benchmarks.suites import frldgt  # pylint: disable=g-import-not-at-top
     return lambda o: frldgt.start(o, config_ref=frldgt_config)
@@ -80,19 +85,27 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
             notes: Sequence[str] = (), command: str = "", eg3d_preset: Optional[str] = None,
             eg3d_batches: Optional[Sequence[int]] = None, sat3d_config: Optional[str] = None,
             frldgt_config: Optional[str] = None, compile_workers: Optional[int] = None,
-            sat3d_overrides: Optional[dict] = None, sat3d_memory: bool = False,
+            sat3d_overrides: Optional[dict] = None,
             sat3d_views: Optional[Sequence[int]] = None, sat3d_breakdown: bool = True,
+            sat3d_dtypes: Optional[Sequence[str]] = None,
             eg3d_dtypes: Optional[Sequence[str]] = None,
-            eg3d_modconvs: Optional[Sequence[str]] = None,
+            eg3d_modconvs: Optional[Sequence[str]] = None, in_order: bool = False,
+            on_progress: Optional[Callable[[dict], None]] = None,
             log: Callable[[str], None] = lambda s: print(s, flush=True)) -> dict:
   """Measures the matmul peak, then the suites; returns the report dict (report.REPORT_KEYS).
 
   Every suite is started (models built, cases traced and lowered, compilations handed to one
   pool of `compile_workers` threads) before any is finished (cases timed one at a time once
   nothing compiles, sweeps run), so the compilations of all suites share the cores. With
-  `profile_dir` each suite is started and finished inside its own trace instead. The run uses a
-  fresh persistent compilation cache (a temporary directory): no program compiled by an earlier
-  run can stand in for a compilation, and the FRL-DGT sweeps read the programs compiled here.
+  `in_order` (a run with a time limit) each suite is started and finished before the next, in
+  the order of `suites` (priority first). With `profile_dir` each suite is started and finished
+  inside its own trace. The run uses a fresh persistent compilation cache (a temporary
+  directory): no program compiled by an earlier run can stand in for a compilation, and the
+  FRL-DGT sweeps read the programs compiled here.
+
+  `on_progress(report)` is called with the report so far after each case and each suite (suites
+  not finished yet have status 'running' with the cases measured so far, or 'pending'), so the
+  caller can write it out: a run stopped at a time limit keeps what it measured.
   """
   started, cpu_started = time.perf_counter(), _cpu_s()
   info = machine.describe()
@@ -108,6 +121,17 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
                          runs=runs or (3 if quick else 5), warmup=warmup, log=log,
                          compile_pool=pool)
   results, finishers, timers = {}, {}, {name: _Timed() for name in suites}
+  live: dict = {}  # suite -> cases measured so far, while it runs
+
+  def assemble() -> dict:
+    return _report(suites, results, live, info, measured, vendor, workers, notes, command,
+                   quick, started, cpu_started)
+
+  def progress(case: Optional[dict] = None) -> None:
+    if case is not None and case.get("suite") in suites and case["suite"] not in results:
+      live.setdefault(case["suite"], []).append(case)
+    if on_progress is not None:
+      on_progress(assemble())
 
   def failed(name: str, e: Exception) -> None:
     traceback.print_exc()
@@ -119,9 +143,9 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
     with timers[name].phase("start"):
       try:
         finishers[name] = _suite_start(name, eg3d_preset, eg3d_batches, sat3d_config,
-                                       frldgt_config, sat3d_overrides, sat3d_memory,
-                                       sat3d_views, sat3d_breakdown, eg3d_dtypes,
-                                       eg3d_modconvs)(options)
+                                       frldgt_config, sat3d_overrides, sat3d_views,
+                                       sat3d_breakdown, eg3d_dtypes, eg3d_modconvs,
+                                       sat3d_dtypes)(options)
       except Exception as e:  # pylint: disable=broad-except  # one broken suite spoils no other
         failed(name, e)
 
@@ -142,24 +166,38 @@ def run_all(suites: Sequence[str] = SUITE_NAMES, *, quick: bool = False,
     log(f"suite {name}: {status}" + (f" ({results[name].get('reason')})"
                                      if status != "ok" else "")
         + f", {results[name]['wall_s']:.0f} s")
+    live.pop(name, None)
+    progress()
 
   try:
-    if profile_dir:
-      for name in suites:
-        trace_dir = str(pathlib.Path(profile_dir) / name)
-        with harness.maybe_trace(trace_dir):
+    with harness.case_listener(progress):
+      if profile_dir or in_order:
+        for name in suites:
+          trace_dir = str(pathlib.Path(profile_dir) / name) if profile_dir else None
+          with harness.maybe_trace(trace_dir):
+            start(name)
+            finish(name)
+          if trace_dir:
+            results[name]["profile"] = trace_dir
+      else:
+        for name in sorted(suites, key=_START_ORDER.index):
           start(name)
+        for name in suites:
           finish(name)
-        results[name]["profile"] = trace_dir
-    else:
-      for name in sorted(suites, key=_START_ORDER.index):
-        start(name)
-      for name in suites:
-        finish(name)
   finally:
     pool.close()
     restore_cache()
-  results = {name: results[name] for name in suites}
+  return assemble()
+
+
+def _report(suites, results, live, info, measured, vendor, workers, notes, command, quick,
+            started, cpu_started) -> dict:
+  """The report dict of a run (so far: suites not finished are 'running' or 'pending')."""
+  results = {name: results.get(name) or (
+      {"status": "running", "reason": "stopped before this suite finished", "cases": live[name]}
+      if name in live else
+      {"status": "pending", "reason": "not reached (the run stopped before it)", "cases": []})
+      for name in suites}
   return {
       "summary": step_against_generator(results),
       "schema": report.SCHEMA,

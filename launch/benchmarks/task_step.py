@@ -261,7 +261,7 @@ def start_task_suite(suite: str, ref: str, *, item: str, options,
       missing = harness.missing_suite(f"{ref}: module {absent.name} does not exist yet{hint}")
       return lambda: missing
     options.log(f"  [{suite}] {ref}: {type(e).__name__}: {e}")
-    message = harness.error_case(suite, ref, e)["error"]
+    message = harness.error_message(e)
     return lambda: {"status": "error", "reason": message, "cases": []}
 
   try:

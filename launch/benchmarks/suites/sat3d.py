@@ -241,25 +241,33 @@ def memory_lines(analyses: Sequence[dict]) -> list[str]:
   return lines
 
 
+def start_memory(options: SuiteOptions) -> Finish:
+  """The 'sat3d_memory' suite: memory_analysis() of the FFHQ-512 batch-8 step under every remat
+  policy, compiled (never run) when finished, so a run that orders it last has timed the rest
+  first. An analysis that fails is an error of this suite."""
+  def finish() -> dict:
+    try:
+      analyses = memory_analysis(log=options.log)
+    except Exception as e:  # pylint: disable=broad-except  # e.g. out of host memory
+      options.log(f"  [sat3d_memory] {type(e).__name__}: {e}")
+      return {"status": "error", "reason": harness.error_message(e), "cases": []}
+    return {"status": "ok", "cases": [], "summary": memory_lines(analyses),
+            "memory_analysis": analyses}
+  return finish
+
+
 def start(options: SuiteOptions, config_ref: Optional[str] = None,
           overrides: Optional[dict] = None, views: Sequence[int] = VIEWS,
-          breakdown: bool = True, memory: bool = False) -> Finish:
+          breakdown: bool = True, dtypes: Sequence[Optional[str]] = (None,)) -> Finish:
   """Builds the SAT3D training step of `config_ref` (default by options.quick) at each of
-  `views`, and the breakdown's parts, handing the compilations to the pool; finish() measures
-  them (suites/__init__.py). `memory`: also memory_analysis() of the FFHQ-512 batch-8 step."""
+  `views` for each compute dtype of `dtypes` (None: the config's own), and the breakdown's parts
+  (first dtype), handing the compilations to the pool; finish() measures them
+  (suites/__init__.py)."""
   ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
   reason = task_step.missing_reason(ref)
   if reason:
     return lambda: harness.missing_suite(reason + " (the SAT3D task is not built yet)")
   log = options.log
-  analyses = []
-  if memory:
-    try:
-      analyses = memory_analysis(log=log)
-    except Exception as e:  # pylint: disable=broad-except  # e.g. out of host memory
-      log(f"  [sat3d] memory analysis: {type(e).__name__}: {e}")
-      analyses = [{"config": FULL_CONFIG, "remat": None, "backend": jax.default_backend(),
-                   "bytes": None, "error": harness.error_case("sat3d", "memory", e)["error"]}]
   try:
     config = task_step.load_config(ref, overrides)
     if config.get("task") != SAT3D_TASK:  # another task's config: its step alone, as any task
@@ -270,77 +278,90 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
     model = Sat3dModel(config)
   except Exception as e:  # pylint: disable=broad-except  # reported, never replaced by numbers
     log(f"  [sat3d] {ref}: {type(e).__name__}: {e}")
-    message = harness.error_case("sat3d", ref, e)["error"]
+    message = harness.error_message(e)
     return lambda: {"status": "error", "reason": message, "cases": []}
   name = pathlib.Path(ref).name
   main_views = int(config.views.count)
   counts = sorted(set(views) | {main_views})
-  steps, setups, frozen = {}, {}, None
-  for count in counts:
-    case = step_case(name, count)
+  dtypes = list(dtypes) or [None]
+  # Measured in this order: the main views count in every dtype first, then the views axis.
+  keys = [(d, main_views) for d in dtypes] + [(d, c) for d in dtypes for c in counts
+                                              if c != main_views]
+  main = keys[0]
+  models = {None: model}
+  steps, setups = {}, {}
+  for dtype, count in keys:
+    case = step_case(name, count, dtype)
     try:
-      cfg_v = task_step.load_config(ref, {**(overrides or {}), "views.count": count})
-      setup = task_step.prepare_step(cfg_v, task=sat3d_task.make_task(cfg_v, model),
+      extra = {"views.count": count} | ({"compute_dtype": dtype} if dtype else {})
+      cfg_v = task_step.load_config(ref, {**(overrides or {}), **extra})
+      if dtype not in models:  # the components are built for a compute dtype
+        models[dtype] = Sat3dModel(cfg_v)
+      frozen = next((s.frozen for (d, _), s in setups.items() if d == dtype), None)
+      setup = task_step.prepare_step(cfg_v, task=sat3d_task.make_task(cfg_v, models[dtype]),
                                      frozen=frozen, pool=options.compile_pool)
-      frozen = setup.frozen
-      steps[count] = task_step.prepare_task_step(
+      steps[dtype, count] = task_step.prepare_task_step(
           cfg_v, suite="sat3d", case=case, item="images", setup=setup,
-          pool=options.compile_pool, log=log, batch=synthetic_batch(cfg_v, model, setup),
+          pool=options.compile_pool, log=log,
+          batch=synthetic_batch(cfg_v, models[dtype], setup),
           notes=["batch drawn in memory (suites/sat3d.py synthetic_batch)"])
-      setups[count] = setup
+      setups[dtype, count] = setup
     except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
       log(f"  [sat3d] {case}: {type(e).__name__}: {e}")
-      steps[count] = harness.error_case("sat3d", case, e)
+      steps[dtype, count] = harness.error_case("sat3d", case, e)
   parts = []
-  if breakdown and main_views in setups:
-    setup = setups[main_views]
+  if breakdown and main in setups:
+    setup = setups[main]
     try:
-      parts = _parts(model, setup.frozen, steps[main_views].args[2],
-                     sat3d_task.objective_config(config), model.components())
-      _prepare_parts(parts, setup.state["mask"], task_step.config_dtype(config), options)
+      parts = _parts(models[main[0]], setup.frozen, steps[main].args[2],
+                     sat3d_task.objective_config(config), models[main[0]].components())
+      _prepare_parts(parts, setup.state["mask"], main[0] or task_step.config_dtype(config),
+                     options)
     except Exception as e:  # pylint: disable=broad-except
       log(f"  [sat3d] breakdown: {type(e).__name__}: {e}")
       parts = [harness.error_case("sat3d", "breakdown", e)]
 
   def finish() -> dict:
     cases = {}
-    for count, p in steps.items():
+    for key, p in steps.items():
       if isinstance(p, dict):
-        cases[count] = p
+        cases[key] = p
         continue
       try:
-        cases[count] = task_step.run_task_step(p, setups[count], peaks=options.peaks,
-                                               runs=options.runs, warmup=options.warmup,
-                                               pool=options.compile_pool, log=log)
+        cases[key] = task_step.run_task_step(p, setups[key], peaks=options.peaks,
+                                             runs=options.runs, warmup=options.warmup,
+                                             pool=options.compile_pool, log=log)
       except Exception as e:  # pylint: disable=broad-except
         log(f"  [sat3d] {p.case}: {type(e).__name__}: {e}")
-        cases[count] = harness.error_case("sat3d", p.case, e)
+        cases[key] = harness.error_case("sat3d", p.case, e)
     part_cases = []
     if parts and isinstance(parts[0], dict):
       part_cases = parts
     elif parts:
       try:
-        part_cases = _run_parts(parts, setups[main_views].state["mask"], options)
+        part_cases = _run_parts(parts, setups[main].state["mask"], options)
       except Exception as e:  # pylint: disable=broad-except
         log(f"  [sat3d] breakdown: {type(e).__name__}: {e}")
         part_cases = [harness.error_case("sat3d", "breakdown", e)]
-    summary = summarise(cases.get(main_views), part_cases,
-                        {c: cases[c] for c in views if c in cases})
-    return {"status": "ok", "cases": [cases[c] for c in counts] + part_cases,
-            "summary": summary + memory_lines(analyses), "memory_analysis": analyses,
+    summary = summarise(cases.get(main), part_cases,
+                        {c: cases[main[0], c] for c in views if (main[0], c) in cases})
+    return {"status": "ok", "cases": [cases[k] for k in keys] + part_cases,
+            "summary": summary,
             "setup": {"config": ref, "generator": config.generator, "views": main_views,
-                      "step_case": step_case(name, main_views)},
+                      "step_case": step_case(name, main_views, main[0])},
             "notes": [f"config {ref}" + (f" with {overrides}" if overrides else "")
-                      + f" (views.count {main_views} for the breakdown)"]}
+                      + f" (views.count {main_views}"
+                      + (f", {main[0]}" if main[0] else "") + " for the breakdown)"]}
   return finish
 
 
-def step_case(config_name: str, views: int) -> str:
-  return f"train step ({config_name}), views {views}"
+def step_case(config_name: str, views: int, dtype: Optional[str] = None) -> str:
+  """The name of a training-step case (`dtype` given when the run sets one)."""
+  return f"train step ({config_name}), views {views}" + (f", {dtype}" if dtype else "")
 
 
 def run(options: SuiteOptions, config_ref: Optional[str] = None,
         overrides: Optional[dict] = None, views: Sequence[int] = VIEWS,
-        breakdown: bool = True, memory: bool = False) -> dict:
+        breakdown: bool = True, dtypes: Sequence[Optional[str]] = (None,)) -> dict:
   """Measures the SAT3D training step of `config_ref` (default by options.quick)."""
-  return start(options, config_ref, overrides, views, breakdown, memory)()
+  return start(options, config_ref, overrides, views, breakdown, dtypes)()
