@@ -15,9 +15,10 @@ Variants (the `:arg`), comma-separated:
 Modifiers that can follow either: 'shuffled' (control: shuffled training labels), 'zero'
 (control: the DGM replaced by a zero displacement), 'per_fold' / 'stacked' (the sweep mode),
 'bf16' (bfloat16 compute); the motion the transformers see (model.motion, frldgt_jax/motion.py):
-'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (the README tables' smaller budget per fold); for the
-generated corpus, its nuisances (data.corpus): 'clean' (all off) or 'only_<nuisance>' (that one
-alone, stronger than the default: STRONGER). The other FRL-DGT configs start from this one.
+'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (the smaller budget per fold of the tables in
+docs/frldgt_own_clips.md); for the generated corpus, its nuisances (data.corpus): 'clean' (all
+off) or 'only_<nuisance>' (that one alone, stronger than the default: STRONGER). The other
+FRL-DGT configs start from this one.
 """
 import ml_collections
 
@@ -165,7 +166,7 @@ def get_config(arg: str = ""):
     # The generated corpus at 64 x 64 with a small model.
     c.data.synthetic = True
     # The corpus's true onset landmarks (exact). dlib found all 78 drawn onset faces, eyes and
-    # mouth within 3 px on average (README); that alignment: prepare_data.py on the corpus.
+    # mouth within 3 px on average (docs/faces.md); that alignment: prepare_data.py on the corpus.
     c.data.alignment = "landmarks"
     c.data.resolution = 64
     c.model.token_dim = 32
@@ -217,7 +218,8 @@ def get_config(arg: str = ""):
     elif modifier == "nomotion":
       c.model.motion = "none"
     elif modifier == "reduced":
-      # The README tables' budget: every subject still held out once, fewer steps per fold.
+      # The budget of docs/frldgt_own_clips.md's tables: every subject still held out once,
+      # fewer steps per fold.
       c.total_steps = 400
       c.dgm_pretrain_steps = 200
     elif modifier == "clean" or modifier.startswith("only_"):

@@ -9,7 +9,7 @@ ffhq512-128.pkl --out weights/eg3d/ffhq512-128) and a local Hugging Face CLIP di
 `weights/clip-vit-base-patch16`. Variants: '' (default), 'tiny' (random micro EG3D + tiny CLIP,
 a few minutes on 2 CPU cores), 'bench' (random full FFHQ-512 EG3D and random ViT-B/16 CLIP,
 batch 8, for throughput).
-Every choice the paper leaves open is a field here (../shared/design/sat3d.md says why).
+Every choice the paper leaves open is a field here (docs/sat3d.md says why).
 """
 import ml_collections
 
@@ -36,7 +36,7 @@ def get_config(arg: str = ""):
   c.generator_modconv = "nonfused"   # 'nonfused' or 'fused' (grouped conv); same maths
   c.compute_dtype = "float32"        # 'bfloat16': convs/decoder in bf16, params and losses f32
   c.ray_chunk = 0                    # rays rendered at a time (0 = all): bounds memory
-  c.truncation_psi = 0.7             # sat3d.md: seeded pairs use psi 0.7
+  c.truncation_psi = 0.7             # docs/sat3d.md: seeded pairs use psi 0.7
   c.truncation_cutoff = 14
   c.clip = "weights/clip-vit-base-patch16"  # local HF dir, 'tiny' or 'random-vit-b16'
   c.descriptors = "ffhq"             # shipped descriptor set name or a JSON file

@@ -1,6 +1,6 @@
 """Displacement Generation Module (DGM): a small U-Net predicting onset -> target displacement.
 
-frldgt.md (project decision, the paper's exact network is unknown): a convolutional U-Net on
+docs/frldgt.md (project decision, the paper's exact network is unknown): a convolutional U-Net on
 concat(onset, target) grayscale frames predicts a 2-channel field (dx, dy) in pixels with a
 zero-initialised head, so training starts from the identity warp. It is trained
 self-supervised: warp(onset, flow) (frldgt_jax.warp convention: the output at p samples the onset

@@ -1,4 +1,4 @@
-"""Transformer fusion of FRL-DGT (frldgt.md): linear token fusion, local, global, full-face.
+"""Transformer fusion of FRL-DGT (docs/frldgt.md): linear token fusion, local, global, full-face.
 
 - LinearTokenFusion: per-modality patch embeddings are concatenated per patch and mixed by one
   linear layer before any attention ("linear fusion before attention"), so the sequence length

@@ -1,4 +1,4 @@
-"""MEGC2019 composite metrics over pooled predictions (frldgt.md), exact in numpy.
+"""MEGC2019 composite metrics over pooled predictions (docs/frldgt.md), exact in numpy.
 
 Per class c (TP, FP, FN summed over all folds' pooled predictions):
     F1_c = 2 TP / (2 TP + FP + FN),   UF1 = mean_c F1_c,

@@ -1,4 +1,5 @@
-"""The FRL-DGT model (frldgt.md): DGM displacement -> patch tokens -> AU-region transformer fusion.
+"""The FRL-DGT model (docs/frldgt.md): DGM displacement -> patch tokens -> AU-region
+transformer fusion.
 
     onset, apex [B,S,S,1] in [0,1]
       -> DGM U-Net -> displacement [B,S,S,2] (dx, dy) pixels, warp(onset, d) ~ apex

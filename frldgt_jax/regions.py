@@ -1,8 +1,8 @@
 """AU (action unit) regions on the aligned face crop, and the patch indices that fall inside them.
 
 Regions are boxes in normalised crop coordinates (x right, y down, both in [0, 1]) derived from
-the alignment template (left eye, right eye, mouth centre; see frldgt.md and the micro-expression
-conventions). 'left'/'right' mean image-left/image-right (image-left is the subject's right side).
+the alignment template (left eye, right eye, mouth centre; see docs/frldgt.md, "Micro-expression
+conventions"). 'left'/'right' mean image-left/image-right (image-left is the subject's right side).
 
 Each right-hand region is the exact mirror (about x = 0.5) of its left-hand partner and each
 centred region is symmetric, so a horizontal flip of the crop maps the patches of one region onto
@@ -49,7 +49,7 @@ def _centred_box(name, half_w, y0, y1, aus):
 
 # Sizes in units of the template's inter-ocular distance (d) and eye-to-mouth height (h); chosen
 # to cover the FACS muscles of each group on a crop aligned to TEMPLATE (a project decision; the
-# paper's exact boxes are unknown, frldgt.md).
+# paper's exact boxes are unknown, docs/frldgt.md).
 _D = _RIGHT_EYE[0] - _LEFT_EYE[0]
 _H = _MOUTH[1] - _LEFT_EYE[1]
 _EX, _EY = _LEFT_EYE

@@ -1,6 +1,6 @@
 """What a LOSO sweep writes: predictions.csv, results.json, the MEGC log, a confusion PNG, a table.
 
-Every score is computed from the pooled per-clip predictions (frldgt.md: per class, TP/FP/FN
+Every score is computed from the pooled per-clip predictions (docs/frldgt.md: per class, TP/FP/FN
 summed over all folds; never a mean of per-fold scores) by frldgt_jax.metrics, and
 `results_from_predictions_csv` recomputes results.json from predictions.csv alone, so the two
 always agree.

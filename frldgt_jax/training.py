@@ -1,6 +1,6 @@
 """Training one FRL-DGT fold: optimisers, the two-stage train step, batches, held-out logits.
 
-Two stages (frldgt.md). Steps < config.dgm_pretrain_steps are stage 1: the batch holds
+Two stages (docs/frldgt.md). Steps < config.dgm_pretrain_steps are stage 1: the batch holds
 self-supervised frame pairs (i < j inside training clips of the fold) and only the DGM's
 parameters move (Adam at a constant rate, its own optimiser state). The remaining steps are
 stage 2: the batch holds clip indices and labels, and the whole model trains end to end on L_CE

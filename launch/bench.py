@@ -2,17 +2,18 @@
 
   python launch/bench.py --quick --out b.json                  # reduced widths, minutes on a CPU
   python launch/bench.py --out bench/h100.json --profile traces  # full architectures
-  python launch/bench.py --suite eg3d --quick --out eg3d.json --readme README.md
+  python launch/bench.py --suite eg3d --quick --out eg3d.json --readme docs/benchmarks.md
 
 For each case: compile time apart from steady state (the cases' programs compile side by side,
 --compile_workers at a time, before any is timed), median and IQR of timed steps after warm-up
 (each blocked on its result), throughput, analytic matmul/conv FLOPs next to XLA's cost
 analysis, achieved TFLOP/s as a fraction of this machine's matmul peak (measured in the same
 run) and of the vendor's peak (known GPUs/TPUs), and peak memory. Writes FILE.json and the
-Markdown table FILE.md (and, with --readme, between the README's benchmark-table markers); the
-files are rewritten after every case, so a run stopped early keeps what it measured. Parts whose
-model is not built yet are reported as missing. The command exits with status 1, naming them,
-when any suite or case did not measure (an error, a missing or unreached suite).
+Markdown table FILE.md (and, with --readme, between the benchmark-table markers of a Markdown
+file: docs/benchmarks.md holds the CPU and GPU tables); the files are rewritten after every case,
+so a run stopped early keeps what it measured. Parts whose model is not built yet are reported as
+missing. The command exits with status 1, naming them, when any suite or case did not measure
+(an error, a missing or unreached suite).
 """
 from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
@@ -41,7 +42,8 @@ _OUT = flags.DEFINE_string("out", None, "JSON report path; the Markdown table go
 _RUNS = flags.DEFINE_integer("runs", None, "Timed steps per case (default 5; --quick 3).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps per case after compilation.")
 _README = flags.DEFINE_string("readme", None, "Also put the table between the benchmark-table "
-                              "markers of this README.")
+                              "markers of this Markdown file (docs/benchmarks.md holds "
+                              "the project's tables).")
 _COMPILE_WORKERS = flags.DEFINE_integer(
     "compile_workers", None, "Programs compiled at once (default: 2 with --quick on a CPU of 2+ "
     "cores, else 1). Cases are timed one at a time, never beside a compilation.")
@@ -129,7 +131,7 @@ def main(argv):
       sat3d_dtypes=_SAT3D_DTYPES.value, compile_workers=_COMPILE_WORKERS.value)
   json_path, md_path = write(report)
   print(f"\nreport: {json_path}\ntable:  {md_path}"
-        + (f"\nREADME: {_README.value} (table replaced)" if _README.value else ""))
+        + (f"\ntable:  {_README.value} (between its markers)" if _README.value else ""))
   failed = report_lib.failures(report)
   if failed:
     print(f"\n{len(failed)} part(s) did not measure:", file=sys.stderr)

@@ -1,8 +1,8 @@
 r"""Writes a generated micro-expression corpus in the CASME II / SAMM / SMIC-HS layouts.
 
-  python launch/make_synthetic.py --out /tmp/me_corpus
-  python launch/make_synthetic.py --out /tmp/me_corpus --subjects 2 --clips_per_subject 4 --seed 3
-  python launch/make_synthetic.py --out /tmp/me_hard --nohead_rotation --noillumination \
+  python launch/make_synthetic.py --out out/me_corpus
+  python launch/make_synthetic.py --out out/me_corpus --subjects 2 --clips_per_subject 4 --seed 3
+  python launch/make_synthetic.py --out out/me_hard --nohead_rotation --noillumination \
       --nosensor_noise --nojpeg --noblinks --head_translation_px 2.5   # drift alone, stronger
 
 Defaults: 4 subjects per database x 6 composite clips (72 clips, about 41 negative /

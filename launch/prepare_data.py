@@ -15,7 +15,7 @@ Alignment (one similarity transform per clip, from its onset frame's eyes and mo
   --use_cropped  'cropped': the dataset's own crops, resized.
 
 DIR holds the licensed data as downloaded (layouts: frldgt_jax/data/builders.py and
-shared/design/frldgt.md); the composite reads all three databases from the same DIR. The
+docs/frldgt.md); the composite reads all three databases from the same DIR. The
 summary (clips per database, class and subject; every fix applied and every clip dropped, with
 its reason) is printed, written next to the dataset as build_summary.json and, with
 --summary_json, to FILE. Bad input stops the build with every problem named by file, row and

@@ -1,4 +1,4 @@
-"""The classical 2D editing baselines SAT3D is compared with (sat3d.md, Evaluation).
+"""The classical 2D editing baselines SAT3D is compared with (docs/sat3d.md, "Evaluation").
 
 * Style mixing (StyleGAN, Karras et al. 2019, section 3.1): the source's w layers with one band
   taken from the reference. Bands follow the StyleGAN convention by resolution: "coarse" =

@@ -4,9 +4,9 @@ Everything here is pure over the CLIP parameters: a `ClipSpec` holds the static 
 module, tokenizer, input size, mean and std) and every function takes the parameters as an argument,
 so a training step can jit over them (frozen, never donated) and shard batches over devices.
 
-The preprocessing follows /work/shared/design/sat3d.md: generator images in [-1, 1] go to [0, 1],
-are resized to CLIP's input size with `jax.image.resize(method='bicubic', antialias=True)` (square
-inputs, so no crop) and normalised with the checkpoint's mean and std.
+The preprocessing follows docs/sat3d.md ("The QMM, exactly"): generator images in [-1, 1] go to
+[0, 1], are resized to CLIP's input size with `jax.image.resize(method='bicubic',
+antialias=True)` (square inputs, so no crop) and normalised with the checkpoint's mean and std.
 """
 from __future__ import annotations
 

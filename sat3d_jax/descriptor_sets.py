@@ -10,8 +10,9 @@ live in sat3d_jax/descriptors/*.json, one per domain:
    ...}
 
 "heldout" holds other phrasings of the same groups, in the same order, for evaluation: the judge
-must not be the training signal (sat3d.md, Evaluation). A user file may also give an attribute as a
-plain list of groups, and `load_descriptors` accepts a dict {attribute: [[phrase, ...], ...]}.
+must not be the training signal (docs/sat3d.md, "Evaluation"). A user file may also give an
+attribute as a plain list of groups, and `load_descriptors` accepts a dict
+{attribute: [[phrase, ...], ...]}.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SAT3D's evaluation protocol (sat3d.md, Evaluation) and the shared rendering / judging helpers.
+"""SAT3D's evaluation protocol (docs/sat3d.md, "Evaluation") and the shared rendering / judging
+helpers.
 
 Pairs. Pair i has source seed `seed_base + 2i` and reference seed `seed_base + 2i + 1`, each
 z = numpy RandomState(seed).randn(z_dim) (as launch/generate.py and launch/transfer.py read a

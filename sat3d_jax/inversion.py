@@ -1,6 +1,6 @@
 """EG3D inversion of an image: camera, W then W+ optimisation, optional pivotal tuning.
 
-SAT3D's reference is usually a photograph (shared/design/sat3d.md, "Real images"), so a photo
+SAT3D's reference is usually a photograph (docs/sat3d.md, "Real images"), so a photo
 must become a latent code of the frozen generator. The recipe follows the common EG3D/StyleGAN
 projectors, with losses available offline (no VGG/LPIPS weights):
 

@@ -1,4 +1,4 @@
-"""SAT3D's objective terms (sat3d.md): QMM target / preserve losses, mask sparsity, identity.
+"""SAT3D's objective terms (docs/sat3d.md): QMM target / preserve losses, mask sparsity, identity.
 
     L_target   = sum_{a in T}     D(q_a(x_edit), q_a(x_ref))
     L_preserve = sum_{a not in T} D(q_a(x_edit), q_a(x_src))

@@ -47,7 +47,7 @@ class Components:
   render: Callable[[PyTree, jax.Array, jax.Array, Optional[jax.Array]], jax.Array]
   measure: Callable[[PyTree, jax.Array], Mapping[str, jax.Array]]
   embed: Optional[Callable[[PyTree, jax.Array], jax.Array]] = None
-  # Flat channels the mask may edit (None = all). The others (e.g. toRGB, sat3d.md's option)
+  # Flat channels the mask may edit (None = all). The others (e.g. toRGB, docs/sat3d.md's option)
   # keep the source's values.
   editable: Optional[jax.Array] = None
   planes: Optional[Callable[[PyTree, jax.Array], PyTree]] = None

@@ -1,6 +1,6 @@
 """Quantitative Measurement Module (QMM): CLIP zero-shot distributions over descriptor groups.
 
-Exactly as written in /work/shared/design/sat3d.md:
+Exactly as written in docs/sat3d.md ("The QMM, exactly"):
   t_k    = normalise(mean_j normalise(text_embeds(phrase_jk)))       (CLIP projection outputs)
   q_a(x) = softmax_k(exp(logit_scale) * cos(image_embeds(x), t_k))   over attribute a's K groups,
 with x a generator image in [-1, 1] brought to [0, 1], resized with jax.image.resize(bicubic,
@@ -220,7 +220,7 @@ class QMM:
 
 
 # ----------------------------------------------------------------------------------------------
-# Attribute distances D(p, q) on [..., K] distributions (sat3d.md: both available).
+# Attribute distances D(p, q) on [..., K] distributions (docs/sat3d.md: both available).
 
 DEFAULT_EPS = 1e-8
 

@@ -1,4 +1,5 @@
-"""The meta attribute mask matrix and the style edit (SAT3D; sat3d.md "What this project decides").
+"""The meta attribute mask matrix and the style edit (SAT3D; docs/sat3d.md, "What this project
+decides").
 
     M        [A + 1, C]  learnable logits: A attributes plus one "other" row (last) that absorbs
                          channels no attribute owns; C = flat StyleSpace channels in the official

@@ -1,6 +1,6 @@
 """Similarity alignment of micro-expression frames, and landmark CSV files.
 
-One alignment per clip (shared/design/frldgt.md, "Align before anything else"): landmarks of the
+One alignment per clip (docs/frldgt.md, "Align before anything else"): landmarks of the
 onset frame (left eye, right eye, mouth centre) are mapped by a least-squares similarity transform
 (rotation, uniform scale, translation) onto `TEMPLATE`, and the same transform crops every frame
 of the clip.
@@ -30,7 +30,7 @@ import numpy as np
 from frldgt_jax.data import csv_file
 from frldgt_jax.errors import InputError
 
-# Micro-expression conventions (HELPER_BRIEF): image-left eye centre, image-right eye centre,
+# Micro-expression conventions (docs/frldgt.md): image-left eye centre, image-right eye centre,
 # mouth centre, normalised (x, y) in the square aligned crop.
 TEMPLATE = ((0.32, 0.38), (0.68, 0.38), (0.50, 0.78))
 

@@ -4,7 +4,7 @@ Each reader returns `(clips, problems)`: one `ClipAnnotation` per row that parse
 `DataProblem` per row that did not (naming the file, the spreadsheet row and the sample). The
 caller decides whether a problem fails the build or drops the clip; nothing is dropped here.
 
-Layouts (shared/design/frldgt.md, "Dataset layouts"):
+Layouts (docs/frldgt.md, "Dataset layouts"):
 - CASME II `CASME2-coding-*.xlsx`, columns by position: 0 Subject (int), 1 Filename, 3 OnsetFrame,
   4 ApexFrame (some cells are "/"), 5 OffsetFrame, 7 Action Units, 8 Estimated Emotion. 200 fps.
 - SAMM `SAMM_Micro_FACS_Codes_v2.xlsx`: free text rows before the header row (13 in v2), header
@@ -12,7 +12,7 @@ Layouts (shared/design/frldgt.md, "Dataset layouts"):
 - SMIC-HS: no annotation file; `HS/s1/micro/{negative,positive,surprise}/s1_ne_01/`; the folder
   is the only label source and the clip spans the frames on disk. 100 fps.
 
-Canonical names (HELPER_BRIEF micro-expression conventions): database 'casme2' | 'samm' | 'smic';
+Canonical names (docs/frldgt.md, "Micro-expression conventions"): database 'casme2' | 'samm' | 'smic';
 subject CASME II 'sub01', SAMM unpadded '6', SMIC 's01'; sample CASME II 'EP02_01f', SAMM '006_1_2',
 SMIC 's01_ne_01'. The folder spellings (SAMM '006', SMIC 's1', 's1_ne_01') are kept beside them.
 
@@ -73,7 +73,7 @@ NO_FACE = "no_face"
 NO_LANDMARKS = "no_landmarks"
 OUTSIDE_CLASSES = "outside_classes"
 
-# MEGC2019 composite (frldgt.md): negative = repression, anger, contempt, disgust, fear, sadness;
+# MEGC2019 composite (docs/frldgt.md): negative = repression, anger, contempt, disgust, fear, sadness;
 # in CASME II only disgust and repression count as negative.
 _CASME2_LABELS = {  # emotion -> (3-class label, 5-class label)
     "happiness": (1, 0), "disgust": (0, 1), "repression": (0, 2), "surprise": (2, 3),

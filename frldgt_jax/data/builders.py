@@ -43,7 +43,7 @@ Every stored example (one per clip) has these features:
                        (rules in frldgt_jax/data/annotations.py)
 
 Alignment is computed once per clip from the onset frame and applied to every stored frame (a
-per-frame crop would jitter more than micro-expression motion, frldgt.md). In 'cropped' mode the
+per-frame crop would jitter more than micro-expression motion, docs/frldgt.md). In 'cropped' mode the
 dataset's crop is trusted: each cropped frame is resized to S x S as it is (no re-alignment; a
 non-square crop changes aspect ratio).
 

@@ -1,6 +1,6 @@
 """Frame files of a clip: finding the dataset folders, listing frames, choosing and loading them.
 
-File names (shared/design/frldgt.md): CASME II `img46.jpg` (number = absolute frame index, no
+File names (docs/frldgt.md, "Dataset layouts"): CASME II `img46.jpg` (number = absolute frame index, no
 padding), SAMM `006_05562.jpg` (the zero padding varies between clips, 4 or 5 digits, so the
 folder is listed and the number after the last "_" parsed), SMIC `image000123.bmp`. The datasets'
 cropped sets prefix the same names with `reg_` (`reg_img46.jpg`, `reg_image000123.bmp`).
@@ -30,7 +30,7 @@ _FRAME_NAME = {
 # level 0). Folders with several matches are an error rather than a guess.
 ANNOTATION_FILES = {"casme2": "casme2-coding*.xlsx", "samm": "samm_micro_facs_codes*.xlsx"}
 RAW_ROOTS = {"casme2": "CASME2_RAW_selected", "samm": "SAMM", "smic": "SMIC"}
-# The datasets' own cropped sets. SAMM ships none that the design note names; 'SAMM_cropped'
+# The datasets' own cropped sets. SAMM ships none that docs/frldgt.md names; 'SAMM_cropped'
 # (same layout as SAMM/) is this project's convention for a user-made one.
 CROPPED_ROOTS = {"casme2": "Cropped", "samm": "SAMM_cropped", "smic": "SMIC_all_cropped"}
 _SEARCH_DEPTH = 3

@@ -6,7 +6,7 @@ dataset is loaded whole into numpy (`load_prepared`) and may live on the devices
 (seed, fold, step), so a run resumes at any step without saving iterator state, and when all
 folds train in one program each fold still draws its own batches from its own training subjects.
 
-Leave-one-subject-out (frldgt.md): subjects are keyed 'database/subject' (e.g. 'samm/6'), one
+Leave-one-subject-out (docs/frldgt.md): subjects are keyed 'database/subject' (e.g. 'samm/6'), one
 fold per subject. The held-out subject's clips can never reach a training batch of its fold:
 every sampler checks its indices against the fold's test indices and raises AssertionError.
 

@@ -2,7 +2,7 @@
 
 The licensed databases cannot ship with the project; this corpus stands in for them in tests
 and smoke runs. It is written exactly as the real downloads are laid out
-(shared/design/frldgt.md, "Dataset layouts"), so the real readers and TFDS builders read it:
+(docs/frldgt.md, "Dataset layouts"), so the real readers and TFDS builders read it:
 
   OUT/CASME2-coding-20140508.xlsx          columns by position; apex "/" where unannotated
   OUT/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg       640x480 colour, 200 fps
@@ -38,7 +38,7 @@ magnitude too [up to 7.5 raw px, 3 px of a 128-px crop]. `distractors=False` swi
 nuisance off. Annotation faults of the real files are reproduced: a CASME II apex
 cell "/", a SAMM offset cell below the onset (a dropped digit) and a SAMM apex outside
 [onset, offset]; the true apex of those clips is the mid-point (onset + offset) // 2, so a reader
-that follows the design note's rules recovers the truth.
+that follows the rules of docs/frldgt.md recovers the truth.
 
 Everything is deterministic for a seed: each clip draws from its own
 `np.random.default_rng([seed, database, subject, clip])`.
@@ -78,7 +78,7 @@ REFERENCE_SCALE = 320.0
 # about 280 px wide in the real frames, SMIC-HS about 190 px; SAMM is scaled down with its frame.
 FACE_SCALE = {"casme2": (300.0, 340.0), "samm": (250.0, 290.0), "smic": (220.0, 260.0)}
 # MEGC2019 composite clips per database and class (negative, positive, surprise), counted from
-# shared/data/megc2019_composite_3class.csv; the generated corpus keeps these proportions.
+# frldgt_jax/data/megc2019_composite_3class.csv; the generated corpus keeps these proportions.
 COMPOSITE_COUNTS = {"casme2": (88, 32, 25), "samm": (92, 26, 15), "smic": (70, 51, 43)}
 # The composite's subjects, in its own spelling and order; more are numbered on from the last.
 COMPOSITE_SUBJECTS = {

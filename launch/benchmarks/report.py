@@ -1,4 +1,4 @@
-"""The benchmark report: one JSON document and the Markdown table the README shows.
+"""The benchmark report: one JSON document and the Markdown table docs/benchmarks.md shows.
 
 JSON layout (`REPORT_KEYS` at the top level):
   schema, date, command, quick, machine (machine.describe()), notes,
@@ -26,7 +26,7 @@ README_END = "<!-- benchmark-table:end -->"
 
 
 def marker_lines(name: str = README_MARKERS) -> tuple[str, str]:
-  """The README comment lines that enclose the table called `name`."""
+  """The Markdown comment lines that enclose the table called `name`."""
   return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 COLUMNS = ("suite", "case", "batch", "dtype", "compile s", "median ms/step", "IQR ms", "throughput",
@@ -251,9 +251,10 @@ def write_markdown(report: dict, path: str | pathlib.Path) -> pathlib.Path:
 
 
 def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_MARKERS) -> bool:
-  """Replaces the text between the README's `markers` (marker_lines) with `table`.
+  """Replaces the text between the `markers` (marker_lines) of the Markdown file `readme` (e.g.
+  docs/benchmarks.md) with `table`.
 
-  Returns False (and changes nothing) when the README lacks the markers.
+  Returns False (and changes nothing) when the file lacks the markers.
   """
   readme = pathlib.Path(readme)
   text = readme.read_text(encoding="utf-8")

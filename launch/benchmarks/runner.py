@@ -243,7 +243,8 @@ def step_against_generator(results: dict) -> list[str]:
 
 def write(rep: dict, out: str | pathlib.Path, readme: Optional[str] = None,
           markers: str = report.README_MARKERS) -> tuple[pathlib.Path, pathlib.Path]:
-  """Writes FILE.json and FILE.md (and the README section between `markers` when asked)."""
+  """Writes FILE.json and FILE.md (and, when asked, the table between `markers` of the Markdown
+  file `readme`, e.g. docs/benchmarks.md)."""
   out = pathlib.Path(out)
   json_path = report.write_json(rep, out)
   table = report.markdown(rep)

@@ -2,8 +2,8 @@
 
 The pickle is read by `pickle_reader` (an allow-listed unpickler that builds plain data only).
 The state dict uses the official PyTorch state-dict names (e.g.
-`backbone.synthesis.b8.conv0.affine.weight`), the names of the reference fixtures in
-/work/shared/fixtures/eg3d/. A converted directory holds:
+`backbone.synthesis.b8.conv0.affine.weight`), the names of the official reference fixtures
+(docs/eg3d.md, "Reference fixtures"). A converted directory holds:
 
   params.npz   the state dict (one .npy per tensor, no pickled objects)
   config.json  constructor kwargs, neural_rendering_resolution, tensor counts and provenance

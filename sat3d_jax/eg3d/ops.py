@@ -1,7 +1,7 @@
 """Array ops of the StyleGAN2 / EG3D generator, NHWC, written for XLA.
 
 Every op reproduces the official PyTorch op (torch_utils/ops in the EG3D code) to float32 rounding;
-/work/shared/design/eg3d.md lists the facts used here. Resampling with the [1, 3, 3, 1] filter is
+docs/eg3d.md lists the facts used here. Resampling with the [1, 3, 3, 1] filter is
 written as polyphase slices and shifted adds instead of zero-insertion convolutions, which does
 the same arithmetic without multiplying by the inserted zeros.
 """

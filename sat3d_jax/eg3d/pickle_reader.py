@@ -15,7 +15,7 @@ and maps each one to a local stand-in that only builds plain data:
 - numpy scalars become Python numbers.
 
 Any other global raises `UnsafePickleError` naming it *before* anything is called. The format
-facts are those of /work/shared/design/eg3d.md, section "The pickle format".
+facts are those of docs/eg3d.md, section "The pickle format".
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ STORAGE_DTYPES = {
     "BoolStorage": np.dtype("?"),
 }
 
-# Classes the official code pickles by reference (design note). They carry no code of their
+# Classes the official code pickles by reference (docs/eg3d.md). They carry no code of their
 # own in the pickle; here they become records of their pickled attributes.
 BY_REFERENCE_MODULE_CLASSES = frozenset({
     "training.triplane.OSGDecoder",

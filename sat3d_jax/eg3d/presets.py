@@ -2,7 +2,7 @@
 
 Each preset is a config {'init_kwargs': TriPlaneGenerator kwargs, 'neural_rendering_resolution'}.
 - 'ffhq512', 'afhqcats512', 'shapenetcars128': the released models (ffhq512-128.pkl,
-  afhqcats512-128.pkl, shapenetcars128-64.pkl; /work/shared/design/eg3d.md and the official
+  afhqcats512-128.pkl, shapenetcars128-64.pkl; docs/eg3d.md and the official
   train.py configs).
 - 'tiny128', 'ffhq512_small', 'cars128_tiny': the architectures of the reference fixtures
   eg3d_tiny128 / eg3d_ffhq512_small / eg3d_cars128_tiny (their json, embedded here).
@@ -95,7 +95,7 @@ _PRESETS = {
     "shapenetcars128": _config(img_resolution=128, channel_base=32768, channel_max=512,
                                sr_num_fp16_res=4, rendering=_rendering(**_SHAPENET_OVERRIDES),
                                neural_rendering_resolution=64),
-    # The reference fixtures (/work/shared/fixtures/eg3d/*.json).
+    # The reference fixtures' architectures (docs/eg3d.md, "Reference fixtures").
     "tiny128": _config(
         img_resolution=128, channel_base=1024, channel_max=64, sr_num_fp16_res=0,
         rendering=_rendering(image_resolution=128,

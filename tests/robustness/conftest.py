@@ -1,5 +1,5 @@
 """The robustness suite's counts: each test records its per-reader / per-fault counts in its
-report; the session ends with their table (the README's), also written as JSON to
+report; the session ends with their table (docs/robustness.md's), also written as JSON to
 $ROBUSTNESS_REPORT when set. Works with and without pytest-xdist (reports carry the counts)."""
 import collections
 import json

@@ -12,7 +12,8 @@ successful output. `Recorder.check(reader, path)` runs one case and asserts the 
   written outside the reader's output directory.
 
 Each case is counted per reader (tried / accepted / refused / crashes / hangs); the counts go
-into the test report (`record_property`) and `conftest.py` prints them as the README's table.
+into the test report (`record_property`) and `conftest.py` prints them as the table of
+docs/robustness.md.
 Adding a reader is a `Reader(...)` and a Hypothesis strategy for its files.
 
 Profiles: `ROBUSTNESS_PROFILE=ci` (default; small, derandomized) or `long` (derandomized too,
@@ -90,7 +91,7 @@ class Reader:
   """A reader of outside data under test.
 
   Attributes:
-    name: the row of the README table.
+    name: the row of the table in docs/robustness.md.
     read: path -> output.
     error: the documented error type(s).
     validate: raises AssertionError for an invalid output.

@@ -2,7 +2,7 @@
 
 Cases: batch x compute dtype (float32, bfloat16) x modulated convolution ('fused' = one grouped
 convolution with a group per sample, the official inference path; 'nonfused' = styles applied
-to the activations around one shared convolution). /work/shared/design/eg3d.md notes the two
+to the activations around one shared convolution). docs/eg3d.md notes the two
 differ a lot in speed by backend, which is why both are kept and measured.
 
 What is timed: `apply_synthesis(params, arch, ws, c)` (backbone, tri-plane rendering with
