@@ -1,4 +1,5 @@
 """SAT3D through the real driver on :tiny (random micro EG3D + tiny CLIP), 8 fake devices."""
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -74,8 +75,12 @@ _DRAW = pairs.PairDraw(batch_size=8, z_dim=16, num_attributes=5, target_attribut
                        pitch_mean=0.0, pitch_std=0.1, pitch_limit=0.35)
 
 
-def test_pairs_pipeline_is_step_indexed_and_process_sharded():
-  kwargs = dict(seed=3, total_steps=10)
+BACKENDS = pytest.mark.parametrize("backend", pairs.BACKENDS)
+
+
+@BACKENDS
+def test_pairs_pipeline_is_step_indexed_and_process_sharded(backend):
+  kwargs = dict(seed=3, total_steps=10, backend=backend)
   full = list(pairs.make_pairs_pipeline(_DRAW, start_step=0, **kwargs))
   resumed = list(pairs.make_pairs_pipeline(_DRAW, start_step=6, **kwargs))
   for a, b in zip(full[6:], resumed):
@@ -92,35 +97,39 @@ def test_pairs_pipeline_is_step_indexed_and_process_sharded():
   assert np.abs(views[..., 0]).max() <= 0.8 and np.abs(views[..., 1]).max() <= 0.35
 
 
-def test_eval_set_is_fixed_held_out_and_process_sharded():
-  full = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24))
-  again = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24))
+@BACKENDS
+def test_eval_set_is_fixed_held_out_and_process_sharded(backend):
+  full = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24, backend=backend))
+  again = list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24, backend=backend))
   assert len(full) == 3
   for a, b in zip(full, again, strict=True):  # no step enters: the same set every time
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
-  train = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=50))
+  train = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=50,
+                                         backend=backend))
   train_z = np.concatenate([b["z_src"] for b in train] + [b["z_ref"] for b in train])
   eval_z = np.concatenate([b["z_src"] for b in full] + [b["z_ref"] for b in full])
   # Never a training latent (the first 50 steps' 800 of them).
   assert np.min(np.abs(eval_z[:, None, :] - train_z[None]).max(-1)) > 0.1
-  halves = [list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24,
+  halves = [list(pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=24, backend=backend,
                                           rows=slice(4 * i, 4 * i + 4))) for i in range(2)]
   for k in full[0]:
     np.testing.assert_array_equal(np.concatenate([h[1][k] for h in halves]), full[1][k])
-  other_seed = next(pairs.make_eval_pipeline(_DRAW, seed=4, num_pairs=8))
+  other_seed = next(pairs.make_eval_pipeline(_DRAW, seed=4, num_pairs=8, backend=backend))
   assert not np.array_equal(other_seed["z_src"], full[0]["z_src"])
   with pytest.raises(ValueError, match="evaluation set size 20 must be a positive multiple of "
                                        "the batch size 8"):
     pairs.make_eval_pipeline(_DRAW, seed=3, num_pairs=20)
 
 
-def test_pair_pool_cycles_the_first_examples_of_the_stream():
-  fresh = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=2))
+@BACKENDS
+def test_pair_pool_cycles_the_first_examples_of_the_stream(backend):
+  fresh = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=2,
+                                         backend=backend))
   pooled = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=5,
-                                          pool_size=16))
+                                          pool_size=16, backend=backend))
   resumed = list(pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=3, total_steps=5,
-                                           pool_size=16))
+                                           pool_size=16, backend=backend))
   for step, batch in enumerate(pooled):
     for k in batch:  # step s trains on draw s mod 2 of the fresh stream
       np.testing.assert_array_equal(batch[k], fresh[step % 2][k])
@@ -129,6 +138,43 @@ def test_pair_pool_cycles_the_first_examples_of_the_stream():
       np.testing.assert_array_equal(batch[k], pooled[step][k])
   with pytest.raises(ValueError, match="pool_size=12 must be 0 .* multiple of the batch size 8"):
     pairs.make_pairs_pipeline(_DRAW, seed=3, start_step=0, total_steps=5, pool_size=12)
+
+
+def test_both_backends_draw_the_same_distribution_and_types():
+  """NumPy's pairs are not TensorFlow's numbers but the same distribution: dtypes and shapes
+  equal, and over 400 steps the moments agree within a few standard errors (z: 51,200 values;
+  views: clipped normals, 9,600 values per axis; target counts uniform on 1..max_targets)."""
+  draw = dataclasses.replace(_DRAW, num_latents=0)
+  batches = {b: list(pairs.make_pairs_pipeline(draw, seed=5, start_step=0, total_steps=400,
+                                               backend=b)) for b in pairs.BACKENDS}
+  tf_first, np_first = batches["tensorflow"][0], batches["numpy"][0]
+  assert {k: (v.dtype, v.shape) for k, v in tf_first.items()} == \
+      {k: (v.dtype, v.shape) for k, v in np_first.items()}
+  assert not np.array_equal(tf_first["z_src"], np_first["z_src"])
+  stats = {}
+  for b, stream in batches.items():
+    z = np.concatenate([x["z_src"] for x in stream]).ravel()
+    views = np.concatenate([x["views"] for x in stream]).reshape(-1, 2)
+    counts = np.concatenate([x["targets"] for x in stream]).sum(1)
+    stats[b] = dict(z_mean=z.mean(), z_std=z.std(), yaw_std=views[:, 0].std(),
+                    pitch_std=views[:, 1].std(), yaw_max=np.abs(views[:, 0]).max(),
+                    count_mean=counts.mean())
+  t, n = stats["tensorflow"], stats["numpy"]
+  assert abs(t["z_mean"] - n["z_mean"]) < 0.02 and abs(t["z_std"] - n["z_std"]) < 0.02
+  assert abs(t["yaw_std"] - n["yaw_std"]) < 0.02 and abs(t["pitch_std"] - n["pitch_std"]) < 0.01
+  assert t["yaw_max"] <= 0.8 and n["yaw_max"] <= 0.8
+  assert abs(t["count_mean"] - 1.5) < 0.06 and abs(n["count_mean"] - 1.5) < 0.06
+  latents = dataclasses.replace(_DRAW, num_latents=7)
+  indices = next(pairs.make_pairs_pipeline(latents, seed=5, start_step=0, total_steps=1,
+                                           backend="numpy"))
+  assert indices["src_index"].dtype == np.int32 and indices["src_index"].max() < 7
+
+
+def test_unknown_pairs_backend_is_a_config_error():
+  with pytest.raises(ValueError, match="pairs backend must be 'auto' or one of"):
+    pairs.resolve_backend("jax")
+  assert pairs.resolve_backend("auto") == "tensorflow"  # installed in the test environment
+  assert pairs.resolve_backend("numpy") == "numpy"
 
 
 def test_latent_files_round_trip_and_bad_files_are_clear(tmp_path):
