@@ -194,7 +194,8 @@ def _report(suites, results, live, info, measured, vendor, workers, notes, comma
             started, cpu_started) -> dict:
   """The report dict of a run (so far: suites not finished are 'running' or 'pending')."""
   results = {name: results.get(name) or (
-      {"status": "running", "reason": "stopped before this suite finished", "cases": live[name]}
+      {"status": "running", "reason": "stopped before this suite finished",
+       "cases": list(live[name])}
       if name in live else
       {"status": "pending", "reason": "not reached (the run stopped before it)", "cases": []})
       for name in suites}

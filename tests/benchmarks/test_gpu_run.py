@@ -1,68 +1,113 @@
-"""The one-command GPU run (.ci/gpu_bench) works where TensorFlow is not installed.
+"""The one-command GPU run (.ci/gpu_bench) where TensorFlow is not installed, as on the GPU image.
 
-The GPU image has no TensorFlow, so this runs the same command on the CPU with `tensorflow` and
-`tensorflow_datasets` made unimportable (a package of each name, first on PYTHONPATH, whose
-import fails): the command must still end well and write its table into the README's GPU
-markers, and the SAT3D benchmark's own path (the :tiny model, its task, the in-memory batch)
-must build without importing TensorFlow.
+`run` is run on the CPU with TensorFlow and TFDS unimportable (tests/no_tensorflow.py): it
+unpacks the wheel bundle, measures the real SAT3D `:tiny` training step and the FRL-DGT stacked
+step, and writes its rows into the docs' GPU markers; a suite that does not measure makes it
+exit non-zero, naming the suite. (The bundle itself, fetched from the index, and the whole run on
+a stand-in of the image are .ci/gpu_image_check's, outside CI.)
 """
 import json
-import os
 import pathlib
 import subprocess
-import sys
+import zipfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-NUMPY_TASK = "tests/benchmarks/numpy_task.py"
+from launch.benchmarks import report
+from tests.no_tensorflow import ROOT, blocked_env
 
-
-def _blocked_env(tmp_path) -> dict:
-  block = tmp_path / "block"
-  for name in ("tensorflow", "tensorflow_datasets"):
-    (block / name).mkdir(parents=True)
-    (block / name / "__init__.py").write_text(
-        f"raise ImportError('{name} is blocked: the GPU run must not need it')\n")
-  (tmp_path / "deps" / "site").mkdir(parents=True)
-  return dict(os.environ, PYTHONPATH=f"{block}{os.pathsep}{ROOT}",
-              PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-              GPU_DEPS=str(tmp_path / "deps"), GPU_BENCH_OUT=str(tmp_path / "gpu.json"),
-              GPU_BENCH_README=str(tmp_path / "README.md"),
-              XLA_FLAGS="--xla_force_host_platform_device_count=1")
+PROBE = "gpu_bundle_probe"
 
 
-def test_gpu_command_runs_without_tensorflow(tmp_path):
-  env = _blocked_env(tmp_path)
-  (tmp_path / "README.md").write_text("# R\n<!-- gpu-benchmark-table:begin -->\nold\n"
-                                      "<!-- gpu-benchmark-table:end -->\n")
-  proc = subprocess.run(
-      [str(ROOT / ".ci" / "gpu_bench"), "run", "--quick", "--suite=sat3d",
-       f"--sat3d_config={NUMPY_TASK}", "--nosat3d_memory", "--runs=1", "--warmup=0"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert json.loads((tmp_path / "gpu.json").read_text())["suites"]["sat3d"]["status"] == "ok"
-  readme = (tmp_path / "README.md").read_text()
-  assert "old" not in readme and "| sat3d |" in readme
-  # The blocker works: importing TensorFlow fails in this environment.
-  check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
-                         capture_output=True, text=True)
-  assert check.returncode != 0 and "blocked" in check.stderr
+def _deps(tmp_path: pathlib.Path) -> pathlib.Path:
+  """A bundle folder holding one small real wheel (a module and its dist-info)."""
+  deps = tmp_path / "deps"
+  (deps / "wheels").mkdir(parents=True)
+  with zipfile.ZipFile(deps / "wheels" / f"{PROBE}-1.0-py3-none-any.whl", "w") as wheel:
+    wheel.writestr(f"{PROBE}.py", "BUNDLED = True\n")
+    wheel.writestr(f"{PROBE}-1.0.dist-info/METADATA",
+                   f"Metadata-Version: 2.1\nName: {PROBE}\nVersion: 1.0\n")
+  return deps
 
 
-def test_sat3d_benchmark_path_builds_without_tensorflow(tmp_path):
-  code = (
-      "import sys\n"
-      "from launch.benchmarks import task_step\n"
-      "from launch.benchmarks.suites import eg3d, sat3d\n"
-      "from launch.tasks import sat3d as sat3d_task\n"
-      "from sat3d_jax.model import Sat3dModel\n"
-      "config = task_step.load_config('configs/sat3d_ffhq.py:tiny', {'eval_pairs': 0})\n"
-      "model = Sat3dModel(config)\n"
-      "setup = task_step.prepare_step(config, task=sat3d_task.make_task(config, model),\n"
-      "                               init=False)\n"
-      "batch = sat3d.synthetic_batch(config, model, setup)\n"
-      "assert batch['views'].shape == (config.global_batch_size, config.views.count, 2)\n"
-      "assert 'tensorflow' not in sys.modules\n"
-      "print('ok')\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_blocked_env(tmp_path),
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+def _gpu_bench(tmp_path, *flags, deps=None):
+  docs = tmp_path / "benchmarks.md"
+  docs.write_text("# B\n<!-- gpu-benchmark-table:begin -->\nold\n"
+                  "<!-- gpu-benchmark-table:end -->\n")
+  env = blocked_env(tmp_path, GPU_DEPS=str(deps or _deps(tmp_path)),
+                    GPU_BENCH_OUT=str(tmp_path / "gpu.json"), GPU_BENCH_README=str(docs))
+  return subprocess.run([str(ROOT / ".ci" / "gpu_bench"), "run", "--quick", *flags],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_gpu_command_measures_sat3d_tiny_and_frldgt_without_tensorflow(tmp_path):
+  proc = _gpu_bench(tmp_path, "--suite=sat3d,frldgt", "--sat3d_views=2",
+                    "--sat3d_dtypes=float32", "--nosat3d_breakdown", "--nosat3d_memory",
+                    "--runs=1", "--warmup=0", "--compile_workers=1")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert (tmp_path / "deps" / "site" / f"{PROBE}.py").is_file()  # the bundle was unpacked
+  rep = json.loads((tmp_path / "gpu.json").read_text())
+  assert report.failures(rep) == []
+  sat3d = rep["suites"]["sat3d"]
+  assert [c["case"] for c in sat3d["cases"]] == \
+      ["train step (sat3d_ffhq.py:tiny), views 2, float32"]
+  assert sat3d["cases"][0]["items_per_s"] > 0
+  frldgt = rep["suites"]["frldgt"]
+  assert frldgt["status"] == "ok" and frldgt["cases"]
+  assert all(c["status"] == "ok" for c in frldgt["cases"])
+  table = (tmp_path / "benchmarks.md").read_text()
+  assert "old" not in table and "| sat3d |" in table and "| frldgt |" in table
+
+
+def test_a_suite_that_does_not_measure_fails_the_command_and_keeps_the_rest(tmp_path):
+  proc = _gpu_bench(tmp_path, "--suite=sat3d,eg3d", "--sat3d_config=configs/absent.py",
+                    "--eg3d_batches=1", "--eg3d_dtypes=float32", "--eg3d_modconvs=nonfused",
+                    "--nosat3d_memory", "--runs=1", "--warmup=0")
+  assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "did not measure" in proc.stderr and "suite sat3d: missing" in proc.stderr
+  rep = json.loads((tmp_path / "gpu.json").read_text())
+  assert rep["suites"]["eg3d"]["status"] == "ok"  # measured after the failed suite, and kept
+  assert all(c["status"] == "ok" for c in rep["suites"]["eg3d"]["cases"])
+
+
+def test_run_without_a_bundle_says_to_fetch(tmp_path):
+  empty = tmp_path / "empty"
+  (empty / "wheels").mkdir(parents=True)
+  proc = _gpu_bench(tmp_path, deps=empty)
+  assert proc.returncode == 2 and "run '.ci/gpu_bench fetch' first" in proc.stderr
+
+
+def test_failures_name_error_cases_and_unfinished_suites():
+  rep = {"suites": {
+      "sat3d": {"status": "ok", "cases": [{"case": "a", "status": "ok"},
+                                          {"case": "b", "status": "error", "error": "OOM"}]},
+      "eg3d": {"status": "running", "reason": "stopped", "cases": []},
+      "studio": {"status": "pending", "reason": "not reached", "cases": []}}}
+  assert report.failures(rep) == ["sat3d: b: OOM", "suite eg3d: running: stopped",
+                                  "suite studio: pending: not reached"]
+
+
+def test_rows_are_reported_as_each_case_finishes(monkeypatch):
+  """In order, the report is handed out after every case: while the first suite runs it holds
+  the cases measured so far ('running') and the next suite as 'pending', so a run stopped at a
+  time limit has written them."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from launch.benchmarks import harness, runner  # pylint: disable=g-import-not-at-top
+
+  def fake_start(name, *args, **kwargs):
+    def start(options):
+      def finish():
+        cases = [harness.measure(name, f"case {i}", lambda x: x * 2.0, [jnp.ones(4)],
+                                 items_per_call=1, item="items", runs=1, warmup=0,
+                                 log=lambda s: None) for i in range(2)]
+        return {"status": "ok", "cases": cases}
+      return finish
+    return start
+
+  monkeypatch.setattr(runner, "_suite_start", fake_start)
+  snapshots = []
+  final = runner.run_all(["eg3d", "studio"], quick=True, in_order=True, runs=1, warmup=0,
+                         on_progress=snapshots.append, log=lambda s: None)
+  states = [(s["suites"]["eg3d"]["status"], len(s["suites"]["eg3d"]["cases"]),
+             s["suites"]["studio"]["status"]) for s in snapshots]
+  assert states[:3] == [("running", 1, "pending"), ("running", 2, "pending"),
+                        ("ok", 2, "pending")]
+  assert states[-1] == ("ok", 2, "ok") and report.failures(final) == []
