@@ -50,7 +50,8 @@ def library_versions() -> dict:
   import importlib.metadata as md  # pylint: disable=g-import-not-at-top
   versions = {"python": platform.python_version()}
   for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections",
-               "transformers", "tensorflow-cpu", "tensorflow", "tensorflow-datasets", "numpy"):
+               "transformers", "tensorflow-cpu", "tensorflow", "tensorflow-datasets",
+               "tensorboardX", "numpy"):
     try:
       versions[name] = md.version(name)
     except md.PackageNotFoundError:
