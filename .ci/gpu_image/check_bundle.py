@@ -11,10 +11,16 @@ import pathlib
 import sys
 import zipfile
 
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+try:  # packaging, or the copy inside pip (`fetch` runs pip, so it is there either way)
+  from packaging.markers import default_environment
+  from packaging.requirements import Requirement
+  from packaging.utils import canonicalize_name, parse_wheel_filename
+  from packaging.version import Version
+except ImportError:
+  from pip._vendor.packaging.markers import default_environment
+  from pip._vendor.packaging.requirements import Requirement
+  from pip._vendor.packaging.utils import canonicalize_name, parse_wheel_filename
+  from pip._vendor.packaging.version import Version
 
 
 def image_versions(requirements: pathlib.Path) -> dict:
