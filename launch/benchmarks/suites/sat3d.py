@@ -259,10 +259,10 @@ def start_memory(options: SuiteOptions) -> Finish:
 def start(options: SuiteOptions, config_ref: Optional[str] = None,
           overrides: Optional[dict] = None, views: Sequence[int] = VIEWS,
           breakdown: bool = True, dtypes: Sequence[Optional[str]] = (None,)) -> Finish:
-  """Builds the SAT3D training step of `config_ref` (default by options.quick) at each of
-  `views` for each compute dtype of `dtypes` (None: the config's own), and the breakdown's parts
-  (first dtype), handing the compilations to the pool; finish() measures them
-  (suites/__init__.py)."""
+  """Builds the SAT3D training step of `config_ref` (default by options.quick) at the config's
+  views count in each compute dtype of `dtypes` (None: the config's own), at each other count of
+  `views` in the first dtype, and the breakdown's parts (first dtype), handing the compilations
+  to the pool; finish() measures them (suites/__init__.py)."""
   ref = config_ref or (QUICK_CONFIG if options.quick else FULL_CONFIG)
   reason = task_step.missing_reason(ref)
   if reason:
@@ -284,9 +284,9 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
   main_views = int(config.views.count)
   counts = sorted(set(views) | {main_views})
   dtypes = list(dtypes) or [None]
-  # Measured in this order: the main views count in every dtype first, then the views axis.
-  keys = [(d, main_views) for d in dtypes] + [(d, c) for d in dtypes for c in counts
-                                              if c != main_views]
+  # Measured in this order: the main views count in every dtype first, then the views axis in
+  # the first dtype (the larger, when float32 leads).
+  keys = [(d, main_views) for d in dtypes] + [(dtypes[0], c) for c in counts if c != main_views]
   main = keys[0]
   models = {None: model}
   steps, setups = {}, {}
