@@ -6,12 +6,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keep TensorFlow (tf.data) off any accelerator and from grabbing every core.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import gzip
 import pathlib
 
 import pytest
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
-EG3D_FIXTURES = SHARED / "fixtures" / "eg3d"
+EG3D_FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "eg3d"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,8 +30,13 @@ def xla_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def eg3d_fixture_dir():
-  """Directory of the official EG3D reference fixtures; skips when ../shared is absent."""
-  if not EG3D_FIXTURES.is_dir():
-    pytest.skip("../shared/fixtures/eg3d not available")
-  return EG3D_FIXTURES
+def eg3d_fixture_dir(tmp_path_factory):
+  """The official EG3D reference fixtures (tests/fixtures/eg3d/README.md) as the tests read them:
+  a folder of NAME.npz, NAME.json and NAME.pkl, the pickles unpacked from the committed .pkl.gz."""
+  out = tmp_path_factory.mktemp("eg3d_fixtures")
+  for path in sorted(EG3D_FIXTURES.iterdir()):
+    if path.suffix in (".npz", ".json"):
+      (out / path.name).symlink_to(path)
+    elif path.name.endswith(".pkl.gz"):
+      (out / path.name[:-len(".gz")]).write_bytes(gzip.decompress(path.read_bytes()))
+  return out

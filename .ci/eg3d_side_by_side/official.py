@@ -6,11 +6,16 @@ Prints one JSON line per program: {"side": "official", "program", "seconds": [..
 import argparse
 import json
 import math
+import pathlib
 import sys
 import time
 
-import numpy as np
 import torch
+
+# The official code's import and determinism patch, shared with the fixtures' maker.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+                       / "eg3d"))
+import official_eg3d  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
@@ -20,31 +25,10 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--threads", type=int, default=2)
   args = parser.parse_args()
-  sys.path.insert(0, args.eg3d)
   torch.set_num_threads(args.threads)
-  from training.triplane import TriPlaneGenerator  # pylint: disable=import-outside-toplevel
-  from training.volumetric_rendering import renderer  # pylint: disable=import-outside-toplevel
-
-  cfg = json.load(open(args.fixture + ".json"))
-  kwargs = dict(cfg["init_kwargs"])
-  kwargs.pop("class_name")
-  gen = TriPlaneGenerator(**kwargs)
-  npz = np.load(args.fixture + ".npz")
-  state = {k: torch.from_numpy(npz[k]) for k in npz.files if not k.startswith("io/")}
-  gen.load_state_dict(state, strict=True)
-  gen.neural_rendering_resolution = cfg["neural_rendering_resolution"]
-
   # The fixtures' determinism protocol: no depth jitter, importance u = linspace (det=True).
-  def stratified(self, ray_origins, ray_start, ray_end, depth_resolution,
-                 disparity_space_sampling=False):
-    n, m, _ = ray_origins.shape
-    depths = torch.linspace(ray_start, ray_end, depth_resolution, device=ray_origins.device)
-    return depths.reshape(1, 1, depth_resolution, 1).repeat(n, m, 1, 1)
-  renderer.ImportanceRenderer.sample_stratified = stratified
-  sample_pdf = renderer.ImportanceRenderer.sample_pdf
-  renderer.ImportanceRenderer.sample_pdf = (
-      lambda self, bins, weights, n, det=False, eps=1e-5: sample_pdf(self, bins, weights, n,
-                                                                     det=True, eps=eps))
+  official_eg3d.import_official(args.eg3d)
+  gen, npz = official_eg3d.load_fixture(args.fixture)
 
   ws, c = torch.from_numpy(npz["io/ws"]), torch.from_numpy(npz["io/c"])
   with torch.no_grad():

@@ -1,16 +1,15 @@
 """Side-by-side timing of the official EG3D code and this port on one machine (a one-off
 measurement for the README, outside [dev] and CI: torch is not a dependency of the project).
 
-  python3.11 -m venv /tmp/torchenv
-  /tmp/torchenv/bin/pip install torch==2.13.0 numpy scipy pillow click requests
-  # NVlabs/eg3d at 7cf1fd1 unpacked in /tmp/eg3d (its eg3d/ folder holds training/, torch_utils/)
-  python .ci/eg3d_side_by_side/run.py --torch_python /tmp/torchenv/bin/python \
-      --eg3d /tmp/eg3d/eg3d --rounds 2
+  # the official code in build/eg3d and a torch venv in build/torchenv, set up as
+  # tests/fixtures/eg3d/README.md says
+  python .ci/eg3d_side_by_side/run.py --torch_python build/torchenv/bin/python \
+      --eg3d build/eg3d/eg3d --rounds 2
 
 Each round runs the official side, then the port, back to back in fresh processes, on the same
-fixture weights and inputs (/work/shared/fixtures/eg3d/eg3d_ffhq512_small by default: 512 px,
-batch 2, deterministic rendering); the table gives each program's best time over all rounds and
-the port's speed-up. Timings on a shared machine only compare within one run.
+fixture weights and inputs (tests/fixtures/eg3d/eg3d_ffhq512_small by default: 512 px, batch 1,
+deterministic rendering); the table gives each program's best time over all rounds and the
+port's speed-up. Timings on a shared machine only compare within one run.
 """
 import argparse
 import collections
@@ -20,8 +19,10 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 HERE = pathlib.Path(__file__).resolve().parent
-FIXTURE = "/work/shared/fixtures/eg3d/eg3d_ffhq512_small"
+FIXTURE = str(HERE.parent.parent / "tests" / "fixtures" / "eg3d" / "eg3d_ffhq512_small")
 
 
 def _run(cmd, env=None) -> list:
@@ -49,7 +50,8 @@ def main():
       times[(row["side"], row["program"])] += row["seconds"]
       print(f"  {row['side']:8s} {row['program']:26s} best {min(row['seconds']):.3f} s "
             f"(image error vs fixture {row['max_image_error']:.1e})", flush=True)
-  batch = 2
+  with np.load(args.fixture + ".npz") as npz:
+    batch = len(npz["io/ws"])
   print("\n| program | official, best s (images/s) | port, best s (images/s) | port speed-up |")
   print("|---|---|---|---|")
   for program in ("forward", "forward+backward"):

@@ -2,7 +2,8 @@
 
 References: the fixture .npz/.json written by the official PyTorch code, and pickles built here
 with pickle's own protocol (a pure-Python Pickler that can name any module.qualname without
-importing it) following the format facts of /work/shared/design/eg3d.md.
+importing it) following the released pickles' format: persistent classes of
+torch_utils/persistence.py and nested legacy torch storages.
 """
 import hashlib
 import io

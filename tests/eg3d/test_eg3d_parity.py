@@ -1,4 +1,4 @@
-"""The JAX EG3D port against the official PyTorch reference outputs (../shared/fixtures/eg3d).
+"""The JAX EG3D port against the official PyTorch reference outputs (tests/fixtures/eg3d).
 
 Each fixture is run once through one jitted function (module-scoped); the .pkl path reuses the
 compiled code because the architecture (a static argument) is equal.
@@ -16,8 +16,13 @@ from sat3d_jax import eg3d
 from sat3d_jax.eg3d import architecture, renderer
 
 FIXTURES = ("eg3d_tiny128", "eg3d_ffhq512_small", "eg3d_cars128_tiny")
-PRESET_OF_FIXTURE = {"eg3d_tiny128": "tiny128", "eg3d_ffhq512_small": "ffhq512_small",
-                     "eg3d_cars128_tiny": "cars128_tiny"}
+# Each fixture is a preset with smaller widths and z (tests/fixtures/eg3d/README.md).
+_SMALL = {"z_dim": 64, "channel_base": 512, "channel_max": 16}
+PRESET_OF_FIXTURE = {
+    "eg3d_tiny128": ("tiny128", _SMALL),
+    "eg3d_ffhq512_small": ("ffhq512_small", {**_SMALL, "mapping_kwargs": {"num_layers": 1}}),
+    "eg3d_cars128_tiny": ("cars128_tiny", {**_SMALL, "mapping_kwargs": {"num_layers": 1}}),
+}
 TOL = 1e-4  # fixtures/eg3d/README.md: what a correct fp32 port reaches on the CPU
 
 
@@ -46,9 +51,9 @@ def _compare(ref, got, arch):
   """{fixture key: max abs error} for every 'io/' output array."""
   b = got["planes"].shape[0]
   planes = np.asarray(got["planes"]).transpose(0, 1, 4, 2, 3)  # [B, 3, 32, H, W]
-  planes = planes.reshape(b, 96, *planes.shape[-2:])[:, :, ::4, ::4]
+  planes = planes.reshape(b, 96, *planes.shape[-2:])[:, :, ::8, ::8]
   mine = {
-      "io/ws": got["ws"], "io/ws_psi1": got["ws_psi1"], "io/planes_sub4": planes,
+      "io/ws": got["ws"], "io/ws_psi1": got["ws_psi1"], "io/planes_sub8": planes,
       "io/image": _nchw(got["image"]), "io/image_raw": _nchw(got["image_raw"]),
       "io/image_depth": _nchw(got["image_depth"]),
       "io/ray_origins": got["ray_origins"], "io/ray_directions": got["ray_directions"],
@@ -101,15 +106,21 @@ def test_pkl_matches_reference(fixture_run):
 
 
 def test_layout_and_config(fixture_run):
-  """State-dict names/shapes/order, preset config and style layer list match the fixture."""
+  """State-dict names/shapes/order, preset config (with the fixture's sizes) and style layer list
+  match the fixture."""
   ref, G = fixture_run["ref"], fixture_run["G"]
   state = [k for k in ref if not k.startswith("io/")]
   shapes = architecture.param_shapes(G.arch)
   assert list(shapes) == state
   assert all(shapes[k] == ref[k].shape for k in state)
   meta = json.loads((fixture_run["dir"] / f"{fixture_run['name']}.json").read_text())
-  preset = eg3d.get_preset(PRESET_OF_FIXTURE[fixture_run["name"]])
-  assert preset["init_kwargs"] == meta["init_kwargs"]
+  name, overrides = PRESET_OF_FIXTURE[fixture_run["name"]]
+  preset = eg3d.get_preset(name)
+  kwargs = preset["init_kwargs"]
+  kwargs.update(overrides)
+  kwargs["sr_kwargs"].update(channel_base=kwargs["channel_base"],
+                             channel_max=kwargs["channel_max"])
+  assert kwargs == meta["init_kwargs"]
   assert preset["neural_rendering_resolution"] == meta["neural_rendering_resolution"]
   assert G.style_layers == [(s["name"], s["dim"]) for s in meta["style_layers"]]
   assert list(G.styles(jnp.asarray(ref["io/ws"]))) == [s["name"] for s in meta["style_layers"]]

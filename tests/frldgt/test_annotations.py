@@ -1,7 +1,7 @@
 """Annotation readers, frame listing and the errata (frldgt_jax/data/annotations.py, clips.py).
 
-The writers here build hand-made dataset folders (tiny images, real .xlsx files) in the layouts of
-shared/design/frldgt.md; tests/frldgt/test_builders.py reuses them.
+The writers here build hand-made dataset folders (tiny images, real .xlsx files) in the layouts
+the databases are distributed in; tests/frldgt/test_builders.py reuses them.
 """
 import pathlib
 

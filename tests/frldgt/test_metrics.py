@@ -1,6 +1,5 @@
 """MEGC2019 composite metrics: UF1 / UAR against scikit-learn and hand computations."""
 import csv
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +9,9 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import f1_score, recall_score
 
 from frldgt_jax import metrics
+from frldgt_jax.data import builders
 
-COMPOSITE_CSV = (pathlib.Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
-                 / 'megc2019_composite_3class.csv')
+COMPOSITE_CSV = builders.default_composite_csv()  # the package's copy of the 442-clip list
 
 
 def _sklearn(labels, predictions):
@@ -60,11 +59,9 @@ def test_hand_computed_case():
 
 
 def _composite_labels():
-  if COMPOSITE_CSV.is_file():
-    with open(COMPOSITE_CSV, newline='') as f:
-      rows = list(csv.DictReader(f))
-    return (np.array([int(r['label']) for r in rows]), np.array([r['dataset'] for r in rows]))
-  pytest.skip(f'{COMPOSITE_CSV} not available')
+  with open(COMPOSITE_CSV, newline='') as f:
+    rows = list(csv.DictReader(f))
+  return (np.array([int(r['label']) for r in rows]), np.array([r['dataset'] for r in rows]))
 
 
 def test_all_negative_classifier_on_the_composite_list():

@@ -1,8 +1,8 @@
 """The generated micro-expression corpus (frldgt_jax/data/synthetic.py, launch/make_synthetic.py).
 
-The layout is checked against the design note's description (shared/design/frldgt.md, "Dataset
-layouts"), spelled out here independently of the generator; the expressions are checked with
-OpenCV's Farneback optical flow between the aligned onset and apex frames read back from disk.
+The layout is checked against the layouts the real databases are distributed in, spelled out
+here independently of the generator; the expressions are checked with OpenCV's Farneback optical
+flow between the aligned onset and apex frames read back from disk.
 """
 import csv
 import dataclasses

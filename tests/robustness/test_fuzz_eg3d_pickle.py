@@ -1,7 +1,8 @@
-"""Fuzzing the EG3D pickle reader and converter: byte-wise mutations of the shared fixtures and
-of a small synthetic generator, random opcode programs (hostile globals, REDUCE, BUILD on odd
-objects, deep nesting, memo abuse, claimed lengths far past the file), truncations and a zip
-where a pickle is expected. Every case is read or refused with the reader's own error."""
+"""Fuzzing the EG3D pickle reader and converter: byte-wise mutations of a reference fixture's
+pickle (tests/fixtures/eg3d) and of a small synthetic generator, random opcode programs (hostile
+globals, REDUCE, BUILD on odd objects, deep nesting, memo abuse, claimed lengths far past the
+file), truncations and a zip where a pickle is expected. Every case is read or refused with the
+reader's own error."""
 import io
 import json
 import pickle
