@@ -11,6 +11,8 @@ import pathlib
 import subprocess
 import sys
 
+from launch.benchmarks import report
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEP_CASES = {f"train step, stage {stage}, {way}"
               for stage in ("1 (DGM pre-training)", "2 (end to end)")
@@ -96,3 +98,14 @@ def test_suite_measures_the_steps_without_tensorflow(tmp_path):
   attempts = (tmp_path / "imports.log").read_text().split("\n---\n")[:-1]
   assert attempts and all("tensorflow_missing" in a for a in attempts), attempts
   assert not (tmp_path / "none").exists()  # no corpus generated, nothing read from disk
+
+
+def test_a_comparison_not_run_is_shown_with_its_reason():
+  suite = {"status": "ok", "cases": [], "comparisons": [
+      {"name": "LOSO sweep both ways", "status": "not run", "ways": [],
+       "reason": "TensorFlow cannot be imported here"}]}
+  text = report.markdown({
+      "machine": {"name": "m", "backend": "cpu", "device_count": 1, "jax": "x"}, "date": "d",
+      "matmul_peak": {"measured": {}, "vendor": {}}, "command": "c", "suites": {"frldgt": suite}})
+  assert ("**frldgt: LOSO sweep both ways** — not run: TensorFlow cannot be imported here"
+          in text)

@@ -181,8 +181,7 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
 
 def _build(config, data, source: str, options: SuiteOptions, sweep: bool):
   """Builds the stacked and one-fold setups on `data` and prepares their step cases (batches in
-  memory) and, with `sweep`, the sweeps' own programs: (fold ids, stages, cases, prepared by
-  way)."""
+  memory) and, with `sweep`, the sweeps' own programs: (cases, prepared by way)."""
   from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
   from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
   log, pool = options.log, options.compile_pool
@@ -215,7 +214,7 @@ def _build(config, data, source: str, options: SuiteOptions, sweep: bool):
   if sweep:
     _sweep_programs(config, data, fold_ids, {"stacked": stacked, "per_fold": single}, prepared,
                     pool)
-  return fold_ids, stages, cases, prepared
+  return cases, prepared
 
 
 def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) -> None:
@@ -297,7 +296,7 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
     if restore_cache is not None:
       restore_cache()
     raise
-  fold_ids, stages, cases, prepared = built
+  cases, prepared = built
 
   def finish() -> dict:
     results = []
@@ -316,7 +315,6 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
              "notes": [f"config {ref}, folds {config.folds}; clips: {source}"]}
     if not_run is not None:
       suite["comparisons"] = [not_run]
-      suite["notes"].append(f"{LOSO}: not run — {not_run['reason']}")
     if sweep:
       try:
         compiled = {m: _compiled(cs) for m, cs in prepared.items()}
