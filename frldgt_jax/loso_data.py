@@ -186,6 +186,46 @@ def load_loso_data(config: ml_collections.ConfigDict) -> LosoData:
   return LosoData(prepared, labels, folds, tuple(config.data.class_names), str(folder), flow)
 
 
+def in_memory_data(config: ml_collections.ConfigDict) -> LosoData:
+  """Random clips laid out as `load_loso_data(config)` lays out a :synthetic config's corpus.
+
+  The clips, subjects and labels are those the generated corpus plans (synthetic.plan_corpus,
+  no pixels drawn), so the folds hold as many clips as the prepared dataset's; the frames (and
+  TV-L1 flows, when the model reads them) are seeded noise of the stored shapes and dtypes.
+  Nothing is read from disk and TensorFlow is not needed: for measuring the training programs
+  (launch/benchmarks/suites/frldgt.py) where the prepared dataset cannot be read. Only the
+  generated corpus's layout is known without the data: other configs raise InputError.
+  """
+  from frldgt_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  validate_config(config)
+  d = config.data
+  if not d.synthetic:
+    raise InputError("in-memory clips follow the generated corpus's layout; the prepared "
+                     f"dataset of {d.dataset!r} (config.data.synthetic False) must be read")
+  plans = [p for p in synthetic.plan_corpus(corpus_config(config))
+           if getattr(p, d.labels) >= 0]
+  if not plans:
+    raise InputError(f"the generated corpus plans no clip with a {d.labels} label")
+  n, t, s = len(plans), int(d.frames), int(d.resolution)
+  rng = np.random.default_rng(config.seed)
+  frames = rng.integers(0, 256, (n, t, s, s, 1), dtype=np.uint8)
+  zeros = np.zeros(n, np.int64)
+  prepared = pipeline.PreparedData(
+      frames=frames, label=np.asarray([p.label for p in plans], np.int64),
+      label5=np.asarray([p.label5 for p in plans], np.int64),
+      database=np.asarray([p.database for p in plans]),
+      subject=np.asarray([p.subject for p in plans]),
+      sample=np.asarray([p.sample for p in plans]),
+      onset_index=zeros, apex_index=zeros + t - 1, offset_index=zeros + t - 1,
+      frame_indices=np.tile(np.arange(t, dtype=np.int64), (n, 1)))
+  labels = np.asarray(getattr(prepared, d.labels), np.int64)
+  flow = None
+  if motion_lib.uses_flow(model_lib.motion_of(config.model)):
+    flow = rng.standard_normal((n, s, s, 2)).astype(np.float32)
+  return LosoData(prepared, labels, pipeline.loso_folds(prepared.subject_keys),
+                  tuple(d.class_names), "(in memory)", flow)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises InputError naming the field when the config is inconsistent."""
   model_lib.validate_config(config.model)

@@ -217,12 +217,16 @@ def make_batch_sampler(config: ml_collections.ConfigDict, folds: Sequence, label
 
 
 def make_predictor(model, brightness: bool = True) -> Callable:
-  """jit(vmap) of task.predict_logits over a leading model axis: (params, frames, index[M, L],
-  flow=None)."""
+  """jit(vmap) of predict_logits over a leading model axis: predictor(params, frames,
+  index[M, L], flow=None) -> logits [M, L, C]. A jitted function, so callers can also
+  `.trace(...)`/`.lower(...)` it on the arguments they will pass (the benchmark compiles it
+  ahead of a sweep)."""
   def one(params, frames, index, flow):
     return predict_logits(model, params, frames, index, brightness, flow)
-  vmapped = jax.jit(jax.vmap(one, in_axes=(0, None, 0, None)))
-  return lambda params, frames, index, flow=None: vmapped(params, frames, index, flow)
+
+  def predictor(params, frames, index, flow=None):
+    return jax.vmap(one, in_axes=(0, None, 0, None))(params, frames, index, flow)
+  return jax.jit(predictor)
 
 
 def predict_held_out(predictor, params, frames, data: LosoData,

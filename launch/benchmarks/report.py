@@ -8,7 +8,8 @@ JSON layout (`REPORT_KEYS` at the top level):
   suites: {name: {'status': 'ok' | 'missing' | 'error', 'reason'?, 'cases': [case...],
                   'comparisons'?: [...], 'notes'?: [...], 'summary'?: [line...], 'setup'?: {...},
                   'wall_s', 'process_cpu_s', 'phases': {'start'|'finish': {...}} (runner)}}
-A case is harness.measure's dict (harness.CASE_KEYS) or an error case.
+A case is harness.measure's dict (harness.CASE_KEYS) or an error case. A comparison whose
+'status' is not 'ok' (e.g. 'not run') gives its 'name' and 'reason' instead of measurements.
 """
 from __future__ import annotations
 
@@ -205,6 +206,10 @@ def markdown(report: dict) -> str:
   if summaries:
     lines += [""] + summaries
   for name, comp in comparisons:
+    if comp.get("status", "ok") != "ok":  # e.g. 'not run', with its reason
+      lines += ["", f"**{name}: {_escape(comp['name'])}** — {comp['status']}: "
+                f"{_escape(comp.get('reason', ''))}"]
+      continue
     lines += ["", f"**{name}: {_escape(comp['name'])}** — {_escape(comp.get('work', ''))}", ""]
     lines += _table(("way", "programs", "compile s", "sweep s", "of which training s",
                      "total s", "fold-steps/s", "UF1"),

@@ -20,7 +20,7 @@ true labels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -81,18 +81,10 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.Los
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.set_visible_devices([], "GPU")
 
-    def local(batch):  # this process's share along the axis the driver splits
-      out = {}
-      for key, value in batch.items():
-        index = [slice(None)] * value.ndim
-        index[spec.split_axis] = spec.process_slice(value.shape[spec.split_axis])
-        out[key] = value[tuple(index)]
-      return out
-
     def dataset(first, stop):  # steps [first, stop) of one stage (one batch structure)
       signature = {k: tf.TensorSpec(v.shape, tf.as_dtype(v.dtype))
-                   for k, v in local(batch_for_step(first)).items()}
-      generator = lambda: (local(batch_for_step(s)) for s in range(first, stop))
+                   for k, v in process_share(batch_for_step(first), spec).items()}
+      generator = lambda: (process_share(batch_for_step(s), spec) for s in range(first, stop))
       return tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(2)
 
     total, start = int(config.total_steps), spec.start_step
@@ -119,11 +111,24 @@ def make_task(config: ml_collections.ConfigDict, *, data: Optional[loso_data.Los
   return FrldgtTask(init_state=init_state, train_step=train_step, input_pipeline=input_pipeline,
                     frozen=frozen, num_models=len(slots) if stacked else 0,
                     model_ids=tuple(s.model_id for s in slots), describe=describe,
-                    slots=tuple(slots), model=model)
+                    slots=tuple(slots), model=model, batch_for_step=batch_for_step)
+
+
+def process_share(batch: dict, spec: InputSpec) -> dict:
+  """This process's share of a global numpy batch, along the axis the driver splits."""
+  out = {}
+  for key, value in batch.items():
+    index = [slice(None)] * value.ndim
+    index[spec.split_axis] = spec.process_slice(value.shape[spec.split_axis])
+    out[key] = value[tuple(index)]
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
 class FrldgtTask(Task):
-  """The driver's Task plus what the sweep needs to predict: the model slots and the model."""
+  """The driver's Task plus what the sweep needs to predict (the model slots and the model) and
+  the numpy sampler behind the input pipeline: `batch_for_step(step)`, the global batch of a
+  step in memory, without tf.data (what the benchmarks feed where TensorFlow is absent)."""
   slots: tuple = ()
   model: Any = None
+  batch_for_step: Optional[Callable[[int], dict]] = None

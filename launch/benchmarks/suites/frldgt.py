@@ -20,6 +20,15 @@ program itself after all, the comparison says so and gives no total. Fold by fol
 per-unit programs once for all folds: the fold id is an argument of the driver's programs
 (launch/trainer/programs.py, make_programs), so every fold runs the same ones.
 
+Inputs. The step cases are fed in memory, without tf.data: each batch is the one the task's own
+numpy sampler gives for that step (`FrldgtTask.batch_for_step`, what the input pipeline wraps in
+tf.data), laid out on the mesh as the driver lays out the pipeline's. The clips are the prepared
+dataset where the sweeps run (they train on it); elsewhere (sweep off, or no TensorFlow, e.g.
+the GPU image) they are `loso_data.in_memory_data`: random frames in the generated corpus's
+layout, so the folds, batches and programs have the same shapes. Without TensorFlow the step
+cases are measured all the same and the LOSO sweep, which reads the prepared dataset through
+TFDS and feeds tf.data, is reported as not run, with the reason.
+
 Quick: :synthetic_tiny with folds 0,1 for every case and the sweep; full: every fold of
 :synthetic.
 """
@@ -36,11 +45,14 @@ import numpy as np
 from launch.benchmarks import compile_events, harness, task_step
 from launch.benchmarks.suites import Finish, SuiteOptions
 from launch import trainer
+from launch.trainer import mesh as mesh_lib
+from launch.trainer.task import InputSpec
 
 QUICK_CONFIG = "configs/frldgt_composite.py:synthetic_tiny"
 FULL_CONFIG = "configs/frldgt_composite.py:synthetic"
 QUICK_SWEEP_FOLDS = "0,1"
 _WAYS = {"stacked": "all folds in one program", "per_fold": "fold by fold"}
+LOSO = "LOSO sweep both ways"
 
 
 def _stages(config) -> list[tuple[str, int, str]]:
@@ -54,6 +66,36 @@ def _stages(config) -> list[tuple[str, int, str]]:
   if total > pretrain:
     stages.append(("train step, stage 2 (end to end)", pretrain, "clips"))
   return stages
+
+
+def tensorflow_missing() -> Optional[str]:
+  """Why TensorFlow (and with it TFDS and tf.data) cannot be imported here, or None."""
+  try:
+    importlib.import_module("tensorflow")
+  except ImportError as e:  # e.g. the GPU image (.ci/gpu_bench): no TensorFlow there
+    return f"TensorFlow cannot be imported here ({type(e).__name__}: {e})"
+  return None
+
+
+def memory_batch(setup: task_step.StepSetup, step: int) -> dict:
+  """The global batch the driver feeds at `step`, from the task's numpy sampler
+  (FrldgtTask.batch_for_step) instead of its tf.data pipeline, laid out on the setup's mesh as
+  the driver lays out the pipeline's (this process's share along the split axis)."""
+  from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
+  spec = InputSpec(step, jax.process_index(), jax.process_count(), setup.split_axis)
+  local = task_lib.process_share(setup.task.batch_for_step(step), spec)
+  return mesh_lib.global_batch(local, setup.mesh, setup.split_axis)
+
+
+def load_clips(config, real: bool):
+  """(LosoData, what it is): the prepared dataset (`real`; needs TensorFlow) or random clips in
+  the generated corpus's layout (loso_data.in_memory_data)."""
+  from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
+  from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
+  if real:
+    return task_lib.load_data(config), "the prepared dataset"
+  return (loso_data.in_memory_data(config),
+          "random in-memory clips in the generated corpus's layout (loso_data.in_memory_data)")
 
 
 def _compiled(compilations: list) -> Optional[float]:
@@ -113,7 +155,7 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
                  "UF1": res["UF1"], "UAR": res["UAR"]})
   stacked, per_fold = ways
   return {
-      "name": "LOSO sweep both ways", "status": "ok",
+      "name": LOSO, "status": "ok",
       "work": f"{folds} folds x {steps} steps ({config.dgm_pretrain_steps} DGM pre-training), "
               f"batch {config.batch_size} per fold; config {ref}"
               + (f", folds {config.folds}" if str(config.folds) != "all" else ""),
@@ -137,13 +179,12 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
   }
 
 
-def _build(config, options: SuiteOptions, sweep: bool):
-  """Loads the data, builds the stacked and one-fold setups and prepares their step cases and,
-  with `sweep`, the sweeps' own programs: (data, fold ids, stages, cases, prepared by way)."""
+def _build(config, data, source: str, options: SuiteOptions, sweep: bool):
+  """Builds the stacked and one-fold setups on `data` and prepares their step cases (batches in
+  memory) and, with `sweep`, the sweeps' own programs: (cases, prepared by way)."""
   from frldgt_jax import loso_data  # pylint: disable=g-import-not-at-top
   from launch.tasks import frldgt as task_lib  # pylint: disable=g-import-not-at-top
   log, pool = options.log, options.compile_pool
-  data = task_lib.load_data(config)
   fold_ids = loso_data.selected_folds(config, data.folds)
   stacked = task_step.prepare_step(
       config, task_lib.make_task(config, data=data, fold_ids=fold_ids), pool=pool)
@@ -159,8 +200,11 @@ def _build(config, options: SuiteOptions, sweep: bool):
     for case, start_step, item in stages:
       name = f"{case}, {label}"
       try:
-        p = task_step.prepare_task_step(config, suite="frldgt", case=name, item=item,
-                                        setup=setup, start_step=start_step, pool=pool, log=log)
+        p = task_step.prepare_task_step(
+            config, suite="frldgt", case=name, item=item, setup=setup, start_step=start_step,
+            pool=pool, log=log, batch=memory_batch(setup, start_step),
+            notes=[f"batch from the task's numpy sampler, in memory (no tf.data); clips: "
+                   f"{source}"])
         cases.append((setup, p))
         prepared[mode].append(p.compilation)
       except Exception as e:  # pylint: disable=broad-except  # reported, never replaced
@@ -170,7 +214,7 @@ def _build(config, options: SuiteOptions, sweep: bool):
   if sweep:
     _sweep_programs(config, data, fold_ids, {"stacked": stacked, "per_fold": single}, prepared,
                     pool)
-  return data, fold_ids, stages, cases, prepared
+  return cases, prepared
 
 
 def _sweep_programs(config, data, fold_ids, setups: dict, prepared: dict, pool) -> None:
@@ -210,12 +254,6 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
   reason = task_step.missing_reason(ref)
   if reason:
     return lambda: harness.missing_suite(reason + hint)
-  try:
-    importlib.import_module("tensorflow")
-  except ImportError as e:  # e.g. the GPU image (.ci/gpu_bench): no TensorFlow there
-    absent = harness.missing_suite(f"FRL-DGT's data (TFDS datasets, tf.data samplers) needs "
-                                   f"TensorFlow, which cannot be imported here ({e})")
-    return lambda: absent
   log, pool = options.log, options.compile_pool
   overrides = dict(overrides or {})
   try:
@@ -228,16 +266,37 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
     raise
   if options.quick and "folds" not in overrides:
     task_step.apply_overrides(config, {"folds": QUICK_SWEEP_FOLDS}, ref)
+  # The sweeps read the prepared dataset (TFDS) and feed tf.data: without TensorFlow they are
+  # reported as not run and the step cases train on in-memory clips (module docstring).
+  no_tensorflow = tensorflow_missing()
+  not_run = None
+  if sweep and no_tensorflow:
+    not_run = {"name": LOSO, "status": "not run", "ways": [],
+               "reason": f"the sweeps read the prepared dataset with TFDS and feed tf.data; "
+                         f"{no_tensorflow}"}
+    log(f"  [frldgt] {LOSO}: not run ({not_run['reason']})")
+    sweep = False
+  try:
+    data, source = load_clips(config, real=sweep or (not no_tensorflow and
+                                                     not config.data.synthetic))
+  except Exception as e:  # pylint: disable=broad-except  # reported, never replaced by numbers
+    log(f"  [frldgt] {ref}: {type(e).__name__}: {e}")
+    message = harness.error_case("frldgt", ref, e)["error"]
+    if no_tensorflow:  # a prepared dataset other than the generated corpus's: TFDS reads it
+      missing = harness.missing_suite(f"{ref}: its clips need TensorFlow to be read "
+                                      f"({no_tensorflow}); {message}")
+      return lambda: missing
+    return lambda: {"status": "error", "reason": message, "cases": []}
   # Both sweeps read the programs compiled here from a persistent cache (module docstring).
   restore_cache = (harness.use_persistent_cache()
                    if sweep and not harness.persistent_cache_dir() else None)
   try:
-    built = _build(config, options, sweep)
+    built = _build(config, data, source, options, sweep)
   except BaseException:
     if restore_cache is not None:
       restore_cache()
     raise
-  data, fold_ids, stages, cases, prepared = built
+  cases, prepared = built
 
   def finish() -> dict:
     results = []
@@ -253,7 +312,9 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
         log(f"  [frldgt] {p.case}: {type(e).__name__}: {e}")
         results.append(harness.error_case("frldgt", p.case, e))
     suite = {"status": "ok", "cases": results,
-             "notes": [f"config {ref}, folds {config.folds}"]}
+             "notes": [f"config {ref}, folds {config.folds}; clips: {source}"]}
+    if not_run is not None:
+      suite["comparisons"] = [not_run]
     if sweep:
       try:
         compiled = {m: _compiled(cs) for m, cs in prepared.items()}
@@ -269,7 +330,7 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
         suite["comparisons"] = [loso_both_ways(config, ref, data, compiled, options)]
       except Exception as e:  # pylint: disable=broad-except
         log(f"  [frldgt] LOSO sweep: {type(e).__name__}: {e}")
-        suite["notes"].append(f"LOSO sweep both ways: error — "
+        suite["notes"].append(f"{LOSO}: error — "
                               f"{harness.error_case('frldgt', 'LOSO', e)['error']}")
       finally:
         if restore_cache is not None:
