@@ -27,6 +27,7 @@ first in that order); `note` says how many were found and which was taken.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import pathlib
 from typing import Any, NamedTuple
@@ -116,8 +117,13 @@ def model_path(kind: str) -> pathlib.Path:
     path = _model_dir / file_name
     where = f"--face_models {_model_dir}"
   else:
-    package = _import("face_recognition_models")
-    path = pathlib.Path(package.__file__).parent / "models" / file_name
+    # The package's folder, found without running its __init__: that imports pkg_resources,
+    # which setuptools 81 removed (and Python 3.12 venvs have no setuptools of their own).
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+      raise FaceModelsMissing(f"face detection needs 'face_recognition_models', from the extra "
+                              f"[faces] ({EXTRA_HINT})")
+    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "models" / file_name
     where = "package face-recognition-models"
   if not path.is_file():
     raise FaceModelsMissing(f"{file_name} not found in {where} ({path}); install the extra "
