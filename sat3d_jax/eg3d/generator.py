@@ -443,7 +443,9 @@ def load_generator(path: Union[str, pathlib.Path], *, modconv: str = "nonfused",
     for f in (params_file, config_file):
       if not f.is_file():
         raise FileNotFoundError(f"{path}: not a converted generator directory (no {f.name})")
-    return _make(_read_npz(params_file), _read_json(config_file), str(path), options)
+    config = _read_json(config_file)
+    return _make(_scalars_as_written(_read_npz(params_file), config), config, str(path),
+                 options)
   if not path.is_file():
     raise FileNotFoundError(f"no generator at {path}")
   if path.suffix == ".pkl":
@@ -457,6 +459,17 @@ def load_generator(path: Union[str, pathlib.Path], *, modconv: str = "nonfused",
                               "beside it")
     return _make(_read_npz(path), _read_json(config_file), str(path), options)
   raise InputError(f"{path}: expected a directory, a .pkl or a .npz")
+
+
+def _scalars_as_written(params: dict[str, np.ndarray], config: Mapping[str, Any]
+                        ) -> dict[str, np.ndarray]:
+  """Converter version 1 (convert.CONVERTER_VERSION) wrote 0-d tensors with shape (1,): those
+  of a directory it wrote are read back as the scalars they are."""
+  if config.get("converter", {}).get("version") != 1 or "init_kwargs" not in config:
+    return params
+  shapes = architecture.param_shapes(architecture.parse_config(config))
+  return {k: v.reshape(()) if shapes.get(k) == () and v.shape == (1,) else v
+          for k, v in params.items()}
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
