@@ -69,8 +69,8 @@ def start(options: SuiteOptions, presets: Optional[Sequence[str]] = None,
     arch = eg3d.parse_config(config)
     params = harness.block(jax.jit(functools.partial(eg3d.init_params, config))(
         jax.random.key(0)))
-    rendering = config["init_kwargs"]["rendering_kwargs"]
-    pivot, radius = rendering.get("avg_camera_pivot", (0, 0, 0)), rendering["avg_camera_radius"]
+    kwargs = config["init_kwargs"]["rendering_kwargs"]
+    pivot, radius = kwargs.get("avg_camera_pivot", (0, 0, 0)), kwargs["avg_camera_radius"]
     z = jax.random.normal(jax.random.key(1), (2, arch.z_dim), jnp.float32)
     front = eg3d.orbit_labels(jnp.zeros(2), jnp.zeros(2), pivot, radius)
     ws = eg3d.apply_mapping(params, arch, z, front, 0.7, 14)
