@@ -71,7 +71,7 @@ def get_config(arg: str = ""):
       sparsity_weight=0.01, entropy_weight=0.0, identity_weight=0.0,
       other_logit=2.0,               # initial logit of the "other" row: start from small edits
       # The edit's rendering's checkpoint policy (sat3d_jax/remat.py): 'none', 'full', 'dots',
-      # 'dots_no_batch' or 'planes' (keep the tri-planes, recompute the rest in the backward).
+      # 'dots_no_batch' or 'renderer' (keep the tri-planes, recompute the rest in the backward).
       remat="none"))
   # Adam, linear warmup then cosine decay to final_learning_rate_fraction * learning_rate.
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -85,8 +85,9 @@ def attribute_correlations(styles: np.ndarray, measurements: Mapping[str, np.nda
 
 def correlated_channels(correlation: np.ndarray, count: int,
                         allowed: Optional[np.ndarray] = None) -> np.ndarray:
-  """The `count` channels (sorted indices) with the highest correlation, among `allowed`
-  channels (default all); ties go to the lower index."""
+  """The `count` channels (sorted indices) with the highest score, among `allowed` channels
+  (default all); ties go to the lower index. The score is a correlation here (the swap
+  baseline); a mask's control probabilities P[a] give the channels attribute a owns most."""
   correlation = np.asarray(correlation)
   candidates = np.arange(correlation.shape[0]) if allowed is None else np.asarray(allowed)
   count = int(min(max(count, 0), candidates.shape[0]))

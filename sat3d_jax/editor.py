@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sat3d_jax import latent_file, mask_file, run_io, style_file, transfer
-from sat3d_jax.eg3d import camera, generator as eg3d_generator
-from sat3d_jax.eg3d.generator import styles_from_flat
+from sat3d_jax.eg3d import camera, generator as eg3d_generator, rendering
 from sat3d_jax.errors import InputError
 from sat3d_jax.fingerprint import generator_fingerprint
 
@@ -49,29 +48,7 @@ class Face:
 @functools.partial(jax.jit, static_argnames=("arch", "cutoff"))
 def _seed_styles(params, z, c, psi, arch, cutoff):
   ws = eg3d_generator.apply_mapping(params, arch, z, c, psi, cutoff)
-  return _flat_styles(params, ws, arch)
-
-
-def _flat_styles(params, ws, arch):
-  styles = eg3d_generator.apply_styles(params, arch, ws)
-  return jnp.concatenate([styles[n] for n, _ in arch.style_layers], axis=-1)
-
-
-_jit_flat_styles = jax.jit(_flat_styles, static_argnames=("arch",))
-
-
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _planes(params, flat, arch, options):
-  return eg3d_generator.apply_planes(params, arch, styles_from_flat(flat, arch), options)
-
-
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _render(params, planes, flat, face_index, cams, arch, options):
-  # Each row r renders face face_index[r] (its planes and super-resolution styles) from cams[r].
-  out = eg3d_generator.apply_render(params, arch, jnp.take(planes, face_index, axis=0),
-                                    styles_from_flat(jnp.take(flat, face_index, axis=0), arch),
-                                    cams, options)
-  return out["image"], out["image_depth"]
+  return rendering.flat_styles(params, arch, ws)
 
 
 @jax.jit
@@ -264,8 +241,8 @@ class Editor:
                   tuned: Optional[str] = None) -> Face:
     """The face of ws [1, num_ws, w_dim] (e.g. an inverted photo, its camera c [25])."""
     params = self.generator.params if params is None else params
-    styles = np.asarray(_jit_flat_styles(params, jnp.asarray(ws, jnp.float32),
-                                         self.generator.arch))
+    styles = np.asarray(rendering.jit_flat_styles(params, self.generator.arch,
+                                                  jnp.asarray(ws, jnp.float32)))
     return Face(styles, params, c, tuned, label)
 
   def style_file_face(self, path: pathlib.Path, index: int, role: str = "source") -> Face:
@@ -323,7 +300,7 @@ class Editor:
     """Tri-planes [F, 3, R, R, 32] of flat styles [F, C]: all that does not depend on the
     camera, computed once per face."""
     g = self.generator
-    return _planes(params, jnp.asarray(flats, jnp.float32), g.arch, g.options)
+    return rendering.jit_planes(params, g.arch, jnp.asarray(flats, jnp.float32), g.options)
 
   def render(self, params, planes: jax.Array, flats: np.ndarray, face_index: Sequence[int],
              cams: np.ndarray, batch: Optional[int] = None, depth: bool = False,
@@ -343,11 +320,11 @@ class Editor:
       if n < batch:
         idx = np.concatenate([idx, np.repeat(idx[-1:], batch - n)])
         cam = np.concatenate([cam, np.repeat(cam[-1:], batch - n, 0)])
-      image, depth_image = _render(params, planes, flats, jnp.asarray(idx), jnp.asarray(cam),
-                                   g.arch, g.options)
-      images.append(np.asarray(image)[:n])
+      out = rendering.jit_render(params, g.arch, planes, flats, jnp.asarray(cam), g.options,
+                                 face_index=jnp.asarray(idx))
+      images.append(np.asarray(out["image"])[:n])
       if depth:
-        depths.append(np.asarray(depth_image)[:n])
+        depths.append(np.asarray(out["image_depth"])[:n])
       if on_batch is not None:
         on_batch(n)
     images = np.concatenate(images)

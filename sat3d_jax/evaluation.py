@@ -52,8 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sat3d_jax import baselines, media, qmm as qmm_lib
-from sat3d_jax.eg3d import generator as eg3d_generator
-from sat3d_jax.eg3d.generator import styles_from_flat
+from sat3d_jax.eg3d import rendering
 from sat3d_jax.errors import InputError
 
 EVAL_SEED_BASE = 1_000_000
@@ -95,31 +94,7 @@ def yaw_sweep(num_views: int, yaw_range: float = DEFAULT_YAW_RANGE) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------
-# Rendering flat styles and judging images.
-
-
-
-# Module-level with the (value-hashable) architecture static: every generator of the same
-# architecture, e.g. a pivotal-tuned copy or a model loaded again, shares one compilation.
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _render_flat(params, flat, cams, arch, options):
-  return eg3d_generator.apply_synthesis_from_styles(params, arch, styles_from_flat(flat, arch),
-                                                    cams, options, noise_mode="const")["image"]
-
-
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _planes_flat(params, flat, arch, options):
-  return eg3d_generator.apply_planes(params, arch, styles_from_flat(flat, arch), options)
-
-
-@functools.partial(jax.jit, static_argnames=("arch", "options"))
-def _render_every_camera(params, planes, flat, cams, arch, options):
-  """Images [N*V, H, W, 3]: each of N faces' planes from each of V cameras [V, 25]."""
-  n, v = flat.shape[0], cams.shape[0]
-  return eg3d_generator.apply_render(params, arch, jnp.repeat(planes, v, axis=0),
-                                     styles_from_flat(jnp.repeat(flat, v, axis=0), arch),
-                                     jnp.tile(cams, (n, 1)), options)["image"]
-
+# Rendering flat styles (sat3d_jax/eg3d/rendering.py) and judging images.
 
 class StyleRenderer:
   """Renders flat styles [M, C] from cameras [V, 25] in fixed-size batches (one compilation).
@@ -131,12 +106,7 @@ class StyleRenderer:
   def __init__(self, generator, batch: int = 8):
     self.generator = generator
     self.batch = int(batch)
-    self._render = functools.partial(_render_flat, arch=generator.arch,
-                                     options=generator.options)
-    self._planes = functools.partial(_planes_flat, arch=generator.arch,
-                                     options=generator.options)
-    self._render_planes = functools.partial(_render_every_camera, arch=generator.arch,
-                                            options=generator.options)
+    self._static = dict(arch=generator.arch, options=generator.options)
 
   def _check(self, flats: np.ndarray) -> None:
     expected = sum(d for _, d in self.generator.arch.style_layers)
@@ -157,7 +127,9 @@ class StyleRenderer:
       if n < self.batch:
         f = np.concatenate([f, np.repeat(f[-1:], self.batch - n, 0)])
         c = np.concatenate([c, np.repeat(c[-1:], self.batch - n, 0)])
-      out.append(np.asarray(self._render(params, jnp.asarray(f), jnp.asarray(c)))[:n])
+      images = rendering.jit_synthesize(params, styles=jnp.asarray(f), cams=jnp.asarray(c),
+                                        **self._static)["image"]
+      out.append(np.asarray(images)[:n])
       if on_batch is not None:
         on_batch(out[-1])
     return np.concatenate(out)
@@ -177,8 +149,10 @@ class StyleRenderer:
       if n < faces:
         f = np.concatenate([f, np.repeat(f[-1:], faces - n, 0)])
       f = jnp.asarray(f)
-      images = np.asarray(self._render_planes(params, self._planes(params, f), f,
-                                              jnp.asarray(cams)))
+      planes = rendering.jit_planes(params, styles=f, **self._static)
+      images = np.asarray(rendering.jit_render_views(params, planes=planes, styles=f,
+                                                     cams=jnp.asarray(cams),
+                                                     **self._static)["image"])
       out.append(images.reshape((faces, v) + images.shape[1:])[:n])
     return np.concatenate(out)
 

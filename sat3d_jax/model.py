@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sat3d_jax import clip_utils, latent_file, objective, qmm as qmm_lib
-from sat3d_jax.eg3d import camera
+from sat3d_jax.eg3d import camera, rendering
 from sat3d_jax.eg3d.generator import generator_from_spec
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -112,28 +112,27 @@ class Sat3dModel:
                                         self.config.truncation_cutoff or None)
 
   def flat_styles(self, gen_params, ws: jax.Array) -> jax.Array:
-    return self.generator.flatten_styles(self.generator.apply_styles(gen_params, ws))
+    return rendering.flat_styles(gen_params, self.generator.arch, ws)
 
   def render_flat(self, gen_params, flat: jax.Array, views: jax.Array, rng=None) -> jax.Array:
     """Images [N, H, W, 3] of flat styles [N, C] from (yaw, pitch) views [N, 2]."""
-    styles = self.generator.unflatten_styles(flat)
-    out = self.generator.apply_synthesis_from_styles(gen_params, styles, self.cameras(views),
-                                                     noise_mode="const", rng=rng)
-    return out["image"]
+    g = self.generator
+    return rendering.synthesize(gen_params, g.arch, flat, self.cameras(views), g.options,
+                                noise_mode="const", rng=rng)["image"]
 
   def planes_flat(self, gen_params, flat: jax.Array) -> jax.Array:
     """Tri-planes [N, 3, R, R, 32] of flat styles [N, C]: what does not depend on the camera."""
-    return self.generator.apply_planes(gen_params, self.generator.unflatten_styles(flat))
+    return rendering.planes(gen_params, self.generator.arch, flat, self.generator.options)
 
   def render_planes(self, gen_params, planes: jax.Array, flat: jax.Array, views: jax.Array,
                     rng=None) -> jax.Array:
     """As render_flat from planes_flat(flat): images [N*V, H, W, 3] for views [N, V, 2], each
     face's planes rendered from its V cameras (row n*V + v is face n from view v)."""
     n, v = views.shape[:2]
-    styles = self.generator.unflatten_styles(jnp.repeat(flat, v, axis=0))
-    out = self.generator.apply_render(gen_params, jnp.repeat(planes, v, axis=0), styles,
-                                      self.cameras(views.reshape(n * v, 2)), rng=rng)
-    return out["image"]
+    cams = self.cameras(views.reshape(n * v, 2)).reshape(n, v, -1)
+    g = self.generator
+    return rendering.render_views(gen_params, g.arch, planes, flat, cams, g.options,
+                                  rng)["image"]
 
   def components(self) -> objective.Components:
     def styles(frozen, batch):

@@ -44,13 +44,6 @@ def edit_styles(s_src: jax.Array, s_ref: jax.Array, mask: jax.Array, delta=1.0) 
   return s_src + delta * mask * (s_ref - s_src)
 
 
-def attribute_channels(probabilities: np.ndarray, attribute_index: int, top_k: int
-                       ) -> np.ndarray:
-  """Indices of the `top_k` channels with the highest control probability for an attribute."""
-  p = np.asarray(probabilities)[attribute_index]
-  return np.argsort(-p, kind="stable")[:top_k]
-
-
 def targets_from_names(names, attributes) -> np.ndarray:
   """Multi-hot [A] row for attribute names; an unknown name is an error listing the known ones."""
   attributes = list(attributes)

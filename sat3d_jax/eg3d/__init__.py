@@ -7,7 +7,8 @@
   styles = G.styles(ws); out = G.synthesis_from_styles(styles, c)
   planes = G.planes(styles); out = G.render(planes, styles, c)   # a new camera, same face
 
-Params are the official state dict {name: array}; see generator.py for the pure functions.
+Params are the official state dict {name: array}; see generator.py for the pure functions and
+rendering.py for styles -> tri-planes -> views (flat styles, several views per face).
 The pickle converter lives in convert.py (imported lazily by load_generator).
 """
 from sat3d_jax.eg3d.architecture import Arch, param_shapes, parse_config

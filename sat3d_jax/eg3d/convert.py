@@ -25,8 +25,9 @@ import numpy as np
 from sat3d_jax.eg3d import pickle_reader
 from sat3d_jax.eg3d.pickle_reader import ModuleRecord, PickleFormatError, TensorRecord
 
-# Bump when the content or layout of a converted directory changes.
-CONVERTER_VERSION = 1
+# Bump when the content or layout of a converted directory changes. Version 1 wrote the 0-d
+# tensors (noise_strength) with shape (1,); load_generator reads them as scalars.
+CONVERTER_VERSION = 2
 PARAMS_FILE = "params.npz"
 CONFIG_FILE = "config.json"
 
@@ -177,7 +178,8 @@ def _write_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
       for name, array in arrays.items():
         with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-          np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+          # order="C", not ascontiguousarray, which makes a 0-d tensor 1-d.
+          np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
     raw.flush()
     os.fsync(raw.fileno())
 
@@ -250,13 +252,3 @@ def convert_network_pickle(pkl_path: str | os.PathLike, out_dir: str | os.PathLi
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return config
-
-
-def load_converted(out_dir: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Reads a directory written by `convert_network_pickle`: (state_dict, config)."""
-  out_dir = pathlib.Path(out_dir)
-  with open(out_dir / CONFIG_FILE, encoding="utf-8") as f:
-    config = json.load(f)
-  with np.load(out_dir / PARAMS_FILE, allow_pickle=False) as npz:
-    state_dict = {name: npz[name] for name in npz.files}
-  return state_dict, config

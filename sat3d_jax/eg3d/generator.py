@@ -14,6 +14,8 @@ Pure API (jit/grad with params as an argument, which stay un-donated):
   apply_synthesis(params, arch, ws, c, options, ...) -> {'image', ...}
   apply_sample(params, arch, coordinates, directions, ws, options, ...) -> {'sigma', 'rgb'}
 `Generator` binds params, config and options and offers jitted conveniences over them.
+Rendering from styles with the tri-planes computed once (flat or per-layer styles, several
+views per face) is rendering.py's, built on these functions.
 """
 from __future__ import annotations
 
@@ -351,7 +353,8 @@ class Generator:
 
   # --- Jitted conveniences over self.params -------------------------------------------------
   # They call module-level jitted functions with the (hashable) arch and options as static
-  # arguments, so generators of the same architecture share compiled code.
+  # arguments, so generators of the same architecture share compiled code. Those from styles
+  # (planes, render, synthesis_from_styles) are rendering.py's, shared with every other caller.
   def mapping(self, z, c, truncation_psi=1.0, truncation_cutoff=None) -> jax.Array:
     """ws [B, num_ws, w_dim] (official G.mapping; generation scripts use cutoff 14)."""
     if isinstance(truncation_psi, (int, float)) and truncation_psi == 1:
@@ -371,17 +374,21 @@ class Generator:
   def synthesis_from_styles(self, styles, c, noise_mode="const", rng=None,
                             neural_rendering_resolution=None):
     """As synthesis, from (possibly edited) StyleSpace vectors."""
-    return _jit_synthesis_from_styles(self.params, self.arch, dict(styles), c, self.options,
-                                      noise_mode, rng, neural_rendering_resolution)
+    from sat3d_jax.eg3d import rendering  # it builds on this module
+    return rendering.jit_synthesize(self.params, self.arch, dict(styles), c, self.options,
+                                    noise_mode, rng, neural_rendering_resolution)
 
   def planes(self, styles, noise_mode="const", rng=None) -> jax.Array:
     """Tri-planes [B, 3, R, R, 32] from StyleSpace vectors (the camera-independent part)."""
-    return _jit_planes(self.params, self.arch, dict(styles), self.options, noise_mode, rng)
+    from sat3d_jax.eg3d import rendering  # it builds on this module
+    return rendering.jit_planes(self.params, self.arch, dict(styles), self.options, noise_mode,
+                                rng)
 
   def render(self, planes, styles, c, rng=None, neural_rendering_resolution=None):
     """As synthesis_from_styles, from planes computed once (a camera move renders only)."""
-    return _jit_render(self.params, self.arch, planes, dict(styles), c, self.options, rng,
-                       neural_rendering_resolution)
+    from sat3d_jax.eg3d import rendering  # it builds on this module
+    return rendering.jit_render(self.params, self.arch, planes, dict(styles), c, self.options,
+                                rng, neural_rendering_resolution)
 
   def sample(self, coordinates, directions, ws, noise_mode="const", rng=None):
     """{'sigma': [B, N, 1], 'rgb': [B, N, 32]} at points [B, N, 3] (official sample_mixed)."""
@@ -397,10 +404,6 @@ _STATIC = ("arch", "options", "noise_mode", "neural_rendering_resolution")
 _jit_mapping = jax.jit(apply_mapping, static_argnames=("arch", "truncation_cutoff"))
 _jit_styles = jax.jit(apply_styles, static_argnames=("arch",))
 _jit_synthesis = jax.jit(apply_synthesis, static_argnames=_STATIC)
-_jit_synthesis_from_styles = jax.jit(apply_synthesis_from_styles, static_argnames=_STATIC)
-_jit_planes = jax.jit(apply_planes, static_argnames=("arch", "options", "noise_mode"))
-_jit_render = jax.jit(apply_render,
-                      static_argnames=("arch", "options", "neural_rendering_resolution"))
 _jit_sample = jax.jit(apply_sample, static_argnames=("arch", "options", "noise_mode"))
 
 
@@ -440,7 +443,9 @@ def load_generator(path: Union[str, pathlib.Path], *, modconv: str = "nonfused",
     for f in (params_file, config_file):
       if not f.is_file():
         raise FileNotFoundError(f"{path}: not a converted generator directory (no {f.name})")
-    return _make(_read_npz(params_file), _read_json(config_file), str(path), options)
+    config = _read_json(config_file)
+    return _make(_scalars_as_written(_read_npz(params_file), config), config, str(path),
+                 options)
   if not path.is_file():
     raise FileNotFoundError(f"no generator at {path}")
   if path.suffix == ".pkl":
@@ -454,6 +459,17 @@ def load_generator(path: Union[str, pathlib.Path], *, modconv: str = "nonfused",
                               "beside it")
     return _make(_read_npz(path), _read_json(config_file), str(path), options)
   raise InputError(f"{path}: expected a directory, a .pkl or a .npz")
+
+
+def _scalars_as_written(params: dict[str, np.ndarray], config: Mapping[str, Any]
+                        ) -> dict[str, np.ndarray]:
+  """Converter version 1 (convert.CONVERTER_VERSION) wrote 0-d tensors with shape (1,): those
+  of a directory it wrote are read back as the scalars they are."""
+  if config.get("converter", {}).get("version") != 1 or "init_kwargs" not in config:
+    return params
+  shapes = architecture.param_shapes(architecture.parse_config(config))
+  return {k: v.reshape(()) if shapes.get(k) == () and v.shape == (1,) else v
+          for k, v in params.items()}
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:

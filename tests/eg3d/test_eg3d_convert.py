@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from sat3d_jax.eg3d import convert
+from sat3d_jax.eg3d.generator import load_generator
 from sat3d_jax.eg3d.pickle_reader import PickleFormatError, UnsafePickleError
 
 FIXTURES = ["eg3d_tiny128", "eg3d_ffhq512_small", "eg3d_cars128_tiny"]
@@ -245,14 +246,18 @@ def test_cli_converts_and_round_trips(eg3d_fixture_dir, tmp_path):
   with np.load(out / "params.npz", allow_pickle=False) as npz:
     assert npz.files == list(state_dict)
     for key, want in state_dict.items():
-      assert npz[key].dtype == want.dtype and npz[key].tobytes() == want.tobytes(), key
+      assert npz[key].dtype == want.dtype and npz[key].shape == want.shape, key
+      assert npz[key].tobytes() == want.tobytes(), key
   written = json.loads((out / "config.json").read_text())
   assert {k: written[k] for k in config} == config
   assert written["source"] == {"file": "eg3d_tiny128.pkl", "key": "G_ema",
                                "sha256": hashlib.sha256(pkl.read_bytes()).hexdigest()}
   assert written["converter"]["version"] == convert.CONVERTER_VERSION
-  loaded_state, loaded_config = convert.load_converted(out)
-  assert loaded_config == written and list(loaded_state) == list(state_dict)
+  loaded = load_generator(out)  # what every command reads a converted directory with
+  assert set(loaded.params) == set(state_dict)
+  for key, want in state_dict.items():
+    assert np.asarray(loaded.params[key]).tobytes() == want.astype(np.float32).tobytes(), key
+  assert loaded.config == {k: config[k] for k in ("init_kwargs", "neural_rendering_resolution")}
 
   # A second run refuses to replace it unless asked; an unrelated directory is never replaced.
   before = (out / "params.npz").stat().st_mtime_ns
@@ -265,6 +270,23 @@ def test_cli_converts_and_round_trips(eg3d_fixture_dir, tmp_path):
   assert result.returncode == 0, result.stderr
   assert json.loads((out / "config.json").read_text())["source"]["file"] == "eg3d_cars128_tiny.pkl"
   assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]
+
+
+def test_a_version_1_conversion_still_loads(eg3d_fixture_dir, tmp_path):
+  """Converter version 1 wrote 0-d tensors (noise_strength) with shape (1,); load_generator
+  reads such a directory as the scalars they are."""
+  out = tmp_path / "v1"
+  convert.convert_network_pickle(eg3d_fixture_dir / "eg3d_tiny128.pkl", out)
+  with np.load(out / "params.npz") as npz:
+    arrays = {k: npz[k] for k in npz.files}
+  np.savez(out / "params.npz", **{k: v.reshape(1) if v.ndim == 0 else v
+                                  for k, v in arrays.items()})
+  config = json.loads((out / "config.json").read_text())
+  config["converter"]["version"] = 1
+  (out / "config.json").write_text(json.dumps(config))
+  loaded = load_generator(out)
+  assert all(np.asarray(loaded.params[k]).shape == v.shape for k, v in arrays.items())
+  assert any(v.ndim == 0 for v in arrays.values())
 
 
 def test_convert_fills_an_empty_directory_but_never_replaces_a_foreign_one(eg3d_fixture_dir,

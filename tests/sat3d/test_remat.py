@@ -4,6 +4,9 @@ Every policy renders the same images with the same gradient as 'none' on the tin
 recomputes shows in the FLOPs the step executes (the backbone's forward runs again in the
 backward under 'full', not under 'renderer'); a typo'd name is refused before anything is built,
 and configs written when the field was a bool keep their meaning."""
+import pathlib
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +107,10 @@ def test_a_typo_is_refused_and_bools_keep_their_meaning(model):
   with pytest.raises(errors.InputError, match=r"config.objective.remat must be one of .*'ful'"):
     sat3d_task.make_task(config, model)
   assert remat.policy_name(True) == "full" and remat.policy_name(False) == "none"
+
+
+def test_the_config_names_exactly_the_policies_remat_knows():
+  """configs/sat3d_ffhq.py's comment on objective.remat lists remat.POLICIES, no other name."""
+  text = (pathlib.Path(__file__).resolve().parents[2] / "configs" / "sat3d_ffhq.py").read_text()
+  comment = text[text.index("checkpoint policy (sat3d_jax/remat.py)"):text.index('remat="none"')]
+  assert set(re.findall(r"'(\w+)'", comment)) == set(remat.POLICIES)

@@ -3,11 +3,11 @@
 Cases per preset x compute dtype (float32, bfloat16), one view (batch 1) per call, the
 interactive case:
   camera move     the renderer and super-resolution from cached tri-planes
-                  (eg3d.apply_render: what the studio runs when yaw or pitch moves)
+                  (rendering.render: what the studio runs when yaw or pitch moves)
   new edit        the edit s_src + (sum_a delta_a P[a]) (s_ref - s_src), the tri-planes of the
                   result and its render (what a new strength or reference costs)
-  full generator  eg3d.apply_synthesis_from_styles: the backbone again for every view (what a
-                  viewer without the planes cache runs per camera move)
+  full generator  rendering.synthesize: the backbone again for every view (what a viewer
+                  without the planes cache runs per camera move)
 Each preset and dtype gets the ratio camera move / full generator in the notes: how much the
 cache buys. Quick: the 'micro' preset of the tiny main job. Full: 'micro' and the released
 FFHQ-512 architecture ('ffhq512', random weights). The goal on one H100-class GPU is >= 30
@@ -32,29 +32,20 @@ CAMERA_MOVE, NEW_EDIT, FULL = "camera move (cached tri-planes)", "new edit", "fu
 ATTRIBUTES = 12  # the FFHQ descriptor set's attributes (sat3d_jax/descriptors/ffhq.json)
 
 
-def _unflatten(flat, arch):
-  ends = [sum(d for _, d in arch.style_layers[:i + 1]) for i in range(len(arch.style_layers))]
-  starts = [0] + ends[:-1]
-  return {n: flat[:, s:e] for (n, _), s, e in zip(arch.style_layers, starts, ends)}
-
-
-def _programs(eg3d, transfer, arch, options):
+def _programs(rendering, transfer, arch, options):
   """(camera move, new edit, full generator) as functions of arrays only."""
 
   def camera_move(params, planes, flat, cams):
-    return eg3d.apply_render(params, arch, planes, _unflatten(flat, arch), cams,
-                             options)["image"]
+    return rendering.render(params, arch, planes, flat, cams, options)["image"]
 
   def new_edit(params, s_src, s_ref, probabilities, strengths, cams):
     mask = transfer.target_mask(probabilities, strengths)
     flat = transfer.edit_styles(s_src, s_ref, mask, 1.0)
-    styles = _unflatten(flat, arch)
-    planes = eg3d.apply_planes(params, arch, styles, options)
-    return eg3d.apply_render(params, arch, planes, styles, cams, options)["image"]
+    return rendering.render(params, arch, rendering.planes(params, arch, flat, options), flat,
+                            cams, options)["image"]
 
   def full(params, flat, cams):
-    return eg3d.apply_synthesis_from_styles(params, arch, _unflatten(flat, arch), cams,
-                                            options)["image"]
+    return rendering.synthesize(params, arch, flat, cams, options)["image"]
 
   return camera_move, new_edit, full
 
@@ -65,6 +56,7 @@ def start(options: SuiteOptions, presets: Optional[Sequence[str]] = None,
   them and returns the suite dict."""
   try:
     from sat3d_jax import eg3d, transfer  # pylint: disable=g-import-not-at-top
+    from sat3d_jax.eg3d import rendering  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     reason = f"sat3d_jax cannot be imported ({e})"
     return lambda: harness.missing_suite(reason)
@@ -77,13 +69,12 @@ def start(options: SuiteOptions, presets: Optional[Sequence[str]] = None,
     arch = eg3d.parse_config(config)
     params = harness.block(jax.jit(functools.partial(eg3d.init_params, config))(
         jax.random.key(0)))
-    rendering = config["init_kwargs"]["rendering_kwargs"]
-    pivot, radius = rendering.get("avg_camera_pivot", (0, 0, 0)), rendering["avg_camera_radius"]
+    kwargs = config["init_kwargs"]["rendering_kwargs"]
+    pivot, radius = kwargs.get("avg_camera_pivot", (0, 0, 0)), kwargs["avg_camera_radius"]
     z = jax.random.normal(jax.random.key(1), (2, arch.z_dim), jnp.float32)
     front = eg3d.orbit_labels(jnp.zeros(2), jnp.zeros(2), pivot, radius)
     ws = eg3d.apply_mapping(params, arch, z, front, 0.7, 14)
-    styles = eg3d.apply_styles(params, arch, ws)
-    flat = jnp.concatenate([styles[n] for n, _ in arch.style_layers], -1)
+    flat = rendering.flat_styles(params, arch, ws)
     s_src, s_ref = flat[:1], flat[1:]
     channels = flat.shape[1]
     probabilities = jax.nn.softmax(jax.random.normal(jax.random.key(2),
@@ -96,9 +87,8 @@ def start(options: SuiteOptions, presets: Optional[Sequence[str]] = None,
     log(f"  [studio] preset {preset}: {arch.img_resolution} px, {n_params / 1e6:.2f} M params")
     for dtype in dtypes:
       opts = eg3d.Options(dtype=jnp.dtype(dtype))
-      camera_move, new_edit, full = _programs(eg3d, transfer, arch, opts)
-      planes = harness.block(jax.jit(eg3d.apply_planes, static_argnames=("arch", "options"))(
-          params, arch, _unflatten(s_src, arch), options=opts))
+      camera_move, new_edit, full = _programs(rendering, transfer, arch, opts)
+      planes = harness.block(rendering.jit_planes(params, arch, s_src, opts))
       cases = ((CAMERA_MOVE, camera_move, [params, planes, s_src, cams]),
                (NEW_EDIT, new_edit, [params, s_src, s_ref, probabilities, strengths, cams]),
                (FULL, full, [params, s_src, cams]))
