@@ -78,6 +78,10 @@ from frldgt_jax.data import databases
 SUMMARY_FILE = "build_summary.json"
 ALIGNMENTS = ("landmarks68", "landmarks", "cropped")
 LANDMARK_ALIGNMENTS = ("landmarks68", "landmarks")
+# Alignment names of earlier builder versions -> the alignment that replaced them. A new run
+# cannot ask for them (no builder makes such data); runs saved with them still load and predict
+# (frldgt_jax/clip_input.py follows them).
+RETIRED_ALIGNMENTS = {"detect": "landmarks68"}  # 2.0.0: dlib replaced OpenCV Haar cascades
 DEFAULT_RESOLUTION = 128
 DEFAULT_FRAMES = 8
 # 2.0.0: alignment 'landmarks68' (dlib) replaced 'detect' (OpenCV Haar cascades).
