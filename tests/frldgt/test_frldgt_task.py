@@ -176,6 +176,9 @@ def test_pipeline_is_step_indexed_and_splits_over_processes(tiny):
       for key, value in every[5 + step].items():
         joined = np.concatenate([halves[0][step][key], halves[1][step][key]], axis=axis)
         np.testing.assert_array_equal(joined, value)
+  uneven = config.batch_size + 1  # processes the batch axis does not divide over
+  with pytest.raises(ValueError, match=f"cannot be split evenly over {uneven} processes"):
+    _batches(task, 5, 1, InputSpec(5, 0, uneven, 1))
 
 
 def test_a_fold_alone_gets_its_batches_and_identity_from_the_stack(tiny):
