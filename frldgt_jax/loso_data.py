@@ -235,6 +235,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.model.num_classes != len(config.data.class_names):
     raise InputError(f"config.model.num_classes ({config.model.num_classes}) must equal the "
                      f"number of config.data.class_names ({len(config.data.class_names)})")
+  _check_alignment(config.data.alignment)
   if config.data.labels not in ("label", "label5"):
     raise InputError(f"config.data.labels must be 'label' or 'label5', got "
                      f"{config.data.labels!r}")
@@ -250,6 +251,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.data.frames - 1 - 2 * config.augment.max_jitter < 1:
     raise InputError(f"config.augment.max_jitter {config.augment.max_jitter} leaves no onset < "
                      f"apex among {config.data.frames} frames")
+
+
+def _check_alignment(alignment: str) -> None:
+  """A new run's data.alignment must be one the builders make (frldgt_jax/data/builders.py)."""
+  from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
+  if alignment in builders.RETIRED_ALIGNMENTS:
+    raise InputError(f"config.data.alignment {alignment!r} names data of an earlier builder that "
+                     f"nothing builds now; use {builders.RETIRED_ALIGNMENTS[alignment]!r} "
+                     f"(alignments: {', '.join(builders.ALIGNMENTS)})")
+  if alignment not in builders.ALIGNMENTS:
+    raise InputError(f"config.data.alignment must be one of {', '.join(builders.ALIGNMENTS)}, "
+                     f"got {alignment!r}")
 
 
 def selected_folds(config: ml_collections.ConfigDict, folds: Sequence) -> list[int]:

@@ -10,10 +10,7 @@ Per-database scores are slices of the same pooled predictions, never separate tr
 """
 from typing import Mapping, Sequence
 
-import jax.numpy as jnp
 import numpy as np
-
-CLASS_NAMES = ('negative', 'positive', 'surprise')
 
 
 def _check(name, values, num_classes):
@@ -37,18 +34,6 @@ def confusion_matrix(labels, predictions, num_classes: int = 3) -> np.ndarray:
     raise ValueError(f'labels {labels.shape} and predictions {predictions.shape} differ in length')
   return np.bincount(labels * num_classes + predictions,
                      minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def batch_confusion_matrix(labels, predictions, mask=None, num_classes: int = 3):
-  """Jittable int32 [C, C] confusion counts of one batch (mask [B]: True = real example).
-
-  Counts add exactly across batches, devices and hosts; feed the sum to `scores_from_confusion`.
-  """
-  one_true = (labels[:, None] == jnp.arange(num_classes)).astype(jnp.int32)
-  one_pred = (predictions[:, None] == jnp.arange(num_classes)).astype(jnp.int32)
-  if mask is not None:
-    one_true = one_true * jnp.asarray(mask, jnp.int32)[:, None]
-  return one_true.T @ one_pred
 
 
 def _safe_divide(numerator, denominator):

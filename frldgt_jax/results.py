@@ -97,13 +97,11 @@ def read_predictions_csv(path: str | os.PathLike, num_classes: int = 3) -> Predi
 def compute_results(p: Predictions, class_names: Sequence[str],
                     extra: Optional[Mapping[str, Any]] = None) -> dict:
   """results.json's content from pooled predictions (module docstring); `extra` is merged in."""
-  c = len(class_names)
-  pooled = metrics_lib.scores(p.label, p.prediction, c)
-  per_db = {}
-  for name in sorted(set(p.dataset.tolist())):
-    sel = p.dataset == name
-    s = metrics_lib.scores(p.label[sel], p.prediction[sel], c)
-    per_db[name] = {"UF1": s["uf1"], "UAR": s["uar"], "n": int(sel.sum())}
+  by_database = dict(metrics_lib.scores_by_database(p.label, p.prediction, p.dataset,
+                                                    len(class_names)))
+  pooled = by_database.pop("composite")
+  per_db = {name: {"UF1": s["uf1"], "UAR": s["uar"], "n": s["count"]}
+            for name, s in by_database.items()}
   cm = pooled["confusion"]
   per_class = {name: {"F1": float(pooled["f1"][i]), "recall": float(pooled["recall"][i]),
                       "support": int(pooled["support"][i]), "predicted": int(cm[:, i].sum())}

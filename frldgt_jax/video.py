@@ -1,6 +1,6 @@
 """Reading a user's clip: a video file (MP4, AVI, MOV, ... through imageio-ffmpeg) or a folder of
-frames named as in CASME II (img46.jpg), SAMM (006_05562.jpg) or SMIC (image000123.bmp), with or
-without the cropped sets' reg_ prefix (frldgt_jax/data/clips.py).
+frames named as in one of the databases (frldgt_jax/data/databases.py: CASME II img46.jpg, SAMM
+006_05562.jpg, SMIC image000123.bmp), with or without the cropped sets' reg_ prefix.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 
 from frldgt_jax.data import clips as clips_lib
+from frldgt_jax.data import databases
 from frldgt_jax.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
@@ -80,17 +81,19 @@ def read_frame_folder(folder: str | os.PathLike) -> Clip:
     raise InputError(f"{folder}: no such frame folder")
   names = [e.name for e in os.scandir(folder) if e.is_file()]
   best: dict[int, pathlib.Path] = {}
-  for database in ("casme2", "smic", "samm"):  # SAMM's pattern is the loosest: last
+  # The loosest patterns (SAMM's) last: on a tie the stricter naming wins.
+  for db in sorted(databases.ALL, key=lambda d: d.loose_frame_names):
     numbered = {}
     for name in names:
-      number = clips_lib.frame_number(database, name)
+      number = clips_lib.frame_number(db.name, name)
       if number is not None:
         numbered.setdefault(number, folder / name)
     if len(numbered) > len(best):
       best = numbered
   if len(best) < 2:
-    raise InputError(f"{folder}: fewer than 2 frames named as in CASME II (img46.jpg), SAMM "
-                     "(006_05562.jpg) or SMIC (image000123.bmp)")
+    known = [f"{db.title} ({db.frame_example})" for db in databases.ALL]
+    raise InputError(f"{folder}: fewer than 2 frames named as in {', '.join(known[:-1])} or "
+                     f"{known[-1]}")
   numbers = sorted(best)
   frames = [clips_lib.load_gray(best[n]) for n in numbers]
   if len({f.shape for f in frames}) != 1:

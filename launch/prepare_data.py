@@ -29,9 +29,10 @@ import pathlib
 
 from absl import app, flags, logging
 
+from frldgt_jax.data import databases
 from frldgt_jax.errors import InputError
 
-_DATASET = flags.DEFINE_enum("dataset", None, ["casme2", "samm", "smic", "composite"],
+_DATASET = flags.DEFINE_enum("dataset", None, [*databases.NAMES, "composite"],
                              "Which dataset to prepare.", required=True)
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the downloaded data.",
                                   required=True)

@@ -1,5 +1,8 @@
 """Annotation readers for CASME II, SAMM and SMIC-HS, the MEGC2019 composite list, and the errata.
 
+Each database's facts (frame rate, files, class mapping) are its entry in databases.py, which
+names the reader here that parses its annotation source.
+
 Each reader returns `(clips, problems)`: one `ClipAnnotation` per row that parsed and one
 `DataProblem` per row that did not (naming the file, the spreadsheet row and the sample). The
 caller decides whether a problem fails the build or drops the clip; nothing is dropped here.
@@ -16,10 +19,8 @@ Canonical names (docs/frldgt.md, "Micro-expression conventions"): database 'casm
 subject CASME II 'sub01', SAMM unpadded '6', SMIC 's01'; sample CASME II 'EP02_01f', SAMM '006_1_2',
 SMIC 's01_ne_01'. The folder spellings (SAMM '006', SMIC 's1', 's1_ne_01') are kept beside them.
 
-Labels always come from the annotation file (SMIC has none: its folder is the label source).
-3-class composite label (MEGC2019): 0 negative, 1 positive, 2 surprise, -1 outside the composite.
-CASME II's 5 classes: 0 happiness, 1 disgust, 2 repression, 3 surprise, 4 others (-1 elsewhere;
-CASME II's fear and sadness clips are outside the standard 5-class protocol's 246 clips).
+Labels always come from the annotation file (SMIC has none: its folder is the label source),
+mapped by the database's entry (databases.py: 3-class composite `label`, CASME II's `label5`).
 
 Errata: the fixes `resolve_frames` applies, each reported once per clip as a `Fix`
 (rule names are the `RULE_*` constants):
@@ -47,11 +48,6 @@ from typing import Any, Iterable, Sequence
 from frldgt_jax.data import csv_file
 from frldgt_jax.errors import InputError
 
-DATABASES = ("casme2", "samm", "smic")
-FPS = {"casme2": 200, "samm": 200, "smic": 100}
-CLASS_NAMES = ("negative", "positive", "surprise")
-CASME2_CLASS_NAMES = ("happiness", "disgust", "repression", "surprise", "others")
-
 RULE_OFFSET_MISSING = "offset_missing"
 RULE_OFFSET_BEFORE_ONSET = "offset_before_onset"
 RULE_SMIC_MIDDLE_APEX = "smic_middle_apex"
@@ -73,22 +69,24 @@ NO_FACE = "no_face"
 NO_LANDMARKS = "no_landmarks"
 OUTSIDE_CLASSES = "outside_classes"
 
-# MEGC2019 composite (docs/frldgt.md): negative = repression, anger, contempt, disgust, fear, sadness;
-# in CASME II only disgust and repression count as negative.
-_CASME2_LABELS = {  # emotion -> (3-class label, 5-class label)
-    "happiness": (1, 0), "disgust": (0, 1), "repression": (0, 2), "surprise": (2, 3),
-    "others": (-1, 4), "fear": (-1, -1), "sadness": (-1, -1),
-}
-_SAMM_LABELS = {
-    "anger": 0, "contempt": 0, "disgust": 0, "fear": 0, "sadness": 0,
-    "happiness": 1, "surprise": 2, "other": -1, "others": -1,
-}
-_SMIC_LABELS = {"negative": 0, "positive": 1, "surprise": 2}
-
 _SAMM_COLUMNS = {"subject": "Subject", "filename": "Filename", "onset": "Onset Frame",
                  "apex": "Apex Frame", "offset": "Offset Frame", "emotion": "Estimated Emotion"}
 _HEADER_SEARCH_ROWS = 40
 _SMIC_SUBJECT = re.compile(r"^s(\d+)$", re.IGNORECASE)
+
+
+def _database(name: str):
+  """The registry entry of database `name` (frldgt_jax/data/databases.py).
+
+  Imported on use: the registry names this module's readers, so it imports this module.
+  """
+  from frldgt_jax.data import databases  # pylint: disable=g-import-not-at-top
+  return databases.get(name)
+
+
+def _database_names() -> tuple[str, ...]:
+  from frldgt_jax.data import databases  # pylint: disable=g-import-not-at-top
+  return databases.NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +293,7 @@ def read_casme2_xlsx(path: str | os.PathLike) -> tuple[list[ClipAnnotation], lis
   if wrong:
     raise DataError([DataProblem(MALFORMED_ROW, "header does not match the CASME II layout: "
                                  + "; ".join(wrong), str(path), rows[header_row][0])])
+  db = _database("casme2")
   clips, problems, seen = [], [], {}
   for row_number, cells in rows[header_row + 1:]:
     if _is_blank(cells):
@@ -310,15 +309,15 @@ def read_casme2_xlsx(path: str | os.PathLike) -> tuple[list[ClipAnnotation], lis
       apex = _optional_frame_number(cells[4], "ApexFrame")
       offset = _optional_frame_number(cells[5], "OffsetFrame")
       emotion = _text(cells[8])
-      if emotion.lower() not in _CASME2_LABELS:
-        raise _CellError(f"Estimated Emotion {emotion!r} is not one of {sorted(_CASME2_LABELS)}")
+      if emotion.lower() not in db.labels:
+        raise _CellError(f"Estimated Emotion {emotion!r} is not one of {sorted(db.labels)}")
     except _CellError as e:
-      problems.append(DataProblem(MALFORMED_ROW, str(e), str(path), row_number, "casme2",
+      problems.append(DataProblem(MALFORMED_ROW, str(e), str(path), row_number, db.name,
                                   sample=sample or None))
       continue
-    label, label5 = _CASME2_LABELS[emotion.lower()]
-    clip = ClipAnnotation("casme2", subject, sample, subject, sample, onset, apex, offset,
-                          emotion, label, label5, FPS["casme2"], str(path), row_number,
+    label, label5 = db.labels[emotion.lower()]
+    clip = ClipAnnotation(db.name, subject, sample, subject, sample, onset, apex, offset,
+                          emotion, label, label5, db.fps, str(path), row_number,
                           apex_text=_text(cells[4]), offset_text=_text(cells[5]))
     _add_unique(clip, clips, problems, seen)
   return clips, problems
@@ -337,6 +336,7 @@ def read_samm_xlsx(path: str | os.PathLike) -> tuple[list[ClipAnnotation], list[
                                    f"{[n for n in names if n]})", str(path),
                                    rows[header_row][0])])
     columns[key] = names.index(name.lower())
+  db = _database("samm")
   clips, problems, seen = [], [], {}
   for row_number, cells in rows[header_row + 1:]:
     if _is_blank(cells):
@@ -351,15 +351,16 @@ def read_samm_xlsx(path: str | os.PathLike) -> tuple[list[ClipAnnotation], list[
       apex = _optional_frame_number(cells[columns["apex"]], "Apex Frame")
       offset = _optional_frame_number(cells[columns["offset"]], "Offset Frame")
       emotion = _text(cells[columns["emotion"]])
-      if emotion.lower() not in _SAMM_LABELS:
-        raise _CellError(f"Estimated Emotion {emotion!r} is not one of {sorted(_SAMM_LABELS)}")
+      if emotion.lower() not in db.labels:
+        raise _CellError(f"Estimated Emotion {emotion!r} is not one of {sorted(db.labels)}")
     except _CellError as e:
-      problems.append(DataProblem(MALFORMED_ROW, str(e), str(path), row_number, "samm",
+      problems.append(DataProblem(MALFORMED_ROW, str(e), str(path), row_number, db.name,
                                   sample=sample or None))
       continue
-    clip = ClipAnnotation("samm", str(subject_number), sample, f"{subject_number:03d}", sample,
-                          onset, apex, offset, emotion, _SAMM_LABELS[emotion.lower()], -1,
-                          FPS["samm"], str(path), row_number,
+    label, label5 = db.labels[emotion.lower()]
+    clip = ClipAnnotation(db.name, str(subject_number), sample, f"{subject_number:03d}", sample,
+                          onset, apex, offset, emotion, label, label5, db.fps, str(path),
+                          row_number,
                           apex_text=_text(cells[columns["apex"]]),
                           offset_text=_text(cells[columns["offset"]]))
     _add_unique(clip, clips, problems, seen)
@@ -400,6 +401,7 @@ def scan_smic(hs_root: str | os.PathLike) -> tuple[list[ClipAnnotation], list[Da
   are left None: `resolve_frames` takes the first and last frame on disk and the middle apex.
   """
   hs_root = pathlib.Path(hs_root)
+  db = _database("smic")
   clips, problems, seen = [], [], {}
   subject_dirs = sorted((d for d in hs_root.iterdir() if d.is_dir() and _SMIC_SUBJECT.match(
       d.name)), key=lambda d: int(_SMIC_SUBJECT.match(d.name).group(1)))
@@ -415,9 +417,9 @@ def scan_smic(hs_root: str | os.PathLike) -> tuple[list[ClipAnnotation], list[Da
       continue
     for emotion_dir in sorted(d for d in micro.iterdir() if d.is_dir()):
       emotion = emotion_dir.name.lower()
-      if emotion not in _SMIC_LABELS:
+      if emotion not in db.labels:
         problems.append(DataProblem(MALFORMED_FOLDER, f"emotion folder {emotion_dir.name!r} is "
-                                    f"not one of {sorted(_SMIC_LABELS)}", str(emotion_dir),
+                                    f"not one of {sorted(db.labels)}", str(emotion_dir),
                                     database="smic", subject=subject))
         continue
       for clip_dir in sorted(d for d in emotion_dir.iterdir() if d.is_dir()):
@@ -428,8 +430,9 @@ def scan_smic(hs_root: str | os.PathLike) -> tuple[list[ClipAnnotation], list[Da
                                       subject=subject, sample=clip_dir.name))
           continue
         sample = subject + "_" + clip_dir.name[len(prefix):]
+        label, label5 = db.labels[emotion]
         clip = ClipAnnotation("smic", subject, sample, subject_dir.name, clip_dir.name, None,
-                              None, None, emotion, _SMIC_LABELS[emotion], -1, FPS["smic"],
+                              None, None, emotion, label, label5, db.fps,
                               str(clip_dir), None)
         if clip.key in seen:
           problems.append(clip.problem(DUPLICATE_ROW, f"also found under {seen[clip.key]}"))
@@ -467,14 +470,15 @@ def read_composite_list(path: str | os.PathLike) -> tuple[list[CompositeEntry],
                                                                  "label"]:
     raise DataError([DataProblem(MALFORMED_ROW, "header must be 'dataset,subject,sample,label'",
                                  str(path), 1)])
+  known = _database_names()
   entries, problems, seen = [], [], {}
   for row_number, cells in rows[1:]:
     if not any(c.strip() for c in cells):
       continue
     cells = [c.strip() for c in cells] + [""] * 4
     database, subject, sample, label = cells[:4]
-    if database not in DATABASES or not subject or not sample or label not in ("0", "1", "2"):
-      problems.append(DataProblem(MALFORMED_ROW, f"expected dataset in {DATABASES}, a subject, a "
+    if database not in known or not subject or not sample or label not in ("0", "1", "2"):
+      problems.append(DataProblem(MALFORMED_ROW, f"expected dataset in {known}, a subject, a "
                                   f"sample and a label in 0/1/2; got {cells[:4]}", str(path),
                                   row_number, database or None, subject or None, sample or None))
       continue
@@ -502,9 +506,11 @@ def resolve_frames(clip: ClipAnnotation, frame_numbers: Iterable[int]
     raise ValueError(f"{clip.sample}: no frames on disk")
   first, last = on_disk[0], on_disk[-1]
   fixes = []
-  onset = first if clip.database == "smic" and clip.onset is None else clip.onset
+  # A database without an annotation file (SMIC) gives no span: the frames on disk are the clip.
+  from_folders = _database(clip.database).labels_from_folders
+  onset = first if from_folders and clip.onset is None else clip.onset
   offset = clip.offset
-  if clip.database == "smic" and offset is None:
+  if from_folders and offset is None:
     offset = last
   elif offset is None:
     offset = last
@@ -516,7 +522,7 @@ def resolve_frames(clip: ClipAnnotation, frame_numbers: Iterable[int]
     offset = last
   middle = (onset + offset) // 2
   apex = clip.apex
-  if clip.database == "smic" and apex is None:
+  if from_folders and apex is None:
     apex = middle
     fixes.append(Fix(RULE_SMIC_MIDDLE_APEX, f"no apex annotation -> middle frame {apex} of "
                      f"[{onset}, {offset}]"))
@@ -529,8 +535,3 @@ def resolve_frames(clip: ClipAnnotation, frame_numbers: Iterable[int]
                      f"{middle}"))
     apex = middle
   return ClipFrames(onset, apex, offset), fixes
-
-
-def label_name(label: int) -> str:
-  """'negative' | 'positive' | 'surprise' for 0/1/2; 'none' for -1 (outside the composite)."""
-  return CLASS_NAMES[label] if 0 <= label < len(CLASS_NAMES) else "none"

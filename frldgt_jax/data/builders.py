@@ -1,13 +1,15 @@
 """TFDS builders (manual download) for CASME II, SAMM, SMIC-HS and the MEGC2019 composite.
 
-Builders (registered names chosen not to clash with anything TFDS ships):
+Builders (registered names chosen not to clash with anything TFDS ships; one per database of
+frldgt_jax/data/databases.py, `BUILDERS[name]`):
   `casme2_me`, `samm_me`, `smic_me`: every clip of the database's annotation source;
   `megc2019_composite`: the clips of a composite list (default: the 442-clip MEGC2019 list
   shipped as frldgt_jax/data/megc2019_composite_3class.csv), from all three databases.
 
 Usage (CSV: onset landmarks, e.g. written by launch/prepare_data.py with dlib's 68 points):
-    builder = builders.Casme2Me(data_dir=OUT, config=builders.me_config(128, 8, "landmarks68"),
-                                options=builders.BuildOptions(landmarks_csv=CSV))
+    builder = builders.BUILDERS["casme2"](data_dir=OUT,
+                                          config=builders.me_config(128, 8, "landmarks68"),
+                                          options=builders.BuildOptions(landmarks_csv=CSV))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=DIR))
 or `python launch/prepare_data.py --dataset casme2 --manual_dir DIR --data_dir OUT`.
 
@@ -71,10 +73,15 @@ from tensorflow_datasets.core import utils as tfds_utils
 
 from frldgt_jax.data import annotations as ann_lib
 from frldgt_jax.data import clips as clips_lib
+from frldgt_jax.data import databases
 
 SUMMARY_FILE = "build_summary.json"
 ALIGNMENTS = ("landmarks68", "landmarks", "cropped")
 LANDMARK_ALIGNMENTS = ("landmarks68", "landmarks")
+# Alignment names of earlier builder versions -> the alignment that replaced them. A new run
+# cannot ask for them (no builder makes such data); runs saved with them still load and predict
+# (frldgt_jax/clip_input.py follows them).
+RETIRED_ALIGNMENTS = {"detect": "landmarks68"}  # 2.0.0: dlib replaced OpenCV Haar cascades
 DEFAULT_RESOLUTION = 128
 DEFAULT_FRAMES = 8
 # 2.0.0: alignment 'landmarks68' (dlib) replaced 'detect' (OpenCV Haar cascades).
@@ -195,7 +202,7 @@ class BuildSummary:
     per_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     per_subject: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for c in self.clips:
-      per_class[c["database"]][ann_lib.label_name(c["label"])] += 1
+      per_class[c["database"]][databases.label_name(c["label"])] += 1
       per_subject[c["database"]][c["subject"]] += 1
     return {"total": len(self.clips), "per_database": dict(sorted(per_db.items())),
             "per_class": {d: dict(sorted(v.items())) for d, v in sorted(per_class.items())},
@@ -295,12 +302,8 @@ def plan_database(manual_dir: str | os.PathLike, database: str, *, num_frames: i
   paths = clips_lib.locate(manual_dir, database, use_cropped=alignment == "cropped",
                            need_raw=alignment != "cropped")
   root = _frames_root(paths, alignment)
-  if database == "casme2":
-    annotated, problems = ann_lib.read_casme2_xlsx(paths.annotation)
-  elif database == "samm":
-    annotated, problems = ann_lib.read_samm_xlsx(paths.annotation)
-  else:
-    annotated, problems = ann_lib.scan_smic(root)
+  db = databases.get(database)
+  annotated, problems = db.reader(root if db.labels_from_folders else paths.annotation)
   ignored = []
   if wanted is not None:
     wanted_samples = {key[2] for key in wanted if key[0] == database}
@@ -332,8 +335,8 @@ class _PlanError(Exception):
 
 def _plan_clip(clip: ann_lib.ClipAnnotation, root: pathlib.Path, cropped: bool, num_frames: int,
                alignment: str, landmarks: dict | None, wanted: dict | None) -> PlannedClip:
-  # SMIC clips are found by scanning `root` (HS/s1/micro/<emotion>/s1_ne_01): source is the folder.
-  folder = (pathlib.Path(clip.source) if clip.database == "smic"
+  # Clips found by scanning `root` (SMIC's HS/s1/micro/<emotion>/s1_ne_01): source is the folder.
+  folder = (pathlib.Path(clip.source) if databases.get(clip.database).labels_from_folders
             else root / clip.subject_dir / clip.sample_dir)
   frames = clips_lib.list_frames(folder, clip.database)
   span, fixes = ann_lib.resolve_frames(clip, frames)
@@ -371,7 +374,7 @@ def plan_composite(manual_dir: str | os.PathLike, composite_csv: str | os.PathLi
   entries, problems = ann_lib.read_composite_list(composite_csv)
   wanted = {e.key: e.label for e in entries}
   planned, ignored = [], []
-  for database in ann_lib.DATABASES:
+  for database in databases.NAMES:
     if not any(e.database == database for e in entries):
       continue
     got, bad, unused = plan_database(manual_dir, database, num_frames=num_frames,
@@ -423,8 +426,16 @@ def load_aligned_frames(planned: PlannedClip, resolution: int, alignment: str
 
 # ----------------------------------------------------------------------------- builders
 
+def _fps_doc() -> str:
+  """'200 (CASME II, SAMM) or 100 (SMIC-HS)': the databases' frame rates."""
+  by_fps: dict[int, list[str]] = {}
+  for db in databases.ALL:
+    by_fps.setdefault(db.fps, []).append(db.title)
+  return " or ".join(f"{fps} ({', '.join(titles)})" for fps, titles in by_fps.items())
+
+
 _FEATURE_DOCS = {
-    "database": "'casme2' | 'samm' | 'smic'",
+    "database": " | ".join(f"'{name}'" for name in databases.NAMES),
     "subject": "canonical subject: CASME II 'sub01', SAMM unpadded '6', SMIC 's01'",
     "sample": "canonical sample: 'EP02_01f', '006_1_2', 's01_ne_01'",
     "emotion": "the annotation's emotion text (SMIC: its emotion folder)",
@@ -435,26 +446,12 @@ _FEATURE_DOCS = {
     "onset_index": "absolute onset frame number",
     "apex_index": "absolute apex frame number (after the errata)",
     "offset_index": "absolute offset frame number (after the errata)",
-    "fps": "frame rate: 200 (CASME II, SAMM) or 100 (SMIC-HS)",
+    "fps": "frame rate: " + _fps_doc(),
     "frame_indices": "absolute frame number of each stored frame",
     "frames": "grayscale aligned frames from onset to apex inclusive, evenly spaced "
               "(frames[0] onset, frames[-1] apex)",
     "fixes": "JSON list of {rule, detail}: the errata applied to this clip",
 }
-
-_INSTRUCTIONS = {
-    "casme2": "CASME II: put `CASME2-coding-*.xlsx` and the frame folder `CASME2_RAW_selected/`"
-              " (sub01/EP02_01f/img46.jpg) in the manual directory (or up to 3 levels below); "
-              "for alignment 'cropped', the dataset's `Cropped/` folder "
-              "(sub01/EP02_01f/reg_img46.jpg).",
-    "samm": "SAMM: put `SAMM_Micro_FACS_Codes_v2.xlsx` and the frame folder `SAMM/` "
-            "(006/006_1_2/006_05562.jpg) in the manual directory (or up to 3 levels below); for"
-            " alignment 'cropped', a `SAMM_cropped/` folder with the same layout.",
-    "smic": "SMIC-HS: put `SMIC/HS/` (s1/micro/negative/s1_ne_01/image000001.bmp) in the manual "
-            "directory (or up to 3 levels below); for alignment 'cropped', the dataset's "
-            "`SMIC_all_cropped/HS/` (reg_image000001.bmp).",
-}
-
 
 class _MicroExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared code of the four builders; see the module docstring for features and options."""
@@ -582,25 +579,17 @@ class _SingleDatabaseBuilder(_MicroExpressionBuilder, skip_registration=True):
                          alignment=self.builder_config.alignment, landmarks=landmarks)
 
 
-class Casme2Me(_SingleDatabaseBuilder):
-  """CASME II micro-expression clips (all rows of the coding sheet); features: module doc."""
-  name = "casme2_me"
-  _DATABASE = "casme2"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS["casme2"]
+def _database_builder(db: databases.Database) -> type:
+  """The TFDS builder of one database's every clip (registered as `db.builder`)."""
+  return type(db.builder_class, (_SingleDatabaseBuilder,), {
+      "__module__": __name__, "__qualname__": db.builder_class,
+      "__doc__": f"{db.title} micro-expression clips (every clip of its annotation source); "
+                 "features: module doc.",
+      "name": db.builder, "_DATABASE": db.name, "MANUAL_DOWNLOAD_INSTRUCTIONS": db.instructions})
 
 
-class SammMe(_SingleDatabaseBuilder):
-  """SAMM micro-movement clips (all rows of the FACS code sheet); features: module doc."""
-  name = "samm_me"
-  _DATABASE = "samm"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS["samm"]
-
-
-class SmicMe(_SingleDatabaseBuilder):
-  """SMIC-HS micro-expression clips (all clips under HS/*/micro); features: module doc."""
-  name = "smic_me"
-  _DATABASE = "smic"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS["smic"]
+# One builder per database of the registry (classes Casme2Me, SammMe, SmicMe, ...).
+_DATABASE_BUILDERS = {db.name: _database_builder(db) for db in databases.ALL}
 
 
 class Megc2019Composite(_MicroExpressionBuilder):
@@ -611,7 +600,8 @@ class Megc2019Composite(_MicroExpressionBuilder):
   """
   name = "megc2019_composite"
   MANUAL_DOWNLOAD_INSTRUCTIONS = ("The MEGC2019 composite reads all three databases from one "
-                                  "manual directory:\n" + "\n".join(_INSTRUCTIONS.values()))
+                                  "manual directory:\n"
+                                  + "\n".join(db.instructions for db in databases.ALL))
 
   def _composite_csv(self) -> pathlib.Path:
     return pathlib.Path(self._options.composite_csv or default_composite_csv())
@@ -625,7 +615,7 @@ class Megc2019Composite(_MicroExpressionBuilder):
                           alignment=self.builder_config.alignment, landmarks=landmarks)
 
 
-BUILDERS = {"casme2": Casme2Me, "samm": SammMe, "smic": SmicMe, "composite": Megc2019Composite}
+BUILDERS = {**_DATABASE_BUILDERS, "composite": Megc2019Composite}
 
 
 def dataset_dir(data_dir: str | os.PathLike, dataset: str, *,

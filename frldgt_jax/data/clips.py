@@ -1,9 +1,10 @@
 """Frame files of a clip: finding the dataset folders, listing frames, choosing and loading them.
 
-File names (docs/frldgt.md, "Dataset layouts"): CASME II `img46.jpg` (number = absolute frame index, no
-padding), SAMM `006_05562.jpg` (the zero padding varies between clips, 4 or 5 digits, so the
-folder is listed and the number after the last "_" parsed), SMIC `image000123.bmp`. The datasets'
-cropped sets prefix the same names with `reg_` (`reg_img46.jpg`, `reg_image000123.bmp`).
+File names and folders are each database's entry in databases.py (docs/frldgt.md, "Dataset
+layouts"): CASME II `img46.jpg` (number = absolute frame index, no padding), SAMM `006_05562.jpg`
+(the zero padding varies between clips, 4 or 5 digits, so the folder is listed and the number
+after the last "_" parsed), SMIC `image000123.bmp`. The datasets' cropped sets prefix the same
+names with `reg_` (`reg_img46.jpg`, `reg_image000123.bmp`).
 """
 from __future__ import annotations
 
@@ -11,28 +12,16 @@ import dataclasses
 import fnmatch
 import os
 import pathlib
-import re
 from typing import Callable
 
 import numpy as np
 
-from frldgt_jax.data import annotations
+from frldgt_jax.data import annotations, databases
 from frldgt_jax.errors import InputError
 
-_FRAME_NAME = {
-    "casme2": re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE),
-    "samm": re.compile(r"^(?:reg_)?.*_(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE),
-    "smic": re.compile(r"^(?:reg_)?image(\d+)\.(?:bmp|jpg|jpeg|png)$", re.IGNORECASE),
-}
-
-# Where each dataset's pieces live under the manual directory: a file/folder name pattern,
-# searched from the manual directory down to `_SEARCH_DEPTH` levels (the directory itself is
-# level 0). Folders with several matches are an error rather than a guess.
-ANNOTATION_FILES = {"casme2": "casme2-coding*.xlsx", "samm": "samm_micro_facs_codes*.xlsx"}
-RAW_ROOTS = {"casme2": "CASME2_RAW_selected", "samm": "SAMM", "smic": "SMIC"}
-# The datasets' own cropped sets. SAMM ships none that docs/frldgt.md names; 'SAMM_cropped'
-# (same layout as SAMM/) is this project's convention for a user-made one.
-CROPPED_ROOTS = {"casme2": "Cropped", "samm": "SAMM_cropped", "smic": "SMIC_all_cropped"}
+# Each database's pieces (databases.py: annotation_glob, raw_root, cropped_root) are searched
+# for from the manual directory down to `_SEARCH_DEPTH` levels (the directory itself is level 0).
+# Folders with several matches are an error rather than a guess.
 _SEARCH_DEPTH = 3
 # Frames larger than this are refused from their header (a decompression bomb); the datasets'
 # frames are at most 2040x1088. The same bound as sat3d_jax/image_file.py.
@@ -50,19 +39,16 @@ class ClipError(InputError):
 
 def frame_number(database: str, file_name: str) -> int | None:
   """The frame number in a frame file's name, or None if the name is not a frame of `database`."""
-  match = _FRAME_NAME[database].match(file_name)
+  match = databases.get(database).frame_pattern.match(file_name)
   return int(match.group(1)) if match else None
 
 
 def expected_frame_name(database: str, number: int, subject_dir: str = "",
                         cropped: bool = False) -> str:
   """The file name a frame is expected to have (for error messages)."""
-  prefix = "reg_" if cropped else ""
-  if database == "casme2":
-    return f"{prefix}img{number}.jpg"
-  if database == "smic":
-    return f"{prefix}image{number:06d}.bmp"
-  return f"{prefix}{subject_dir}_{number:05d}.jpg (or 4-digit padding)"
+  db = databases.get(database)
+  others = "".join(f" (or {p}-digit padding)" for p in db.frame_paddings[1:])
+  return db.frame_file(number, subject_dir, cropped=cropped) + others
 
 
 def list_frames(folder: str | os.PathLike, database: str) -> dict[int, pathlib.Path]:
@@ -205,22 +191,23 @@ def locate(manual_dir: str | os.PathLike, database: str, use_cropped: bool,
            need_raw: bool) -> DatasetPaths:
   """Finds a database's annotation file and frame roots under `manual_dir`."""
   manual_dir = pathlib.Path(manual_dir)
+  db = databases.get(database)
   annotation = None
-  if database in ANNOTATION_FILES:
-    annotation = find_one(manual_dir, ANNOTATION_FILES[database], False,
-                          f"{database} annotation")
+  if db.annotation_glob is not None:
+    annotation = find_one(manual_dir, db.annotation_glob, False, f"{database} annotation")
   raw_root = cropped_root = None
   if need_raw or not use_cropped:
-    raw_root = _frame_root(manual_dir, database, RAW_ROOTS[database])
+    raw_root = _frame_root(manual_dir, db, db.raw_root)
   if use_cropped:
-    cropped_root = _frame_root(manual_dir, database, CROPPED_ROOTS[database])
+    cropped_root = _frame_root(manual_dir, db, db.cropped_root)
   return DatasetPaths(database, annotation, raw_root, cropped_root)
 
 
-def _frame_root(manual_dir: pathlib.Path, database: str, name: str) -> pathlib.Path:
-  if database == "smic":  # SMIC/HS/s1/..., SMIC_all_cropped/HS/s1/...
-    root = find_one(manual_dir, name, True, f"{database} frames",
-                    check=lambda p: (p / "HS").is_dir())
-    return root / "HS"
-  return find_one(manual_dir, name, True, f"{database} frames",
+def _frame_root(manual_dir: pathlib.Path, db: databases.Database, name: str) -> pathlib.Path:
+  """The folder holding the subject folders: the root, or its `clips_under` (SMIC/HS/s1/...)."""
+  if db.clips_under:
+    root = find_one(manual_dir, name, True, f"{db.name} frames",
+                    check=lambda p: (p / db.clips_under).is_dir())
+    return root / db.clips_under
+  return find_one(manual_dir, name, True, f"{db.name} frames",
                   check=lambda p: any(e.is_dir() for e in os.scandir(p)))

@@ -1,10 +1,13 @@
-"""Training input pipeline for FRL-DGT: LOSO folds, per-step samplers, augmentation, tf.data.
+"""Training input pipeline for FRL-DGT: LOSO folds, per-step samplers, augmentation.
 
 The composite is small (442 clips at 8 x 128 x 128 bytes each, about 58 MB), so a prepared
 dataset is loaded whole into numpy (`load_prepared`) and may live on the devices; training draws
 *indices* into it. Every sampler is stateless: the indices of step `step` depend only on
 (seed, fold, step), so a run resumes at any step without saving iterator state, and when all
 folds train in one program each fold still draws its own batches from its own training subjects.
+frldgt_jax/training.py (`make_batch_sampler`) makes each step's batch from these samplers, and
+launch/tasks/frldgt.py streams it through tf.data, each process taking its slice
+(`InputSpec.process_slice`, launch/trainer/task.py).
 
 Leave-one-subject-out (docs/frldgt.md): subjects are keyed 'database/subject' (e.g. 'samm/6'), one
 fold per subject. The held-out subject's clips can never reach a training batch of its fold:
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -165,15 +168,6 @@ def train_batch_indices(seed: int, step: int, fold: Fold, batch_size: int, *,
   return _check_held_out(out, fold)
 
 
-def fold_batch_indices(seed: int, step: int, folds: Sequence[Fold], batch_size: int, *,
-                       class_balanced: bool = False,
-                       labels: np.ndarray | None = None) -> np.ndarray:
-  """int64 [num_folds, batch_size]: each fold's own batch `step` (all folds in one program)."""
-  return np.stack([train_batch_indices(seed, step, f, batch_size,
-                                       class_balanced=class_balanced, labels=labels)
-                   for f in folds])
-
-
 def frame_pair_indices(seed: int, step: int, fold: Fold, batch_size: int, num_frames: int
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Self-supervised pairs for the DGM: (clip [B], i [B], j [B]) with i < j < num_frames.
@@ -193,102 +187,7 @@ def frame_pair_indices(seed: int, step: int, fold: Fold, batch_size: int, num_fr
   return _check_held_out(clip, fold), np.minimum(a, b), np.maximum(a, b)
 
 
-def process_slice(global_batch: np.ndarray, process_index: int, process_count: int
-                  ) -> np.ndarray:
-  """This process's contiguous share of a global batch (leading axis split evenly)."""
-  size = global_batch.shape[0]
-  if size % process_count:
-    raise ValueError(f"global batch {size} is not divisible by {process_count} processes")
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} outside [0, {process_count})")
-  per = size // process_count
-  return global_batch[process_index * per:(process_index + 1) * per]
-
-
-# ----------------------------------------------------------------------------- tf.data
-
-def _process(process_index, process_count) -> tuple[int, int]:
-  if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-  return process_index, process_count
-
-
-def make_fold_dataset(data: PreparedData, fold: Fold, *, seed: int, batch_size: int,
-                      start_step: int = 0, num_steps: int | None = None,
-                      class_balanced: bool = False, process_index: int | None = None,
-                      process_count: int | None = None):
-  """tf.data.Dataset of this process's share of each training batch of `fold`.
-
-  Element s (counting from `start_step`) is global batch `train_batch_indices(seed, step, ...)`
-  sliced with `process_slice`: {'frames' uint8 [b, T, S, S, 1], 'label' int64 [b],
-  'index' int64 [b], 'step' int64 []}, b = batch_size / process_count. Processes default to
-  jax.process_index() / jax.process_count(); their slices are disjoint and together the global
-  batch. Augment on device with `augment_clip`.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  pi, pc = _process(process_index, process_count)
-  if batch_size % pc:
-    raise ValueError(f"batch_size {batch_size} is not divisible by {pc} processes")
-  labels = data.label
-
-  def batches() -> Iterator[dict[str, Any]]:
-    step = start_step
-    while num_steps is None or step < start_step + num_steps:
-      index = process_slice(train_batch_indices(seed, step, fold, batch_size,
-                                                class_balanced=class_balanced, labels=labels),
-                            pi, pc)
-      yield {"frames": data.frames[index], "label": labels[index].astype(np.int64),
-             "index": index, "step": np.int64(step)}
-      step += 1
-
-  local = batch_size // pc
-  t, s = data.frames.shape[1], data.frames.shape[2]
-  signature = {
-      "frames": tf.TensorSpec((local, t, s, s, data.frames.shape[-1]), tf.uint8),
-      "label": tf.TensorSpec((local,), tf.int64), "index": tf.TensorSpec((local,), tf.int64),
-      "step": tf.TensorSpec((), tf.int64)}
-  return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
-
-
-def make_pair_dataset(data: PreparedData, fold: Fold, *, seed: int, batch_size: int,
-                      start_step: int = 0, num_steps: int | None = None,
-                      process_index: int | None = None, process_count: int | None = None):
-  """tf.data.Dataset of self-supervised frame pairs (`frame_pair_indices`), per process.
-
-  Elements: {'source' uint8 [b, S, S, 1] (frame i), 'target' uint8 [b, S, S, 1] (frame j > i),
-  'index' int64 [b], 'step' int64 []}.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  pi, pc = _process(process_index, process_count)
-  if batch_size % pc:
-    raise ValueError(f"batch_size {batch_size} is not divisible by {pc} processes")
-  t = data.frames.shape[1]
-
-  def batches() -> Iterator[dict[str, Any]]:
-    step = start_step
-    while num_steps is None or step < start_step + num_steps:
-      clip, i, j = (process_slice(x, pi, pc)
-                    for x in frame_pair_indices(seed, step, fold, batch_size, t))
-      yield {"source": data.frames[clip, i], "target": data.frames[clip, j], "index": clip,
-             "step": np.int64(step)}
-      step += 1
-
-  local, s, c = batch_size // pc, data.frames.shape[2], data.frames.shape[-1]
-  signature = {"source": tf.TensorSpec((local, s, s, c), tf.uint8),
-               "target": tf.TensorSpec((local, s, s, c), tf.uint8),
-               "index": tf.TensorSpec((local,), tf.int64), "step": tf.TensorSpec((), tf.int64)}
-  return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
-
-
 # ----------------------------------------------------------------------------- augmentation
-
-def to_float(frames):
-  """uint8 frames -> float32 in [0, 1] (NHWC)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp.asarray(frames).astype(jnp.float32) / 255.0
-
 
 def jitter_pair(frames, key, max_jitter: int = 1):
   """Onset and apex frames with +-`max_jitter` frame jitter, from stored frames [T, S, S, C].

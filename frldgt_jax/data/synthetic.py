@@ -2,7 +2,8 @@
 
 The licensed databases cannot ship with the project; this corpus stands in for them in tests
 and smoke runs. It is written exactly as the real downloads are laid out
-(docs/frldgt.md, "Dataset layouts"), so the real readers and TFDS builders read it:
+(docs/frldgt.md, "Dataset layouts"; the names, folders and frame rates are the databases'
+entries in databases.py), so the real readers and TFDS builders read it:
 
   OUT/CASME2-coding-20140508.xlsx          columns by position; apex "/" where unannotated
   OUT/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg       640x480 colour, 200 fps
@@ -59,12 +60,12 @@ import cv2
 import numpy as np
 
 from frldgt_jax.data import align as align_lib
-from frldgt_jax.data import faces
+from frldgt_jax.data import databases, faces
 
+# The databases (of databases.py) this generator draws: each has its own names, frame spans and
+# annotation writer below.
 DATABASES = ("casme2", "samm", "smic")
-FPS = {"casme2": 200, "samm": 200, "smic": 100}
-CLASS_NAMES = ("negative", "positive", "surprise")
-CASME2_CLASSES = ("happiness", "disgust", "repression", "surprise", "others")
+CLASS_NAMES = databases.CLASS_NAMES
 # Raw frame size (width, height). CASME II and SMIC-HS are 640x480 like the real ones; SAMM's
 # real 2040x1088 is replaced by 640x480 to keep the corpus small.
 FRAME_SIZE = {"casme2": (640, 480), "samm": (640, 480), "smic": (640, 480)}
@@ -88,18 +89,15 @@ COMPOSITE_SUBJECTS = {
              32, 33, 34, 35, 36, 37),
     "smic": (1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20),
 }
-CASME2_XLSX = "CASME2-coding-20140508.xlsx"
-SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
 SAMM_PREAMBLE_ROWS = 13
 SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
                "Offset Frame", "Duration", "Micro", "Action Units", "Estimated Emotion",
                "Objective Classes", "Notes")
 CASME2_HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
                  "Action Units", "Estimated Emotion")
-_TOP_LEVEL = (CASME2_XLSX, "CASME2_RAW_selected", "Cropped", SAMM_XLSX, "SAMM", "SAMM_cropped",
-              "SMIC",
-              "SMIC_all_cropped", "landmarks_casme2.csv", "landmarks_samm.csv",
-              "landmarks_smic.csv", "composite_3class.csv", "manifest.json")
+_TOP_LEVEL = tuple(name for d in DATABASES for name in (
+    databases.get(d).annotation_file, databases.get(d).raw_root, databases.get(d).cropped_root,
+    f"landmarks_{d}.csv") if name) + ("composite_3class.csv", "manifest.json")
 
 # Action-unit patterns per emotion: (pattern names for faces.au_components, FACS text).
 _CLASS_AUS = {0: (("AU4", "AU15"), "4+15"), 1: (("AU6", "AU12"), "6+12"),
@@ -273,8 +271,7 @@ def _plan_subject(config, db_index, database, s_index, number, labels) -> list[C
       emotion = outside_emotion
       options = _OUTSIDE_AUS["others" if emotion in ("others", "Other") else emotion]
       patterns, au_text = options[rng.integers(len(options))]
-    label5 = CASME2_CLASSES.index(emotion) if database == "casme2" and emotion in CASME2_CLASSES \
-        else -1
+    label5 = databases.get(database).labels.get(emotion.lower(), (-1, -1))[1]
     # Drawn in 1-3 px of a 128-px crop, scaled so the upper end is au_amplitude_px raw pixels
     # of a CASME II face at REFERENCE_SCALE (faces follow their size in the other databases).
     k = config.au_amplitude_px * faces.AU_PIXELS / (3.0 * REFERENCE_SCALE)
@@ -438,7 +435,7 @@ class _Renderer:
       self.components += faces.au_components(subject.identity, pattern, plan.amplitudes[pattern])
     self.field_box = faces.field_box(self.components)
     n = plan.last - plan.first + 1
-    fps = FPS[database]
+    fps = databases.get(database).fps
     d = {}
     on = config.nuisance_on
     self.drift = np.zeros((n, 3))
@@ -537,24 +534,23 @@ class _Renderer:
 # ----------------------------------------------------------------------------- writing
 
 def _frame_name(plan: ClipPlan, number: int) -> str:
-  if plan.database == "casme2":
-    return f"img{number}.jpg"
-  if plan.database == "samm":
-    return f"{plan.subject_dir}_{number:0{plan.extra['padding']}d}.jpg"
-  return f"image{number:06d}.bmp"
+  return databases.get(plan.database).frame_file(number, plan.subject_dir,
+                                                  plan.extra.get("padding"))
+
+
+def _clips_root(database: str, cropped: bool) -> str:
+  """The folder holding a database's subject folders, relative to the corpus root."""
+  db = databases.get(database)
+  return "/".join(filter(None, (db.cropped_root if cropped else db.raw_root, db.clips_under)))
 
 
 def clip_dirs(plan: ClipPlan) -> tuple[str, str]:
   """(raw folder, cropped folder) of a clip, relative to the corpus root."""
-  if plan.database == "casme2":
-    return (f"CASME2_RAW_selected/{plan.subject_dir}/{plan.sample_dir}",
-            f"Cropped/{plan.subject_dir}/{plan.sample_dir}")
-  if plan.database == "samm":
-    return (f"SAMM/{plan.subject_dir}/{plan.sample_dir}",
-            f"SAMM_cropped/{plan.subject_dir}/{plan.sample_dir}")
-  emotion = CLASS_NAMES[plan.label]
-  tail = f"HS/{plan.subject_dir}/micro/{emotion}/{plan.sample_dir}"
-  return f"SMIC/{tail}", f"SMIC_all_cropped/{tail}"
+  tail = f"{plan.subject_dir}/{plan.sample_dir}"
+  if databases.get(plan.database).labels_from_folders:  # SMIC: s1/micro/negative/s1_ne_01
+    tail = f"{plan.subject_dir}/micro/{CLASS_NAMES[plan.label]}/{plan.sample_dir}"
+  return (f"{_clips_root(plan.database, False)}/{tail}",
+          f"{_clips_root(plan.database, True)}/{tail}")
 
 
 def _write_image(path: pathlib.Path, image: np.ndarray, quality: int) -> None:
@@ -632,7 +628,7 @@ def _clip_entry(plan: ClipPlan, renderer: _Renderer, n_frames: int) -> dict:
       "onset_index": plan.onset,
       "apex_index": plan.apex,
       "offset_index": plan.offset,
-      "fps": FPS[plan.database],
+      "fps": databases.get(plan.database).fps,
       "n_frames": n_frames,
       "first_frame": plan.first,
       "last_frame": plan.last,
@@ -731,26 +727,22 @@ def generate_corpus(out_dir: str | os.PathLike, config: CorpusConfig = CorpusCon
     if progress:
       progress(done, len(plans), plan)
 
-  databases = {}
+  written = {}
   for database in DATABASES:
     db_plans = [p for p in plans if p.database == database]
     if not db_plans:
       continue
-    info = {"fps": FPS[database], "frame_size": list(FRAME_SIZE[database]),
-            "colour": database != "samm", "landmarks": f"landmarks_{database}.csv"}
+    db = databases.get(database)
+    info = {"fps": db.fps, "frame_size": list(FRAME_SIZE[database]),
+            "colour": database != "samm", "landmarks": f"landmarks_{database}.csv",
+            "annotation": db.annotation_file, "raw_root": _clips_root(database, False),
+            "cropped_root": _clips_root(database, True) if config.cropped else None}
     if database == "casme2":
-      _write_casme2_xlsx(out / CASME2_XLSX, db_plans)
-      info.update(annotation=CASME2_XLSX, raw_root="CASME2_RAW_selected",
-                  cropped_root="Cropped" if config.cropped else None)
+      _write_casme2_xlsx(out / db.annotation_file, db_plans)
     elif database == "samm":
-      _write_samm_xlsx(out / SAMM_XLSX, db_plans)
-      info.update(annotation=SAMM_XLSX, raw_root="SAMM",
-                  cropped_root="SAMM_cropped" if config.cropped else None)
-    else:
-      info.update(annotation=None, raw_root="SMIC/HS",
-                  cropped_root="SMIC_all_cropped/HS" if config.cropped else None)
+      _write_samm_xlsx(out / db.annotation_file, db_plans)
     align_lib.write_landmarks_csv(out / info["landmarks"], landmarks[database])
-    databases[database] = info
+    written[database] = info
 
   with open(out / "composite_3class.csv", "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
@@ -763,8 +755,8 @@ def generate_corpus(out_dir: str | os.PathLike, config: CorpusConfig = CorpusCon
       "generator": "frldgt_jax.data.synthetic",
       "config": {**dataclasses.asdict(config), "databases": list(config.databases)},
       "class_names": list(CLASS_NAMES),
-      "casme2_classes": list(CASME2_CLASSES),
-      "databases": databases,
+      "casme2_classes": list(databases.CASME2_CLASS_NAMES),
+      "databases": written,
       "composite_list": "composite_3class.csv",
       "counts": _counts(clips),
       "seconds": round(time.time() - start, 2),

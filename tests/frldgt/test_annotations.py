@@ -11,6 +11,7 @@ import openpyxl
 import pytest
 
 from frldgt_jax.data import annotations as A
+from frldgt_jax.data import databases
 from frldgt_jax.data import clips as C
 
 CASME2_HEADER = ("Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame",
@@ -250,7 +251,7 @@ def test_shipped_composite_list_has_the_megc2019_counts():
   # frldgt.md: 442 clips; SMIC-HS 164 / 16 subjects, CASME II 145 / 24, SAMM 133 / 28;
   # classes 250 / 109 / 83.
   assert len(entries) == 442
-  per_db = {d: [e for e in entries if e.database == d] for d in A.DATABASES}
+  per_db = {d: [e for e in entries if e.database == d] for d in databases.NAMES}
   assert {d: len(v) for d, v in per_db.items()} == {"casme2": 145, "samm": 133, "smic": 164}
   assert {d: len({e.subject for e in v}) for d, v in per_db.items()} == {
       "casme2": 24, "samm": 28, "smic": 16}

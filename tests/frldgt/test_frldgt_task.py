@@ -6,7 +6,10 @@ scikit-learn's f1_score / recall_score.
 """
 import csv
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -65,6 +68,32 @@ def test_unknown_variant_is_named():
   for name in CONFIGS:
     with pytest.raises(ValueError, match="synthtic"):
       _load_config(name, "synthtic")
+
+
+def test_a_retired_alignment_is_refused_for_a_new_run_naming_its_replacement(tmp_path):
+  """'detect' (Haar cascades, builders before 2.0.0): one `error:` line at config validation,
+  before any data is generated or any workdir written; runs saved with it still load and predict
+  (tests/frldgt/test_sweep.py)."""
+  from frldgt_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  config = _load_config("frldgt_composite", "synthetic_tiny")
+  config.data.alignment = "detect"
+  with pytest.raises(InputError, match="'detect'.*use 'landmarks68'"):
+    loso_data.validate_config(config)
+  config.data.alignment = "haar"
+  with pytest.raises(InputError, match="must be one of landmarks68, landmarks, cropped"):
+    loso_data.validate_config(config)
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  workdir = tmp_path / "run"
+  proc = subprocess.run([sys.executable, str(REPO / "launch" / "train.py"),
+                         "--config=configs/frldgt_composite.py:synthetic_tiny",
+                         f"--config.data.synthetic_root={tmp_path / 'corpus'}",
+                         "--config.data.alignment=detect", f"--workdir={workdir}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "'landmarks68'" in errors[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists() and not (tmp_path / "corpus").exists()
 
 
 def test_missing_real_dataset_says_how_to_prepare_it(tmp_path):
@@ -147,6 +176,9 @@ def test_pipeline_is_step_indexed_and_splits_over_processes(tiny):
       for key, value in every[5 + step].items():
         joined = np.concatenate([halves[0][step][key], halves[1][step][key]], axis=axis)
         np.testing.assert_array_equal(joined, value)
+  uneven = config.batch_size + 1  # processes the batch axis does not divide over
+  with pytest.raises(ValueError, match=f"cannot be split evenly over {uneven} processes"):
+    _batches(task, 5, 1, InputSpec(5, 0, uneven, 1))
 
 
 def test_a_fold_alone_gets_its_batches_and_identity_from_the_stack(tiny):

@@ -1,8 +1,6 @@
 """MEGC2019 composite metrics: UF1 / UAR against scikit-learn and hand computations."""
 import csv
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
@@ -94,22 +92,6 @@ def test_per_database_scores_are_slices_of_pooled_predictions():
   f1, rec = _sklearn(labels, preds)
   assert out['composite']['uf1'] == pytest.approx(f1)
   assert out['composite']['uar'] == pytest.approx(rec)
-
-
-def test_batch_confusion_matrices_add_up_to_the_pooled_one():
-  rng = np.random.default_rng(2)
-  labels = rng.integers(0, 3, 50)
-  preds = rng.integers(0, 3, 50)
-  mask = rng.random(50) < 0.8
-  fn = jax.jit(metrics.batch_confusion_matrix)
-  total = np.zeros((3, 3), np.int64)
-  for start in range(0, 50, 16):
-    sl = slice(start, start + 16)
-    total += np.asarray(fn(jnp.asarray(labels[sl]), jnp.asarray(preds[sl]),
-                           jnp.asarray(mask[sl])))
-  np.testing.assert_array_equal(total, metrics.confusion_matrix(labels[mask], preds[mask]))
-  s = metrics.scores_from_confusion(total)
-  assert s['uf1'] == pytest.approx(_sklearn(labels[mask], preds[mask])[0])
 
 
 def test_bad_inputs_are_named():

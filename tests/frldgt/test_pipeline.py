@@ -1,16 +1,17 @@
-"""LOSO folds, stateless samplers, per-process sharding and augmentation (data/pipeline.py)."""
+"""LOSO folds, stateless samplers, the batches made from them and augmentation (data/pipeline.py).
+
+Each process's share of a batch is tested on the task's pipeline (test_frldgt_task.py).
+"""
 import itertools
-import os
 
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from frldgt_jax.data import pipeline as P  # noqa: E402
+from frldgt_jax import training
+from frldgt_jax.data import pipeline as P
 
 T, S = 6, 12
 
@@ -114,13 +115,30 @@ def test_class_balanced_sampler_draws_classes_evenly():
     P.train_batch_indices(0, 0, fold, 4, class_balanced=True, labels=-np.ones_like(labels))
 
 
-def test_fold_batch_indices_stacks_each_folds_own_batch():
+def test_batch_sampler_stacks_each_folds_own_batch():
+  """training.make_batch_sampler (the task's batches): row m of a stacked step is fold m's own
+  sampler output, with its own labels; stage 1 holds fold m's frame pairs."""
   data = make_data()
   folds = P.loso_folds(data.subject_keys)
-  stacked = P.fold_batch_indices(5, 9, folds, 6)
-  assert stacked.shape == (len(folds), 6)
-  for row, fold in zip(stacked, folds):
-    np.testing.assert_array_equal(row, P.train_batch_indices(5, 9, fold, 6))
+  config = ml_collections.ConfigDict(dict(seed=5, dgm_pretrain_steps=3, batch_size=6,
+                                          pair_batch_size=4, class_balanced=False))
+  labels = [np.roll(data.label, k) for k in range(len(folds))]   # each fold its own labels
+  weights = np.ones((len(folds), 3), np.float32)
+  sampler = training.make_batch_sampler(config, folds, labels, weights, num_frames=T,
+                                        stacked=True)
+  stage2 = sampler(9)
+  assert stage2["index"].shape == (len(folds), 6)
+  for m, fold in enumerate(folds):
+    np.testing.assert_array_equal(stage2["index"][m], P.train_batch_indices(5, 9, fold, 6))
+    np.testing.assert_array_equal(stage2["label"][m], labels[m][stage2["index"][m]])
+  stage1 = sampler(2)
+  for m, fold in enumerate(folds):
+    clip, i, j = P.frame_pair_indices(5, 2, fold, 4, T)
+    for key, value in (("pair_clip", clip), ("pair_i", i), ("pair_j", j)):
+      np.testing.assert_array_equal(stage1[key][m], value)
+  alone = training.make_batch_sampler(config, folds[4:5], labels[4:5], weights[4:5],
+                                      num_frames=T, stacked=False)(9)
+  np.testing.assert_array_equal(alone["index"], stage2["index"][4])
 
 
 def test_frame_pairs_are_ordered_and_cover_all_pairs():
@@ -132,41 +150,6 @@ def test_frame_pairs_are_ordered_and_cover_all_pairs():
     assert np.isin(clip, fold.train_idx).all()
     seen |= set(zip(i.tolist(), j.tolist()))
   assert seen == set(itertools.combinations(range(T), 2))
-
-
-def test_process_shards_are_disjoint_and_make_the_global_batch():
-  data = make_data()
-  fold = P.loso_folds(data.subject_keys)[3]
-  global_batches = [P.train_batch_indices(2, s, fold, 8) for s in range(5, 9)]
-  shards = []
-  for pi in range(4):
-    ds = P.make_fold_dataset(data, fold, seed=2, batch_size=8, start_step=5, num_steps=4,
-                             process_index=pi, process_count=4)
-    shards.append(list(ds.as_numpy_iterator()))
-  for k, expected in enumerate(global_batches):
-    parts = [shards[pi][k] for pi in range(4)]
-    assert [p["step"] for p in parts] == [5 + k] * 4
-    np.testing.assert_array_equal(np.concatenate([p["index"] for p in parts]), expected)
-    for p in parts:
-      assert p["frames"].shape == (2, T, S, S, 1) and p["frames"].dtype == np.uint8
-      np.testing.assert_array_equal(p["frames"], data.frames[p["index"]])
-      np.testing.assert_array_equal(p["label"], data.label[p["index"]])
-  # Within an epoch the uniform sampler never repeats a clip, so the shards are disjoint sets.
-  first = [set(shards[pi][0]["index"].tolist()) for pi in range(4)]
-  assert sum(len(s) for s in first) == len(set().union(*first)) == 8
-  with pytest.raises(ValueError, match="not divisible by 3"):
-    P.make_fold_dataset(data, fold, seed=2, batch_size=8, process_index=0, process_count=3)
-
-
-def test_pair_dataset_gives_frames_i_before_j():
-  data = make_data()
-  fold = P.loso_folds(data.subject_keys)[1]
-  (batch,) = P.make_pair_dataset(data, fold, seed=0, batch_size=6, num_steps=1,
-                                 process_index=0, process_count=1).as_numpy_iterator()
-  clip, i, j = P.frame_pair_indices(0, 0, fold, 6, T)
-  np.testing.assert_array_equal(batch["index"], clip)
-  np.testing.assert_array_equal(batch["source"], data.frames[clip, i])
-  np.testing.assert_array_equal(batch["target"], data.frames[clip, j])
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -235,7 +218,7 @@ def test_jitter_picks_neighbouring_stored_frames():
 
 def test_augment_batch_on_uint8_frames():
   data = make_data()
-  frames = P.to_float(data.frames[:5])
+  frames = training.to_float(data.frames[:5])
   onset, apex, flipped = jax.jit(P.augment_batch)(frames, jax.random.key(3))
   assert onset.shape == apex.shape == (5, S, S, 1) and flipped.shape == (5,)
   assert float(onset.min()) >= 0.0 and float(onset.max()) <= 1.0

@@ -303,6 +303,32 @@ def test_load_fold_refuses_what_it_cannot_use(per_fold, data):
                              fold.probabilities(frame / 255.0, frame[..., 0] / 255.0), atol=1e-6)
 
 
+def test_a_fold_saved_with_a_retired_alignment_still_loads_and_predicts(per_fold, data,
+                                                                       tmp_path):
+  """A new run cannot ask for alignment 'detect' (tests/frldgt/test_frldgt_task.py); a fold whose
+  config.json names it (trained with a builder before 2.0.0) loads, aligns a clip as its data was
+  and predicts as before."""
+  from frldgt_jax import clip_input, run_io, video  # pylint: disable=g-import-not-at-top
+  workdir, _ = per_fold
+  saved = tmp_path / "fold_00"
+  shutil.copytree(workdir / "fold_00", saved)
+  config = json.loads((saved / "config.json").read_text())
+  config["data"]["alignment"] = "detect"
+  (saved / "config.json").write_text(json.dumps(config))
+  old, today = run_io.load_fold(saved), run_io.load_fold(workdir / "fold_00")
+  assert old.config.data.alignment == "detect"
+  frame = data.prepared.frames[int(data.folds[0].test_idx[0]), 0]
+  np.testing.assert_array_equal(old.probabilities(frame, frame), today.probabilities(frame, frame))
+  size = old.config.data.resolution
+  clip = video.Clip("c", "c", np.full((4, 2 * size, 2 * size), 128, np.uint8), np.arange(4), None)
+  points = np.array([[0.64, 0.76], [1.36, 0.76], [1.0, 1.56]]) * size
+  prepared = clip_input.prepare_clip(clip, size=size, alignment=old.config.data.alignment,
+                                     match_brightness=True, need_flow=False,
+                                     detector=lambda image, name: (points, "stub"))
+  assert "as the run's 'detect' data" in prepared.alignment_used
+  assert old.probabilities(prepared.onset_frame, prepared.apex_frame).shape == (3,)
+
+
 def _predict(args, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1")
   return subprocess.run([sys.executable, str(REPO / "launch" / "predict.py"), *args], cwd=tmp_path,

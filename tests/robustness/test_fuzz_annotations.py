@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from frldgt_jax.data import align
 from frldgt_jax.data import annotations as A
+from frldgt_jax.data import databases
 from tests.frldgt.test_annotations import CASME2_HEADER, SAMM_HEADER
 from tests.robustness import harness
 
@@ -48,7 +49,7 @@ SAMM = harness.Reader("SAMM FACS code sheet (.xlsx)", A.read_samm_xlsx, A.DataEr
 
 def _valid_composite(output):
   entries, problems = output
-  assert all(e.database in A.DATABASES and e.label in (0, 1, 2) for e in entries)
+  assert all(e.database in databases.NAMES and e.label in (0, 1, 2) for e in entries)
   assert len({e.key for e in entries}) == len(entries)
   assert all(p.row and p.row >= 2 for p in problems)
 
