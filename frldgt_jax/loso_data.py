@@ -254,14 +254,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_alignment(alignment: str) -> None:
-  """A new run's data.alignment must be one the builders make (frldgt_jax/data/builders.py)."""
-  from frldgt_jax.data import builders  # pylint: disable=g-import-not-at-top
-  if alignment in builders.RETIRED_ALIGNMENTS:
+  """A new run's data.alignment must be one the builders make (frldgt_jax/data/align.py's
+  list; checked without TensorFlow)."""
+  from frldgt_jax.data import align  # pylint: disable=g-import-not-at-top
+  if alignment in align.RETIRED_ALIGNMENTS:
     raise InputError(f"config.data.alignment {alignment!r} names data of an earlier builder that "
-                     f"nothing builds now; use {builders.RETIRED_ALIGNMENTS[alignment]!r} "
-                     f"(alignments: {', '.join(builders.ALIGNMENTS)})")
-  if alignment not in builders.ALIGNMENTS:
-    raise InputError(f"config.data.alignment must be one of {', '.join(builders.ALIGNMENTS)}, "
+                     f"nothing builds now; use {align.RETIRED_ALIGNMENTS[alignment]!r} "
+                     f"(alignments: {', '.join(align.ALIGNMENTS)})")
+  if alignment not in align.ALIGNMENTS:
+    raise InputError(f"config.data.alignment must be one of {', '.join(align.ALIGNMENTS)}, "
                      f"got {alignment!r}")
 
 

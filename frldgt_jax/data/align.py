@@ -30,6 +30,15 @@ import numpy as np
 from frldgt_jax.data import csv_file
 from frldgt_jax.errors import InputError
 
+# The alignments the TFDS builders make (frldgt_jax/data/builders.py); landmarks68 and landmarks
+# align on facial landmarks.
+ALIGNMENTS = ("landmarks68", "landmarks", "cropped")
+LANDMARK_ALIGNMENTS = ("landmarks68", "landmarks")
+# Alignment names of earlier builder versions -> the alignment that replaced them. A new run
+# cannot ask for them (no builder makes such data); runs saved with them still load and predict
+# (frldgt_jax/clip_input.py follows them).
+RETIRED_ALIGNMENTS = {"detect": "landmarks68"}  # 2.0.0: dlib replaced OpenCV Haar cascades
+
 # Micro-expression conventions (docs/frldgt.md): image-left eye centre, image-right eye centre,
 # mouth centre, normalised (x, y) in the square aligned crop.
 TEMPLATE = ((0.32, 0.38), (0.68, 0.38), (0.50, 0.78))

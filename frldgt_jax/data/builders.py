@@ -71,17 +71,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
+from frldgt_jax.data import align
 from frldgt_jax.data import annotations as ann_lib
 from frldgt_jax.data import clips as clips_lib
 from frldgt_jax.data import databases
 
 SUMMARY_FILE = "build_summary.json"
-ALIGNMENTS = ("landmarks68", "landmarks", "cropped")
-LANDMARK_ALIGNMENTS = ("landmarks68", "landmarks")
-# Alignment names of earlier builder versions -> the alignment that replaced them. A new run
-# cannot ask for them (no builder makes such data); runs saved with them still load and predict
-# (frldgt_jax/clip_input.py follows them).
-RETIRED_ALIGNMENTS = {"detect": "landmarks68"}  # 2.0.0: dlib replaced OpenCV Haar cascades
+# The alignments the builders make, and retired names (align.py owns them: a config is checked
+# against them where TensorFlow is not installed).
+ALIGNMENTS, LANDMARK_ALIGNMENTS = align.ALIGNMENTS, align.LANDMARK_ALIGNMENTS
 DEFAULT_RESOLUTION = 128
 DEFAULT_FRAMES = 8
 # 2.0.0: alignment 'landmarks68' (dlib) replaced 'detect' (OpenCV Haar cascades).
