@@ -1,10 +1,11 @@
 """The LOSO sweep end to end on the tiny generated corpus (launch/tasks/loso.py, launch/sweep.py).
 
-Three folds of the tiny config are trained fold by fold and stacked (8 fake devices: the stack is
-padded with dummy folds); results.json is checked against scikit-learn on predictions.csv, the
-two modes against each other, and a fold-by-fold sweep killed (SIGKILL) between folds and while
-its second fold trains is restarted: it must not retrain the first, must resume the second from
-its checkpoint and must not change any prediction.
+Two folds of the tiny config (two keep every property checked here, at two thirds of the cost of
+three) are trained fold by fold and stacked (8 fake devices: the stack is padded with dummy
+folds); results.json is checked against scikit-learn on predictions.csv, the two modes against
+each other, and a fold-by-fold sweep killed (SIGKILL) between folds and while its second fold
+trains is restarted: it must not retrain the first, must resume the second from its checkpoint
+and must not change any prediction.
 """
 import json
 import os
@@ -26,7 +27,7 @@ from launch.tasks import loso
 from launch.trainer import from_file
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FOLDS = "0,1,2"
+FOLDS = "0,1"
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +124,9 @@ def test_stacked_and_per_fold_sweeps_agree(per_fold, stacked):
   la, lb = np.load(dir_a / "logits.npz"), np.load(dir_b / "logits.npz")
   np.testing.assert_array_equal(la["index"], lb["index"])
   np.testing.assert_allclose(la["logits"], lb["logits"], atol=2e-3)
-  # The stack held dummy folds (3 folds on 8 devices) whose predictions were dropped.
+  # The stack held dummy folds (2 folds on 8 devices) whose predictions were dropped.
   task_json = json.loads((dir_b / "stacked" / "task.json").read_text())
-  assert sum(f["dummy"] for f in task_json["folds"]) == 5
+  assert sum(f["dummy"] for f in task_json["folds"]) == 6
 
 
 def _sweep_command(workdir, root, cache, folds):
@@ -382,7 +383,7 @@ def test_final_model_then_predict_on_mp4_clips(per_fold, synthetic_root, data, t
   assert len(rows) == 3
   for name in (mp4.stem, frames.name):
     record = json.loads((tmp_path / "many" / name / "prediction.json").read_text())
-    assert "ensemble of 3 fold models" in record["model_used"]
+    assert "ensemble of 2 fold models" in record["model_used"]
     assert record["apex"] == 5 and not record["apex_spotted"]
 
 
