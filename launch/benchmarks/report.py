@@ -264,7 +264,9 @@ def update_readme(readme: str | pathlib.Path, table: str, markers: str = README_
   readme = pathlib.Path(readme)
   text = readme.read_text(encoding="utf-8")
   begin, end = marker_lines(markers)
-  pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+  # Markers count only on lines of their own: a text that quotes them stays as it is.
+  pattern = re.compile(r"^" + re.escape(begin) + r"[ \t]*$.*?^" + re.escape(end) + r"[ \t]*$",
+                       re.S | re.M)
   if not pattern.search(text):
     return False
   new = pattern.sub(lambda _: f"{begin}\n{table.rstrip()}\n{end}", text, count=1)

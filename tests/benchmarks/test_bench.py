@@ -233,6 +233,12 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path):
   plain = tmp_path / "PLAIN.md"
   plain.write_text("no markers\n")
   assert not report.update_readme(plain, "| new |") and plain.read_text() == "no markers\n"
+  # Markers quoted inside a line of text are not the markers (docs/benchmarks.md quotes them).
+  quoted = (f"put between `{report.README_BEGIN}` and `{report.README_END}` lines\n"
+            f"{report.README_BEGIN}\nold\n{report.README_END}\n")
+  readme.write_text(quoted)
+  assert report.update_readme(readme, "| new |")
+  assert readme.read_text() == quoted.replace("\nold\n", "\n| new |\n")
 
 
 # --- Missing parts ---------------------------------------------------------------------------
