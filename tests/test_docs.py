@@ -7,7 +7,7 @@
   project's top-level folders (brace lists expanded, globs matched).
 - docs/paper_to_code.md names real functions (`file:function`, `file:Class.method`) and real
   tests (`file::test`).
-- No tracked source, test, doc or script refers to `../shared` (a folder beside the clone) or to
+- No tracked source, test, doc or script refers to the shared folder beside the clone or to
   a path in a temporary, home or workspace folder of one machine. System paths (/proc, /dev,
   /usr/bin/chromium, ...) are fine: they are the same on every machine.
 """
@@ -171,7 +171,7 @@ def tracked_files() -> list[str]:
 
 
 def machine_specific_references(text: str) -> list[tuple[int, str]]:
-  """(line, text) of each reference to ../shared or to a folder of one machine."""
+  """(line, text) of each reference to the folder beside the clone or to a folder of one machine."""
   hits = []
   for number, line in enumerate(text.splitlines(), 1):
     for match in itertools.chain(_MACHINE_PATH.finditer(line), _BESIDE_THE_CLONE.finditer(line)):
@@ -181,15 +181,19 @@ def machine_specific_references(text: str) -> list[tuple[int, str]]:
   return hits
 
 
+# The examples are assembled, so that this file itself names no such path.
+_BESIDE, _TMP, _WORK, _HOME = "../" + "shared", "/" + "tmp", "/" + "work", "/" + "home"
+
+
 def test_the_scan_finds_what_it_should():
-  assert machine_specific_references("G=../shared/fixtures/x.npz")
+  assert machine_specific_references(f"G={_BESIDE}/fixtures/x.npz")
   assert machine_specific_references('ROOT = REPO.parent / "shared" / "data"')
-  assert machine_specific_references("python run.py --eg3d /tmp/eg3d/eg3d")
-  assert machine_specific_references("see /work/shared/design/eg3d.md")
-  assert machine_specific_references("~ is /home/user")
+  assert machine_specific_references(f"python run.py --eg3d {_TMP}/eg3d/eg3d")
+  assert machine_specific_references(f"see {_WORK}/shared/design/eg3d.md")
+  assert machine_specific_references(f"~ is {_HOME}/user")
   assert not machine_specific_references('open("/proc/self/status")')
   assert not machine_specific_references("#!/usr/bin/env bash; /usr/bin/chromium; /dev/shm")
-  assert not machine_specific_references("W/tmp/x, workdirs/tmp_run, a/home/b, out/work/")
+  assert not machine_specific_references(f"W{_TMP}/x, workdirs/tmp_run, a{_HOME}/b, out{_WORK}/")
 
 
 def test_no_reference_to_a_folder_beside_the_clone_or_of_one_machine():
@@ -201,5 +205,5 @@ def test_no_reference_to_a_folder_beside_the_clone_or_of_one_machine():
     text = (REPO / name).read_text(encoding="utf-8", errors="replace")
     found += [f"{name}:{line}: {content[:120]}" for line, content in
               machine_specific_references(text)]
-  assert not found, ("the repository must stand on its own; these refer to ../shared or to a "
-                     "folder of one machine:\n" + "\n".join(found))
+  assert not found, ("the repository must stand on its own; these refer to the folder beside "
+                     "the clone or to a folder of one machine:\n" + "\n".join(found))
