@@ -126,7 +126,7 @@ def get_config(arg: str = ""):
   c.model.dgm.input_stride = 4       # space-to-depth fold: the U-Net runs at S/4, S/8, S/16
   c.model.dgm.widths = (16, 32, 32)  # U-Net channels per level
   c.model.dgm.convs_per_level = 2
-  c.model.dgm.photometric = "charbonnier"  # or 'l1'
+  c.model.dgm.photometric = "charbonnier"  # or 'l1', or 'census' (soft census, 7 x 7)
   c.model.dgm.charbonnier_eps = 1e-3
   c.model.dgm.charbonnier_alpha = 0.45
   c.model.dgm.smooth_weight = 0.1
@@ -143,7 +143,8 @@ def get_config(arg: str = ""):
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=5e-4, warmup_steps=100, final_learning_rate_fraction=0.01,
       weight_decay=0.05, b1=0.9, b2=0.999, grad_clip_norm=1.0,
-      dgm_learning_rate=1e-3))
+      dgm_learning_rate=1e-3,
+      dgm_stage2_lr_scale=1.0))        # the DGM's stage-2 step size relative to the model's
   c.augment = ml_collections.ConfigDict(dict(
       max_rotation_deg=5.0, max_scale=0.05, max_shift=0.03, flip_prob=0.5, max_jitter=1,
       flip_aware=True,               # tell the model which examples were mirrored

@@ -18,6 +18,10 @@ import ml_collections
 
 from frldgt_jax.warp import warp
 
+# The DGM's photometric terms (config model.dgm.photometric): a robust penalty of the intensity
+# difference, or of the census distance (census_distance).
+PHOTOMETRIC = ('charbonnier', 'l1', 'census')
+
 
 class ConvBlock(nn.Module):
   """`num_convs` 3x3 convolutions with leaky ReLU; the first one may stride by 2."""
@@ -108,6 +112,33 @@ def photometric_penalty(residual, kind: str, eps: float = 1e-3, alpha: float = 0
   raise ValueError(f"unknown photometric penalty {kind!r}; use 'l1' or 'charbonnier'")
 
 
+def census_transform(image, patch: int = 7):
+  """Soft census signature of every pixel: [B,H,W,1] in [0, 1] -> [B,H,W,patch^2].
+
+  Each channel compares the pixel with one neighbour of its patch x patch window (grey levels,
+  d / sqrt(0.81 + d^2), the soft ternary census of Meister, Hur & Roth, UnFlow, AAAI 2018).
+  It depends on local intensity *differences*, so a brightness change of the whole frame leaves
+  it unchanged, and each channel responds to a sub-pixel shift with the full local gradient
+  instead of the small residual a plain intensity difference leaves.
+  """
+  kernel = jnp.eye(patch * patch, dtype=jnp.float32).reshape(patch, patch, 1, patch * patch)
+  grey = image.astype(jnp.float32) * 255.0
+  neighbours = jax.lax.conv_general_dilated(grey, kernel, (1, 1), 'SAME',
+                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  diff = neighbours - grey
+  return diff / jnp.sqrt(0.81 + diff * diff)
+
+
+def census_distance(a, b, patch: int = 7):
+  """Per-pixel soft Hamming distance [B,H,W,1] between the census signatures of a and b;
+  pixels within patch // 2 of the border (whose windows leave the image) count zero."""
+  d = (census_transform(a, patch) - census_transform(b, patch)) ** 2
+  dist = jnp.mean(d / (0.1 + d), axis=-1, keepdims=True)
+  r = patch // 2
+  mask = jnp.zeros(a.shape[1:3], jnp.float32).at[r:-r, r:-r].set(1.0)
+  return dist * mask[None, :, :, None]
+
+
 def smoothness_penalty(flow, image=None, edge_alpha: float = 0.0):
   """Per-example mean absolute first-order difference of `flow` [B,H,W,2] along x and y.
 
@@ -145,9 +176,14 @@ def dgm_loss_terms(onset, target, flow, config: ml_collections.ConfigDict):
   onset = onset.astype(jnp.float32)
   target = target.astype(jnp.float32)
   warped = warp(onset, flow.astype(jnp.float32))
-  photometric = jnp.mean(
-      photometric_penalty(warped - target, config.photometric, config.charbonnier_eps,
-                          config.charbonnier_alpha), axis=(1, 2, 3))
+  if config.photometric == 'census':
+    residual = census_distance(warped, target, config.get('census_patch', 7))
+    photometric = jnp.mean(photometric_penalty(residual, 'charbonnier', config.charbonnier_eps,
+                                               config.charbonnier_alpha), axis=(1, 2, 3))
+  else:
+    photometric = jnp.mean(
+        photometric_penalty(warped - target, config.photometric, config.charbonnier_eps,
+                            config.charbonnier_alpha), axis=(1, 2, 3))
   smoothness = smoothness_penalty(flow, target, config.edge_alpha)
   return {'photometric': photometric, 'smoothness': smoothness,
           'dgm_loss': photometric + config.smooth_weight * smoothness}

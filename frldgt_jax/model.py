@@ -41,7 +41,7 @@ import numpy as np
 from frldgt_jax import motion as motion_lib
 from frldgt_jax import regions as regions_lib
 from frldgt_jax.errors import InputError
-from frldgt_jax.dgm import dgm_from_config, dgm_loss_terms
+from frldgt_jax.dgm import PHOTOMETRIC, dgm_from_config, dgm_loss_terms
 from frldgt_jax.fusion import (FullFaceFusion, GlobalRegionFusion, LinearTokenFusion,
                                LocalRegionFusion)
 
@@ -86,6 +86,9 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
   if c.token_dim % c.num_heads:
     raise InputError(f'model.token_dim {c.token_dim} is not a multiple of num_heads {c.num_heads}')
   regions_lib.partner_permutation(c.regions)  # checks names and mirror partners
+  if c.dgm.photometric not in PHOTOMETRIC:
+    raise InputError(f"model.dgm.photometric must be one of {list(PHOTOMETRIC)}, got "
+                     f"{c.dgm.photometric!r}")
 
 
 class FRLDGT(nn.Module):

@@ -60,7 +60,7 @@ def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-def _slot_of(workdir: pathlib.Path, fold: Optional[int]) -> Optional[int]:
+def slot_of(workdir: pathlib.Path, fold: Optional[int]) -> Optional[int]:
   """Index along the leading model axis of a stacked unit (None: the unit is one fold alone)."""
   path = workdir / "task.json"
   if not path.is_file():
@@ -197,7 +197,7 @@ def load_fold(workdir, step: Optional[int] = None, fold: Optional[int] = None) -
   params of its newest checkpoint (or of `step`)."""
   workdir = pathlib.Path(workdir)
   config = read_config(workdir)
-  slot = _slot_of(workdir, fold)
+  slot = slot_of(workdir, fold)
   step, params = restore_params(workdir, step)
   if slot is not None:
     params = jax.tree.map(lambda p: p[slot], params)

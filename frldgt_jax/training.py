@@ -107,6 +107,9 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
   aug_kwargs = dict(max_rotation_deg=aug.max_rotation_deg, max_scale=aug.max_scale,
                     max_shift=aug.max_shift, flip_prob=aug.flip_prob)
   dgm_weight = float(config.model.dgm_weight)
+  # The DGM's stage-2 step size relative to the rest of the model (1: the paper's plain end-to-end
+  # training; runs saved before the field existed trained with 1).
+  dgm_stage2_scale = float(config.optimizer.get("dgm_stage2_lr_scale", 1.0))
   brightness = bool(config.data.match_brightness)
 
   def init_state(rng):
@@ -167,6 +170,8 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
       return loss, (parts, logits)
     (loss, (parts, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt = optimizer.update(grads, state["opt"], state["params"])
+    if dgm_stage2_scale != 1.0 and "dgm" in updates:
+      updates = dict(updates, dgm=jax.tree.map(lambda u: u * dgm_stage2_scale, updates["dgm"]))
     params = optax.apply_updates(state["params"], updates)
     accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     return dict(state, params=params, opt=opt), metrics_of(2, loss, parts["ce"], parts,

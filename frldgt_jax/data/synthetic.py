@@ -54,6 +54,7 @@ import os
 import pathlib
 import shutil
 import time
+import types
 from typing import Callable, Sequence
 
 import cv2
@@ -529,6 +530,134 @@ class _Renderer:
   def cropped(self, frame: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(frame, self.crop_matrix, self.crop_size, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+# ----------------------------------------------------------------------------- the true motion
+
+@dataclasses.dataclass(frozen=True)
+class TrueMotion:
+  """The onset -> apex displacement the generator drew, in a clip's stored (aligned) frame.
+
+  Both fields are float32 [S, S, 2], (dx, dy) in stored pixels, in the DGM's convention
+  (frldgt_jax.warp): the apex pixel p shows the onset at p + field(p).
+    total: what the stored frames hold: the action units' displacement plus the head motion
+      that alignment (one transform per clip, from the onset) leaves between onset and apex.
+    au:    the action units' displacement alone (the head held at its onset pose).
+  Blinks change how the eyes look, not where anything is: neither field holds them.
+  """
+  total: np.ndarray
+  au: np.ndarray
+
+
+def _stored_grid(size: int) -> np.ndarray:
+  """Pixel centres (x, y) of a size x size image, float64 [S, S, 2]."""
+  ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+  return np.stack([xs, ys], axis=-1)
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+  """[2, 3] affine map of points [..., 2]."""
+  return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _stored_to_raw(renderer: "_Renderer", size: int, alignment: str,
+                   landmarks: np.ndarray) -> np.ndarray:
+  """The [2, 3] map from a stored pixel to the raw frame, as the TFDS builder aligned the clip."""
+  if alignment == "landmarks":
+    return cv2.invertAffineTransform(align_lib.similarity_from_landmarks(landmarks, size))
+  if alignment == "cropped":
+    # The builder resizes the registered crop to S x S (pixel centres: (x + 0.5) w / S - 0.5).
+    w, h = renderer.crop_size
+    resize = np.array([[w / size, 0.0, 0.5 * w / size - 0.5], [0.0, h / size, 0.5 * h / size - 0.5]])
+    return _compose(cv2.invertAffineTransform(renderer.crop_matrix), resize)
+  raise ValueError(f"the true motion is known for the alignments 'landmarks' (the corpus's "
+                   f"landmark CSV) and 'cropped'; got {alignment!r} (a detector's landmarks "
+                   f"are not the ones the corpus drew)")
+
+
+def _neutral_canvas_points(renderer: "_Renderer", field: np.ndarray,
+                           points: np.ndarray, iterations: int = 3) -> np.ndarray:
+  """Where the content at canvas `points` [S, S, 2] of the apex canvas was on the neutral one.
+
+  The inverse of faces.warp_forward's map q -> q + field(q), by the same fixed-point iteration
+  q <- x - field(q) the renderer uses (field bilinear inside its box, zero outside).
+  """
+  x0, y0 = renderer.field_box[:2]
+  def field_at(q):
+    return cv2.remap(field, (q[..., 0] - x0).astype(np.float32),
+                     (q[..., 1] - y0).astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float64)
+  q = points - field_at(points)
+  for _ in range(iterations):
+    q = points - field_at(q)
+  return q
+
+
+def clip_true_motion(renderer: "_Renderer", size: int, alignment: str = "landmarks",
+                     landmarks: np.ndarray | None = None) -> TrueMotion:
+  """The TrueMotion of the clip `renderer` draws, stored at `size` x `size` by `alignment`.
+
+  `landmarks`: the onset landmarks the builder aligned on (default: the drawn ones; the corpus's
+  CSV holds them rounded to 1e-3 pixel).
+  """
+  plan = renderer.plan
+  landmarks = renderer.landmarks if landmarks is None else np.asarray(landmarks, np.float64)
+  to_raw = _stored_to_raw(renderer, size, alignment, landmarks)
+  to_stored = cv2.invertAffineTransform(to_raw)
+  grid = _stored_grid(size)
+  raw = _apply(to_raw, grid)
+  canvas_to_raw = {i: _compose(renderer._frame_matrix(i), _canvas_to_units_matrix())
+                   for i in (plan.onset - plan.first, plan.apex - plan.first)}
+  onset_pose, apex_pose = canvas_to_raw[plan.onset - plan.first], canvas_to_raw[
+      plan.apex - plan.first]
+  intensity = _intensity(plan.apex, plan.onset, plan.apex, plan.offset)
+  field = faces.displacement_field(renderer.components, intensity, renderer.field_box)
+  def onset_position(apex_canvas_to_raw):
+    canvas = _apply(cv2.invertAffineTransform(apex_canvas_to_raw), raw)
+    neutral = _neutral_canvas_points(renderer, field, canvas)
+    return _apply(to_stored, _apply(onset_pose, neutral))
+  total = onset_position(apex_pose) - grid
+  au = onset_position(onset_pose) - grid
+  return TrueMotion(total.astype(np.float32), au.astype(np.float32))
+
+
+def true_motion(corpus_dir: str | os.PathLike, size: int, alignment: str = "landmarks",
+                keys: Sequence[tuple[str, str]] | None = None) -> dict[tuple[str, str], TrueMotion]:
+  """The TrueMotion of a generated corpus's clips, keyed (database, sample) as the TFDS records.
+
+  The corpus is re-planned from its manifest's config (the frames are not read); `keys` selects
+  clips (default: every clip). Alignment 'landmarks' uses the corpus's landmark CSV, as the
+  builder does.
+  """
+  manifest = read_manifest(corpus_dir)
+  fields = dict(manifest["config"])
+  fields["databases"] = tuple(fields["databases"])
+  config = CorpusConfig(**fields)
+  wanted = None if keys is None else set(map(tuple, keys))
+  identities: dict[tuple[str, str], object] = {}
+  landmark_files: dict[str, dict] = {}
+  out = {}
+  for plan in plan_corpus(config):
+    key = (plan.database, plan.sample)
+    if wanted is not None and key not in wanted:
+      continue
+    subject = (plan.database, plan.subject_dir)
+    if subject not in identities:
+      # The identity alone: the drawing (the slow part of _Subject) is not needed.
+      identity = faces.random_identity(np.random.default_rng(plan.rng_key[:3] + (10**6,)))
+      identities[subject] = types.SimpleNamespace(identity=identity)
+    renderer = _Renderer(plan, identities[subject], config, None)
+    landmarks = None
+    if alignment == "landmarks":
+      if plan.database not in landmark_files:
+        info = manifest["databases"][plan.database]
+        landmark_files[plan.database] = align_lib.read_landmarks_csv(
+            pathlib.Path(corpus_dir) / info["landmarks"])
+      landmarks = landmark_files[plan.database][(plan.subject_dir, plan.sample_dir)].as_array()
+    out[key] = clip_true_motion(renderer, size, alignment, landmarks)
+  if wanted is not None and wanted - set(out):
+    raise KeyError(f"clips not in the corpus {corpus_dir}: {sorted(wanted - set(out))[:5]}")
+  return out
 
 
 # ----------------------------------------------------------------------------- writing

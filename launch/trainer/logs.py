@@ -61,7 +61,15 @@ class RunLog:
         record["steps_per_sec"] = (step - self._last_step) / (now - self._last_time)
       self._last_time, self._last_step = now, step
     if "loss" in record:
-      self._losses.setdefault(prefix, []).append((record["step"], record["loss"]))
+      # A task whose training has stages with different losses (FRL-DGT: the DGM's photometric
+      # loss, then cross-entropy) logs a 'stage' scalar; each stage's losses are summarised on
+      # their own (an interval that spans two stages is left out of the summary).
+      stage = record.get("stage")
+      if stage is None:
+        self._losses.setdefault(prefix, []).append((record["step"], record["loss"]))
+      elif float(stage).is_integer():
+        self._losses.setdefault(f"{prefix}, stage {int(stage)}", []).append(
+            (record["step"], record["loss"]))
     if not self.enabled:
       return record
     if prefix != "train":
@@ -81,8 +89,10 @@ class RunLog:
     lines = []
     for prefix, series in self._losses.items():
       (first_step, first), (last_step, last) = series[0], series[-1]
-      what = ("train loss (mean over each logged interval)" if prefix == "train"
-              else f"{prefix}/loss")
+      if prefix.startswith("train"):
+        what = f"{prefix.replace('train', 'train loss', 1)} (mean over each logged interval)"
+      else:
+        what = f"{prefix}/loss"
       if len(series) == 1:
         lines.append(f"{what}: {first:.5g} at step {first_step}")
         continue

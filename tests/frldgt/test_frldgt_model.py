@@ -148,7 +148,8 @@ def test_smoothness_and_photometric_closed_forms():
     dgm_lib.photometric_penalty(r, 'l2')
 
 
-def test_dgm_pretraining_recovers_known_subpixel_displacement():
+@pytest.mark.parametrize('photometric', ['l1', 'census'])
+def test_dgm_pretraining_recovers_known_subpixel_displacement(photometric):
   size, batch = 32, 3
   rng = np.random.default_rng(0)
   onset = jnp.asarray(_smooth_texture(rng, batch, size))
@@ -160,7 +161,7 @@ def test_dgm_pretraining_recovers_known_subpixel_displacement():
     fields.append(np.stack([dx, dy], -1))
   true_flow = jnp.asarray(np.stack(fields), jnp.float32)
   target = warp(onset, true_flow)  # so warp(onset, true_flow) == target exactly
-  config = _dgm_config(photometric='l1', smooth_weight=0.05)
+  config = _dgm_config(photometric=photometric, smooth_weight=0.05)
   dgm = dgm_lib.DGM(widths=(16, 32), input_stride=2)
   params = jax.jit(dgm.init)(_key(0), onset, target)
   opt = optax.adam(3e-3)
@@ -190,6 +191,19 @@ def test_dgm_pretraining_recovers_known_subpixel_displacement():
   error, photometric = evaluate(params)
   assert photometric < 0.35 * photometric0, (photometric0, photometric)
   assert error < 0.35 * error0, (error0, error)  # error0 = mean |true displacement|
+
+
+def test_census_distance_ignores_brightness_and_sees_a_subpixel_shift():
+  rng = np.random.default_rng(1)
+  image = jnp.asarray(_smooth_texture(rng, 2, 32))
+  brighter = jnp.clip(image + 0.05, 0, 1)
+  shifted = warp(image, jnp.full((2, 32, 32, 2), 0.5, jnp.float32))
+  same = float(jnp.mean(dgm_lib.census_distance(image, brighter)))
+  moved = float(jnp.mean(dgm_lib.census_distance(image, shifted)))
+  assert float(jnp.mean(dgm_lib.census_distance(image, image))) == 0
+  assert moved > 20 * max(same, 1e-6)
+  # The intensity difference sees the brightness change more than the half-pixel shift.
+  assert float(jnp.mean(jnp.abs(brighter - image))) > float(jnp.mean(jnp.abs(shifted - image)))
 
 
 # -------------------------------------------------------------------------------- regions
