@@ -131,6 +131,7 @@ def get_config(arg: str = ""):
   c.model.dgm.charbonnier_alpha = 0.45
   c.model.dgm.smooth_weight = 0.1
   c.model.dgm.edge_alpha = 0.0       # > 0: edge-aware smoothness, weights exp(-edge_alpha |dI|)
+  c.model.dgm.distill_weight = 0.0   # > 0: stage 1 also fits the training clips' TV-L1 flow
   c.model.dgm_weight = 0.1           # lambda in L = L_CE + lambda * L_DGM (stage 2)
 
   c.batch_size = 32                  # clips per fold per step (stage 2)

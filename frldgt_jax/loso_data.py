@@ -179,7 +179,7 @@ def load_loso_data(config: ml_collections.ConfigDict) -> LosoData:
                      f"{config.data.frames} at {config.data.resolution}")
   folds = pipeline.loso_folds(prepared.subject_keys)
   flow = None
-  if motion_lib.uses_flow(model_lib.motion_of(config.model)):
+  if model_lib.reads_tvl1(config.model):
     start = time.time()
     flow = motion_lib.clip_flows(prepared.frames, bool(config.data.match_brightness))
     _say(f"TV-L1 flow of {len(flow)} clips (onset -> apex) in {time.time() - start:.0f} s")
@@ -220,7 +220,7 @@ def in_memory_data(config: ml_collections.ConfigDict) -> LosoData:
       frame_indices=np.tile(np.arange(t, dtype=np.int64), (n, 1)))
   labels = np.asarray(getattr(prepared, d.labels), np.int64)
   flow = None
-  if motion_lib.uses_flow(model_lib.motion_of(config.model)):
+  if model_lib.reads_tvl1(config.model):
     flow = rng.standard_normal((n, s, s, 2)).astype(np.float32)
   return LosoData(prepared, labels, pipeline.loso_folds(prepared.subject_keys),
                   tuple(d.class_names), "(in memory)", flow)

@@ -67,6 +67,18 @@ def has_dgm(c: ml_collections.ConfigDict) -> bool:
   return motion_lib.uses_dgm(motion_of(c)) and c.displacement == 'dgm'
 
 
+def distill_weight(c: ml_collections.ConfigDict) -> float:
+  """The weight of stage 1's TV-L1 distillation term (model.dgm.distill_weight; 0 without a DGM,
+  and for runs saved before the field existed)."""
+  return float(c.dgm.get('distill_weight', 0.0)) if has_dgm(c) else 0.0
+
+
+def reads_tvl1(c: ml_collections.ConfigDict) -> bool:
+  """Whether training needs the clips' TV-L1 onset->apex flows: the model reads them
+  (model.motion) or stage 1 distils them into the DGM."""
+  return motion_lib.uses_flow(motion_of(c)) or distill_weight(c) > 0
+
+
 def validate_config(c: ml_collections.ConfigDict) -> None:
   """Raises InputError naming the field when the model config is inconsistent."""
   compute_dtype(c)

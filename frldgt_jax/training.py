@@ -111,6 +111,7 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
   # training; runs saved before the field existed trained with 1).
   dgm_stage2_scale = float(config.optimizer.get("dgm_stage2_lr_scale", 1.0))
   brightness = bool(config.data.match_brightness)
+  distill = model_lib.distill_weight(config.model)
 
   def init_state(rng):
     params = model_lib.init_variables(model, rng)["params"]
@@ -125,6 +126,7 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
     return {"loss": loss, "ce": jnp.asarray(ce, jnp.float32),
             "dgm_loss": terms.get("dgm_loss", zero), "photometric": terms.get("photometric", zero),
             "smoothness": terms.get("smoothness", zero),
+            "distill": terms.get("distill", zero),
             "accuracy": jnp.asarray(accuracy, jnp.float32),
             "stage": jnp.asarray(stage, jnp.float32)}
 
@@ -141,9 +143,22 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
           source, target, keys)
     if brightness:
       target = match_brightness(source, target)
+    if distill > 0:
+      # The clips of the pairs, onset -> apex, against their TV-L1 flow (training clips only:
+      # the pairs are drawn from the fold's training clips).
+      clips = to_float(frames[batch["pair_clip"]])
+      teacher_onset, teacher_apex = clips[:, 0], clips[:, -1]
+      if brightness:
+        teacher_apex = match_brightness(teacher_onset, teacher_apex)
+      teacher = frozen["flow"][batch["pair_clip"]]
     def loss_fn(dgm_params):
-      return dgm_lib.pretrain_loss({"params": dgm_params}, dgm, source, target,
-                                   config.model.dgm)
+      loss, terms = dgm_lib.pretrain_loss({"params": dgm_params}, dgm, source, target,
+                                          config.model.dgm)
+      if distill > 0:
+        student = dgm.apply({"params": dgm_params}, teacher_onset, teacher_apex)
+        terms = dict(terms, distill=jnp.mean(jnp.linalg.norm(student - teacher, axis=-1)))
+        loss = loss + distill * terms["distill"]
+      return loss, terms
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"]["dgm"])
     updates, dgm_opt = dgm_optimizer.update(grads, state["dgm_opt"], state["params"]["dgm"])
     params = dict(state["params"], dgm=optax.apply_updates(state["params"]["dgm"], updates))
