@@ -10,11 +10,14 @@ import sys
 from tests.no_tensorflow import ROOT, blocked_env
 
 TINY = "configs/sat3d_ffhq.py:tiny"
+# Smaller than :tiny's batch 4 of 2 views (what is checked does not depend on the shapes): its
+# programs compile and run in less time.
 SHORT = ["--config.log_every=2", "--config.checkpoint_every=2", "--config.eval_every=2",
-         "--config.eval_pairs=8", "--config.summary_every=0", "--config.pair_pool=0"]
+         "--config.global_batch_size=2", "--config.views.count=1", "--config.eval_pairs=2",
+         "--config.summary_every=0", "--config.pair_pool=0"]
 
 
-def _run(args, env, timeout=600):
+def _run(args, env, timeout=600):  # minutes where another CPU-heavy job shares 2 cores
   return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=timeout)
 
@@ -56,12 +59,12 @@ def test_commands_that_need_tensorflow_say_what_to_install(tmp_path):
   env = blocked_env(tmp_path)
   for command in (["launch/sweep.py", "--config=configs/frldgt_composite.py:synthetic_tiny"],
                   ["launch/prepare_data.py"]):
-    _one_error_line(_run(command, env, timeout=300), "needs tensorflow",
+    _one_error_line(_run(command, env), "needs tensorflow",
                     "pip install 'sat3d-frldgt-jax[tensorflow]'")
   # FRL-DGT's training reads TFDS datasets: the driver's command says so, not a traceback.
   frldgt = _run(["launch/train.py", "--config=configs/frldgt_composite.py:synthetic_tiny",
-                 f"--workdir={tmp_path / 'frldgt'}"], env, timeout=300)
+                 f"--workdir={tmp_path / 'frldgt'}"], env)
   _one_error_line(frldgt, "needs tensorflow")
   # --help works without it (absl ends --help with status 1).
-  usage = _run(["launch/sweep.py", "--help"], env, timeout=300)
+  usage = _run(["launch/sweep.py", "--help"], env)
   assert "Leave-one-subject" in usage.stdout and "error" not in usage.stderr, usage.stderr

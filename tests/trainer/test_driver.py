@@ -22,10 +22,14 @@ from tensorboard.backend.event_processing import event_accumulator
 from launch.trainer import train_and_evaluate
 from launch.trainer import cli
 from launch.trainer import mesh as mesh_lib
+from tests.no_tensorflow import blocked_env
 from tests.trainer import driver_task
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = "tests/trainer/driver_task.py"
+# A subprocess imports JAX and TensorFlow and compiles: minutes where another CPU-heavy job shares
+# a 2-core machine (pytest-timeout stops a whole test at 900 s anyway).
+TIMEOUT = 600
 
 
 def _env(devices: int = 8) -> dict:
@@ -43,7 +47,7 @@ def _train_cmd(workdir, *overrides, config=CONFIG):
 
 def _run(workdir, *overrides, devices=8, check=True):
   proc = subprocess.run(_train_cmd(workdir, *overrides), cwd=ROOT, env=_env(devices),
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=TIMEOUT)
   if check and proc.returncode != 0:
     raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
   return proc
@@ -65,9 +69,14 @@ def _restore_params(workdir, step=None):
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-  """One uninterrupted 60-step run on 8 devices keeping every checkpoint (10, 20, ..., 60)."""
+  """One uninterrupted 30-step run on 8 devices keeping every checkpoint (10, 20, 30): the
+  tests compare at steps 20 and 30. In this process (the driver of launch/train.py, without a
+  start-up of its own): the runs compared with it are launch/train.py's."""
   workdir = tmp_path_factory.mktemp("reference")
-  _run(workdir, "total_steps=60", "keep_checkpoints=10")
+  config = driver_task.get_config()
+  config.total_steps = 30
+  config.keep_checkpoints = 10
+  assert train_and_evaluate(config, workdir).step == 30
   return workdir
 
 
@@ -192,18 +201,21 @@ def test_missing_weights_on_a_fresh_clone_are_one_short_message(tmp_path):
                          "--config=configs/sat3d_ffhq.py", f"--workdir={tmp_path}"],
                         cwd=ROOT, env={k: v for k, v in _env(1).items()
                                        if k != "TF_CPP_MIN_LOG_LEVEL"},
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=TIMEOUT)
   assert proc.returncode == 2, proc.stderr
   err = proc.stderr.strip().splitlines()
   assert err[0].startswith("error: EG3D generator not found at 'weights/eg3d/ffhq512-128'")
   assert "python launch/convert_eg3d.py" in proc.stderr and len(err) <= 8, proc.stderr
   for chatter in ("Traceback", "oneDNN", "absl::InitializeLog", "deprecated"):
     assert chatter not in proc.stderr, proc.stderr
-  # --debug shows the traceback behind the message.
+  # --debug shows the traceback behind the message. (Where TensorFlow cannot be imported: its
+  # import is most of a start-up, and the traceback does not depend on it.)
   debug = subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), "--debug",
                           "--config=configs/sat3d_ffhq.py", f"--workdir={tmp_path}"],
-                         cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=blocked_env(tmp_path / "env"), capture_output=True,
+                         text=True, timeout=TIMEOUT)
   assert debug.returncode != 0 and "Traceback" in debug.stderr
+  assert "EG3D generator not found at 'weights/eg3d/ffhq512-128'" in debug.stderr
 
 
 def test_a_batch_that_does_not_divide_over_the_devices(capsys):
@@ -227,12 +239,12 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
                                      "seconds_per_step=0.1"),
                           cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
-  deadline = time.time() + 240
+  deadline = time.time() + TIMEOUT
   metrics = tmp_path / "metrics.jsonl"
   while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
     time.sleep(0.2)
   proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  out, err = proc.communicate(timeout=TIMEOUT)
   assert proc.returncode == 128 + signal.SIGTERM, err
   step, params = _restore_params(tmp_path)
   assert 5 <= step < 400
@@ -275,7 +287,7 @@ def test_two_processes_match_one_process(tmp_path, reference_run):
                                              "--num_processes=2", f"--process_id={i}"],
       cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
-  outs = [p.communicate(timeout=300) for p in procs]
+  outs = [p.communicate(timeout=TIMEOUT) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, f"{out}\n{err}"
   assert "on 8 device(s)" in outs[0][0]
