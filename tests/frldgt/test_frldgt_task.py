@@ -227,12 +227,6 @@ def test_shuffled_labels_stay_inside_each_folds_training_clips(tiny):
 
 def test_stage_one_trains_only_the_dgm_and_stage_two_everything(tiny):
   config, data = tiny
-  # One AU region and a one-level DGM (as tests/benchmarks/test_frldgt_suite.py): the same two
-  # stages and parameter groups, at a fraction of the compile time.
-  config = config.copy_and_resolve_references()
-  config.model.regions = ("glabella_nose",)
-  config.model.dgm.widths = (8,)
-  config.model.dgm.convs_per_level = 1
   task = task_lib.make_task(config, data=data, fold_ids=[1], stacked=False)
   state = jax.jit(task.init_state)(jax.random.key(0))
   frozen = task.frozen()
