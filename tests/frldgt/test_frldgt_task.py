@@ -88,7 +88,7 @@ def test_a_retired_alignment_is_refused_for_a_new_run_naming_its_replacement(tmp
                          "--config=configs/frldgt_composite.py:synthetic_tiny",
                          f"--config.data.synthetic_root={tmp_path / 'corpus'}",
                          "--config.data.alignment=detect", f"--workdir={workdir}"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 2, proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "'landmarks68'" in errors[0], proc.stderr

@@ -130,10 +130,14 @@ def test_stacked_and_per_fold_sweeps_agree(per_fold, stacked):
 
 
 def _sweep_command(workdir, root, cache, folds):
+  # JAX hashes every command-line argument that starts with "--xla" into its persistent cache
+  # keys (jax/_src/cache_key.py, _hash_xla_flags), so with "--xla_cache_dir=..." the sweep's
+  # keys differ from this process's and it recompiles every program the per_fold fixture
+  # compiled. absl takes the flag with one dash too: the sweep then reads them from the cache.
   return [sys.executable, str(REPO / "launch" / "sweep.py"),
           "--config", str(REPO / "configs" / "frldgt_composite.py") + ":synthetic_tiny,per_fold",
           f"--config.data.synthetic_root={root}", f"--config.folds={folds}",
-          f"--workdir={workdir}", f"--xla_cache_dir={cache}"]
+          f"--workdir={workdir}", f"-xla_cache_dir={cache}"]
 
 
 def _checkpointed(fold_dir: pathlib.Path) -> bool:
@@ -187,7 +191,7 @@ def test_a_config_typo_is_an_error_naming_the_field(tmp_path):
   command = [sys.executable, str(REPO / "launch" / "sweep.py"),
              "--config", str(REPO / "configs" / "frldgt_composite.py") + ":synthetic_tiny",
              "--config.batchsize=4", f"--workdir={tmp_path}"]
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                         env=dict(os.environ, PYTHONPATH=str(REPO)))
   assert done.returncode == 2, done.stderr
   assert "batchsize" in done.stderr and "Traceback" not in done.stderr
