@@ -405,3 +405,28 @@ def test_predict_without_a_face_or_a_final_model_says_so(per_fold, tmp_path):
   done = _predict(["--workdir", str(workdir), "--video", "x.mp4", "--out", "o"], tmp_path)
   assert done.returncode == 2 and "no final model" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_dgm_truth_scores_every_kept_checkpoint_of_every_fold(per_fold, data):
+  from frldgt_jax import dgm_truth  # pylint: disable=g-import-not-at-top
+  workdir, _ = per_fold
+  rows, facts = dgm_truth.score_sweep(workdir)
+  folds = sorted(map(int, FOLDS.split(",")))
+  assert sorted({r["fold"] for r in rows}) == folds and facts["folds"] == len(folds)
+  kept = dgm_truth.saved_steps(workdir / "fold_00")
+  assert len(kept) >= 2
+  for k in folds:
+    mine = [r for r in rows if r["fold"] == k]
+    assert sorted(r["step"] for r in mine if r["method"] == "dgm") == kept
+    assert {r["method"] for r in mine} == {"dgm", "tvl1", "zero"}
+    assert all(r["clips"] == len(data.folds[k].test_idx) for r in mine)
+    for r in mine:
+      if r["method"] == "dgm":
+        assert r["stage"] == (1 if r["step"] <= facts["dgm_pretrain_steps"] else 2)
+    zero = next(r for r in mine if r["method"] == "zero")
+    assert zero["au_epe"] > 0 and zero["au_gain"] == 0 and zero["au_cosine"] == 0
+  means = dgm_truth.summary(rows)
+  assert [(m["method"], m["step"]) for m in means] == (
+      [("dgm", s) for s in kept] + [("tvl1", None), ("zero", None)])
+  table = dgm_truth.format_table(means, facts)
+  assert table.count("\n| dgm |") == len(kept) and "| tvl1 |" in table
