@@ -136,6 +136,7 @@ def get_config(arg: str = ""):
 
   c.batch_size = 32                  # clips per fold per step (stage 2)
   c.pair_batch_size = 32             # frame pairs per fold per step (stage 1)
+  c.dgm_pairs = "all"                # stage-1 pairs: 'all' i < j, or 'onset' (0, j)
   c.class_weighted = True            # L_CE weighted by inverse class frequency of the fold
   c.class_balanced = False           # class-balanced sampling instead of uniform epochs
   c.labels_shuffled = False          # control: training labels permuted within each fold

@@ -245,6 +245,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.sweep_mode not in ("auto", "stacked", "per_fold"):
     raise InputError(f"config.sweep_mode must be 'auto', 'stacked' or 'per_fold', got "
                      f"{config.sweep_mode!r}")
+  if config.get("dgm_pairs", "all") not in pipeline.DGM_PAIRS:
+    raise InputError(f"config.dgm_pairs must be one of {list(pipeline.DGM_PAIRS)}, got "
+                     f"{config.dgm_pairs!r}")
   for field in ("batch_size", "pair_batch_size", "eval_batch_size"):
     if config[field] < 1:
       raise InputError(f"config.{field} must be positive, got {config[field]}")

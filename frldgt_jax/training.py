@@ -210,13 +210,14 @@ def make_batch_sampler(config: ml_collections.ConfigDict, folds: Sequence, label
   `stacked=False` (one fold) the leading axis is dropped.
   """
   pretrain_steps = int(config.dgm_pretrain_steps)
+  pairs = config.get("dgm_pairs", "all")  # runs saved before the field existed drew 'all'
   per_fold_labels, weights = labels, class_weights
 
   def batch_for_step(step: int) -> dict:
     """The global batch of `step`: [M, ...] stacked, or one fold's [...]."""
     if step < pretrain_steps:
       parts = [pipeline.frame_pair_indices(config.seed, step, f, config.pair_batch_size,
-                                           num_frames) for f in folds]
+                                           num_frames, pairs) for f in folds]
       out = {"pair_clip": np.stack([p[0] for p in parts]).astype(np.int32),
              "pair_i": np.stack([p[1] for p in parts]).astype(np.int32),
              "pair_j": np.stack([p[2] for p in parts]).astype(np.int32)}

@@ -168,19 +168,30 @@ def train_batch_indices(seed: int, step: int, fold: Fold, batch_size: int, *,
   return _check_held_out(out, fold)
 
 
-def frame_pair_indices(seed: int, step: int, fold: Fold, batch_size: int, num_frames: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# Which stored-frame pairs stage 1 trains on (config.dgm_pairs): 'all' ordered pairs i < j, or
+# 'onset' pairs (0, j), the onset to a later frame, as the classifier reads (onset, apex).
+DGM_PAIRS = ("all", "onset")
+
+
+def frame_pair_indices(seed: int, step: int, fold: Fold, batch_size: int, num_frames: int,
+                       pairs: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Self-supervised pairs for the DGM: (clip [B], i [B], j [B]) with i < j < num_frames.
 
-  Clips come from the fold's training clips only (never the held-out subject); (i, j) is uniform
-  over the num_frames * (num_frames - 1) / 2 ordered pairs of stored frames. Stateless per
+  Clips come from the fold's training clips only (never the held-out subject); with `pairs`
+  'all', (i, j) is uniform over the num_frames * (num_frames - 1) / 2 ordered pairs of stored
+  frames, with 'onset', i = 0 and j uniform over 1..num_frames - 1. Stateless per
   (seed, fold, step).
   """
   if num_frames < 2:
     raise ValueError(f"need at least 2 stored frames per clip, got {num_frames}")
+  if pairs not in DGM_PAIRS:
+    raise ValueError(f"pairs must be one of {DGM_PAIRS}, got {pairs!r}")
   rng = np.random.default_rng([seed, fold.index, step, _PAIRS])
   train = np.asarray(fold.train_idx)
   clip = train[rng.integers(0, len(train), batch_size)]
+  if pairs == "onset":
+    later = rng.integers(1, num_frames, batch_size)
+    return _check_held_out(clip, fold), np.zeros_like(later), later
   a = rng.integers(0, num_frames, batch_size)
   b = rng.integers(0, num_frames - 1, batch_size)
   b = b + (b >= a)  # a != b, uniform over ordered pairs of distinct frames

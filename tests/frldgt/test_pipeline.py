@@ -150,6 +150,14 @@ def test_frame_pairs_are_ordered_and_cover_all_pairs():
     assert np.isin(clip, fold.train_idx).all()
     seen |= set(zip(i.tolist(), j.tolist()))
   assert seen == set(itertools.combinations(range(T), 2))
+  onset_seen = set()
+  for step in range(40):
+    clip, i, j = P.frame_pair_indices(0, step, fold, 16, T, pairs="onset")
+    assert np.all(i == 0) and np.isin(clip, fold.train_idx).all()
+    onset_seen |= set(j.tolist())
+  assert onset_seen == set(range(1, T))
+  with pytest.raises(ValueError, match="pairs"):
+    P.frame_pair_indices(0, 0, fold, 16, T, pairs="apex")
 
 
 # ----------------------------------------------------------------------------- augmentation
