@@ -176,14 +176,12 @@ def dgm_loss_terms(onset, target, flow, config: ml_collections.ConfigDict):
   onset = onset.astype(jnp.float32)
   target = target.astype(jnp.float32)
   warped = warp(onset, flow.astype(jnp.float32))
-  if config.photometric == 'census':
-    residual = census_distance(warped, target, config.get('census_patch', 7))
-    photometric = jnp.mean(photometric_penalty(residual, 'charbonnier', config.charbonnier_eps,
-                                               config.charbonnier_alpha), axis=(1, 2, 3))
+  if config.photometric == 'census':  # Charbonnier of the (non-negative) census distance
+    residual, penalty = census_distance(warped, target), 'charbonnier'
   else:
-    photometric = jnp.mean(
-        photometric_penalty(warped - target, config.photometric, config.charbonnier_eps,
-                            config.charbonnier_alpha), axis=(1, 2, 3))
+    residual, penalty = warped - target, config.photometric
+  photometric = jnp.mean(photometric_penalty(residual, penalty, config.charbonnier_eps,
+                                             config.charbonnier_alpha), axis=(1, 2, 3))
   smoothness = smoothness_penalty(flow, target, config.edge_alpha)
   return {'photometric': photometric, 'smoothness': smoothness,
           'dgm_loss': photometric + config.smooth_weight * smoothness}

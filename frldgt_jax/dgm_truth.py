@@ -13,7 +13,7 @@ import pathlib
 import jax
 import numpy as np
 
-from frldgt_jax import flow_eval, loso_data, run_io, training
+from frldgt_jax import flow_eval, loso_data, run_io
 from frldgt_jax import model as model_lib
 from frldgt_jax import motion as motion_lib
 from frldgt_jax.data import synthetic
@@ -44,21 +44,6 @@ def saved_steps(unit: pathlib.Path) -> list[int]:
                 if p.is_dir() and p.name.isdigit())
 
 
-def displacement_fn(config):
-  """jit(params, onset, apex) -> the model's displacement [B, S, S, 2], as the classifier sees
-  it (the apex's brightness matched to the onset's when the run did)."""
-  model = model_lib.build_model(config.model)
-  brightness = bool(config.data.match_brightness)
-
-  def apply(params, onset, apex):
-    if brightness:
-      apex = training.match_brightness(onset, apex)
-    _, aux = model.apply({"params": params}, onset, apex, None, train=False,
-                         flow=jax.numpy.zeros(onset.shape[:3] + (2,), jax.numpy.float32))
-    return aux["displacement"]
-  return jax.jit(apply)
-
-
 def score_sweep(workdir: pathlib.Path, last_only: bool = False) -> tuple[list[dict], dict]:
   """Rows {unit, fold, step, stage, method, <flow_eval measures>} and facts about the sweep."""
   units = fold_units(workdir)
@@ -75,8 +60,11 @@ def score_sweep(workdir: pathlib.Path, last_only: bool = False) -> tuple[list[di
   prepared = data.prepared
   brightness = bool(config.data.match_brightness)
   has_dgm = model_lib.has_dgm(config.model)
-  apply = displacement_fn(config) if has_dgm else None
+  outputs = run_io.outputs_fn(model_lib.build_model(config.model), brightness) if has_dgm else None
   pretrain = int(config.dgm_pretrain_steps)
+  held_out = np.concatenate([data.folds[k].test_idx for _, folds in units for k in folds])
+  truth = synthetic.true_motion(corpus, size, alignment,
+                                list(zip(prepared.database[held_out], prepared.sample[held_out])))
   rows = []
   for unit, folds in units:
     steps = saved_steps(unit)
@@ -90,7 +78,6 @@ def score_sweep(workdir: pathlib.Path, last_only: bool = False) -> tuple[list[di
     for k in folds:
       index = np.asarray(data.folds[k].test_idx)
       keys = list(zip(prepared.database[index], prepared.sample[index]))
-      truth = synthetic.true_motion(corpus, size, alignment, keys)
       true = np.stack([truth[key].total for key in keys])
       region = flow_eval.au_region(np.stack([truth[key].au for key in keys]))
       frames = prepared.frames[index]
@@ -105,7 +92,8 @@ def score_sweep(workdir: pathlib.Path, last_only: bool = False) -> tuple[list[di
         for step, params in params_at.items():
           slot = slot_of[k]
           p = params if slot is None else jax.tree.map(lambda a, s=slot: a[s], params)
-          fields["dgm"][step] = np.asarray(apply(p, onset, apex))
+          # The model reads no flow for its displacement: zeros stand in where it wants one.
+          fields["dgm"][step] = np.asarray(outputs(p, onset, apex, np.zeros_like(true))[1])
       for method, by_step in fields.items():
         for step, pred in by_step.items():
           stage = None if step is None else (1 if step <= pretrain else 2)

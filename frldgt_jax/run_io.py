@@ -113,6 +113,17 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
           for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def outputs_fn(model: model_lib.FRLDGT, brightness: bool):
+  """jit(params, onset, apex, flow) -> (logits [B, C], displacement [B, S, S, 2]) in eval mode,
+  the apex's brightness matched to the onset's when the run did (config.data.match_brightness)."""
+  def apply(params, onset, apex, flow):
+    if brightness:
+      apex = training.match_brightness(onset, apex)
+    logits, aux = model.apply({"params": params}, onset, apex, None, train=False, flow=flow)
+    return logits, aux["displacement"]
+  return jax.jit(apply)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TrainedFold:
   """A trained FRL-DGT fold: its config, the Flax model, its params and the class names."""
@@ -135,15 +146,7 @@ class TrainedFold:
 
   @functools.cached_property
   def _apply_fn(self):
-    brightness = bool(self.config.data.match_brightness)
-
-    def apply(params, onset, apex, flow):
-      if brightness:
-        apex = training.match_brightness(onset, apex)
-      logits, aux = self.model.apply({"params": params}, onset, apex, None, train=False,
-                                     flow=flow)
-      return logits, aux["displacement"]
-    return jax.jit(apply)
+    return outputs_fn(self.model, bool(self.config.data.match_brightness))
 
   def outputs(self, onset, apex, flow=None) -> tuple[np.ndarray, np.ndarray]:
     """(logits [B, C], the DGM's displacement [B, S, S, 2] (zeros without a DGM)) of a batch of

@@ -156,7 +156,9 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
                                           config.model.dgm)
       if distill > 0:
         student = dgm.apply({"params": dgm_params}, teacher_onset, teacher_apex)
-        terms = dict(terms, distill=jnp.mean(jnp.linalg.norm(student - teacher, axis=-1)))
+        # sqrt(|d|^2 + 1e-12): the norm's gradient at d = 0 would be NaN.
+        epe = jnp.sqrt(jnp.sum((student - teacher) ** 2, axis=-1) + 1e-12)
+        terms = dict(terms, distill=jnp.mean(epe))
         loss = loss + distill * terms["distill"]
       return loss, terms
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"]["dgm"])

@@ -34,7 +34,7 @@ class RunLog:
     self._tb = None
     self._last_time: Optional[float] = None
     self._last_step: Optional[int] = None
-    self._losses: dict = {}  # prefix -> [(step, loss)] logged by this process, for the summary
+    self._losses: dict = {}  # (prefix, stage) -> [(step, loss)] of this process, for the summary
     if not enabled:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,11 +65,9 @@ class RunLog:
       # loss, then cross-entropy) logs a 'stage' scalar; each stage's losses are summarised on
       # their own (an interval that spans two stages is left out of the summary).
       stage = record.get("stage")
-      if stage is None:
-        self._losses.setdefault(prefix, []).append((record["step"], record["loss"]))
-      elif float(stage).is_integer():
-        self._losses.setdefault(f"{prefix}, stage {int(stage)}", []).append(
-            (record["step"], record["loss"]))
+      if stage is None or float(stage).is_integer():
+        key = (prefix, None if stage is None else int(stage))
+        self._losses.setdefault(key, []).append((record["step"], record["loss"]))
     if not self.enabled:
       return record
     if prefix != "train":
@@ -87,12 +85,11 @@ class RunLog:
     """One line per logged loss series of this invocation: its first and last value (training
     losses are means over each logging interval; evaluations are whole-set means)."""
     lines = []
-    for prefix, series in self._losses.items():
+    for (prefix, stage), series in self._losses.items():
       (first_step, first), (last_step, last) = series[0], series[-1]
-      if prefix.startswith("train"):
-        what = f"{prefix.replace('train', 'train loss', 1)} (mean over each logged interval)"
-      else:
-        what = f"{prefix}/loss"
+      of_stage = "" if stage is None else f", stage {stage}"
+      what = (f"train loss{of_stage} (mean over each logged interval)" if prefix == "train"
+              else f"{prefix}/loss{of_stage}")
       if len(series) == 1:
         lines.append(f"{what}: {first:.5g} at step {first_step}")
         continue
