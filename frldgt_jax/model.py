@@ -108,7 +108,8 @@ class FRLDGT(nn.Module):
   config: ml_collections.FrozenConfigDict
 
   @nn.compact
-  def __call__(self, onset, apex, flipped=None, train: bool = False, flow=None):
+  def __call__(self, onset, apex, flipped=None, train: bool = False, flow=None,
+               displacement=None):
     """Returns (logits [B, num_classes] float32, aux).
 
     Args:
@@ -117,6 +118,9 @@ class FRLDGT(nn.Module):
       train: enables dropout (then pass rngs={'dropout': key}).
       flow: [B,S,S,2] TV-L1 flow (dx, dy) onset -> apex (frldgt_jax.motion), required when
         config.motion reads it ('tvl1', 'dgm+tvl1'), ignored otherwise.
+      displacement: [B,S,S,2] the DGM's field of this pair computed outside (training with
+        config.augment.dgm_on_stored_frames: on the stored pair, then moved with the frames'
+        augmentation); None: the DGM computes it here. Ignored without a DGM.
     aux: 'displacement' [B,S,S,2] float32; per-example [B] DGM terms 'photometric',
       'smoothness', 'dgm_loss'; 'region_tokens' [B,K,D] float32 (local-fusion outputs, in the
       order of config.regions).
@@ -132,7 +136,9 @@ class FRLDGT(nn.Module):
 
     motion = motion_of(c)
     if has_dgm(c):
-      displacement = dgm_from_config(c.dgm, dtype, name='dgm')(onset, apex)
+      if displacement is None:
+        displacement = dgm_from_config(c.dgm, dtype, name='dgm')(onset, apex)
+      displacement = displacement.astype(jnp.float32)
     else:
       displacement = jnp.zeros(onset.shape[:3] + (2,), jnp.float32)
     terms = dgm_loss_terms(onset, apex, displacement, c.dgm)

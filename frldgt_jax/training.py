@@ -112,6 +112,10 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
   dgm_stage2_scale = float(config.optimizer.get("dgm_stage2_lr_scale", 1.0))
   brightness = bool(config.data.match_brightness)
   distill = model_lib.distill_weight(config.model)
+  # Stage 2 computes the DGM's field on the stored pair and moves it with the frames'
+  # augmentation, as TV-L1's flow (False: the DGM sees the resampled frames; runs saved before
+  # the field existed trained so).
+  field_on_stored = dgm is not None and bool(aug.get("dgm_on_stored_frames", False))
 
   def init_state(rng):
     params = model_lib.init_variables(model, rng)["params"]
@@ -170,19 +174,33 @@ def make_train_fns(config: ml_collections.ConfigDict, model, dgm, optimizer, dgm
     """Stage 2: L_CE (class-weighted) + lambda * L_DGM, end to end."""
     k_aug, k_drop = jax.random.split(rng)
     clips = to_float(frozen["frames"][batch["index"]])
-    flow = frozen["flow"][batch["index"]] if "flow" in frozen else None
-    augmented = pipeline.augment_batch(clips, k_aug, flow=flow, max_jitter=aug.max_jitter,
-                                       **aug_kwargs)
-    onset, apex, flipped = augmented[:3]
-    flow = augmented[3] if flow is not None else None
-    if brightness:
-      apex = match_brightness(onset, apex)
+    stored_flow = frozen["flow"][batch["index"]] if "flow" in frozen else None
     labels = batch["label"]
     class_weights = batch["class_weights"][0] if config.class_weighted else None
+
+    def augmented(dgm_params):
+      """(onset, apex, flipped, flow, displacement) of the batch, augmented; displacement is
+      None where the model's DGM computes it from the augmented frames."""
+      def field_fn(onset, apex):  # one stored pair [S,S,1] -> its DGM field [S,S,2]
+        onset, apex = onset[None], apex[None]
+        if brightness:
+          apex = match_brightness(onset, apex)
+        return dgm.apply({"params": dgm_params}, onset, apex)[0]
+      out = pipeline.augment_batch(clips, k_aug, flow=stored_flow, max_jitter=aug.max_jitter,
+                                   field_fn=field_fn if field_on_stored else None, **aug_kwargs)
+      onset, apex, flipped = out[:3]
+      fields = out[3] if len(out) > 3 else None
+      displacement = fields[..., :2] if field_on_stored else None
+      flow = fields[..., -2:] if stored_flow is not None else None
+      if brightness:
+        apex = match_brightness(onset, apex)
+      return onset, apex, flipped, flow, displacement
+
     def loss_fn(params):
+      onset, apex, flipped, flow, displacement = augmented(params.get("dgm"))
       logits, aux = model.apply({"params": params}, onset, apex,
                                 flipped if aug.flip_aware else None, train=True,
-                                rngs={"dropout": k_drop}, flow=flow)
+                                rngs={"dropout": k_drop}, flow=flow, displacement=displacement)
       loss, parts = losses_lib.total_loss(logits, labels, aux, dgm_weight, class_weights)
       return loss, (parts, logits)
     (loss, (parts, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])

@@ -224,9 +224,10 @@ def augment(onset, apex, key, *, max_rotation_deg: float = 5.0, max_scale: float
   degrees, zoom uniform in 1 +- `max_scale` and shift uniform in +-`max_shift` of the side, all
   about the image centre; bilinear sampling with edge replication, so values stay in the input
   range. Args: onset, apex float [S, S, C]. Returns (onset, apex, flipped: bool []).
-  With `flow` [S, S, 2] (a displacement field (dx, dy) of the pair, frldgt_jax.motion) it is
-  resampled the same way and its vectors mapped by the transform's linear part (zoom, rotation,
-  then dx negated when flipped), exact for this affine map; returns (onset, apex, flipped, flow).
+  With `flow` [S, S, 2k] (k displacement fields (dx, dy) of the pair, frldgt_jax.motion) it is
+  resampled the same way and each field's vectors mapped by the transform's linear part (zoom,
+  rotation, then dx negated when flipped), exact for this affine map; returns (onset, apex,
+  flipped, flow).
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -258,27 +259,35 @@ def augment(onset, apex, key, *, max_rotation_deg: float = 5.0, max_scale: float
     return warp(onset), warp(apex), flipped
   # Source vector (dy, dx) -> output vector: scale * M^T with M the rotation used above.
   moved = warp(flow)
-  sdx, sdy = moved[..., 0], moved[..., 1]
+  sdx, sdy = moved[..., 0::2], moved[..., 1::2]
   out_dy = scale * (cos * sdy + sin * sdx)
   out_dx = scale * (-sin * sdy + cos * sdx)
   out_dx = jnp.where(flipped, -out_dx, out_dx)
-  return warp(onset), warp(apex), flipped, jnp.stack([out_dx, out_dy], -1)
+  return warp(onset), warp(apex), flipped, jnp.stack([out_dx, out_dy], -1).reshape(flow.shape)
 
 
-def augment_clip(frames, key, *, max_jitter: int = 1, flow=None, **augment_kwargs):
+def augment_clip(frames, key, *, max_jitter: int = 1, flow=None, field_fn=None,
+                 **augment_kwargs):
   """`jitter_pair` then `augment` for one clip's stored frames [T, S, S, C] (float).
 
   `flow` [S, S, 2] (onset -> apex of the stored frames; the jitter does not change it) is
-  augmented with the frames and returned fourth."""
+  augmented with the frames and returned fourth. `field_fn(onset, apex) -> [S, S, 2]`, given,
+  is a field computed on the jittered stored pair before the geometric augmentation (the DGM's,
+  config.augment.dgm_on_stored_frames); it is moved with the frames like `flow` and returned
+  fourth, with `flow` after it on the last axis when both are given ([S, S, 4])."""
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   k_jit, k_aug = jax.random.split(key)
   onset, apex = jitter_pair(frames, k_jit, max_jitter)
+  if field_fn is not None:
+    field = field_fn(onset, apex)
+    flow = field if flow is None else jnp.concatenate([field, flow], axis=-1)
   return augment(onset, apex, k_aug, flow=flow, **augment_kwargs)
 
 
 def augment_batch(frames, key, flow=None, **kwargs):
   """`augment_clip` over a batch [B, T, S, S, C] with one key per example (jittable); `flow`
-  [B, S, S, 2] or None."""
+  [B, S, S, 2] or None; `field_fn` (a keyword) as augment_clip's, per example."""
   import jax  # pylint: disable=g-import-not-at-top
   keys = jax.random.split(key, frames.shape[0])
   if flow is None:

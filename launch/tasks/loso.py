@@ -88,7 +88,8 @@ def _default_corpus() -> dict:
 ADDED_FIELDS: dict[str, object] = {"optimizer.name": "adamw", "model.motion": "dgm",
                                    "data.corpus": _default_corpus(),
                                    "optimizer.dgm_stage2_lr_scale": 1.0,
-                                   "model.dgm.distill_weight": 0.0, "dgm_pairs": "all"}
+                                   "model.dgm.distill_weight": 0.0, "dgm_pairs": "all",
+                                   "augment.dgm_on_stored_frames": False}
 # Where a generated corpus is kept is not what it holds (its synthetic_* fields decide that):
 # a sweep whose corpus folder moved is the same experiment.
 _LOCATIONS = ("data.synthetic_root",)

@@ -64,6 +64,40 @@ def test_every_config_and_variant_is_consistent(name, arg):
   assert config.model.image_size == 96
 
 
+def test_the_paper_variant_is_one_modifier_away_from_the_recipe():
+  """':paper' restores the DGM training the paper states (end to end at the model's step size,
+  on the resampled frames) and, on the generated corpus, the stage 1 used before the DGM study;
+  every other field is the recipe's."""
+  fields = ("total_steps", "dgm_pretrain_steps", "optimizer.dgm_learning_rate",
+            "optimizer.dgm_stage2_lr_scale", "model.dgm.smooth_weight",
+            "augment.dgm_on_stored_frames")
+  def values(arg):
+    flat = json.loads(_load_config("frldgt_casme2", arg).to_json_best_effort())
+    out = {}
+    for path in fields:
+      node = flat
+      for key in path.split("."):
+        node = node[key]
+      out[path] = node
+    return flat, out
+  for arg, recipe, paper in (
+      ("synthetic,reduced", (800, 600, 5e-3, 0.1, 0.01, True), (400, 200, 2e-3, 1.0, 0.0, False)),
+      ("synthetic", (1000, 600, 5e-3, 0.1, 0.01, True), (700, 300, 2e-3, 1.0, 0.0, False)),
+      ("", (3000, 500, 1e-3, 0.1, 0.1, True), (3000, 500, 1e-3, 1.0, 0.1, False))):
+    ours, got = values(arg)
+    theirs, got_paper = values(f"{arg},paper" if arg else "paper")
+    assert tuple(got.values()) == recipe and tuple(got_paper.values()) == paper, arg
+    for flat in (ours, theirs):
+      flat.pop("variant")
+      for path in fields:
+        *parents, leaf = path.split(".")
+        node = flat
+        for key in parents:
+          node = node[key]
+        node.pop(leaf)
+    assert ours == theirs, arg
+
+
 def test_unknown_variant_is_named():
   for name in CONFIGS:
     with pytest.raises(ValueError, match="synthtic"):
@@ -251,6 +285,55 @@ def test_stage_one_trains_only_the_dgm_and_stage_two_everything(tiny):
   # L = L_CE + lambda * L_DGM
   np.testing.assert_allclose(float(m2["loss"]), float(m2["ce"]) + config.model.dgm_weight *
                              float(m2["dgm_loss"]), rtol=1e-5)
+
+
+def _stage_two_move(config, data, fields):
+  """How far one stage-2 step (the first, no warmup) moves every parameter of fold 1 from a
+  state whose DGM head is non-zero, with `fields` set on the config."""
+  c = config.copy_and_resolve_references()
+  c.optimizer.warmup_steps = 0
+  for path, value in fields.items():
+    *parents, leaf = path.split(".")
+    node = c
+    for key in parents:
+      node = node[key]
+    node[leaf] = value
+  task = task_lib.make_task(c, data=data, fold_ids=[1], stacked=False)
+  state = task.init_state(jax.random.key(0))
+  # A non-zero DGM head, so that the classification loss reaches every DGM weight.
+  state["params"]["dgm"]["head"]["kernel"] = jax.numpy.full_like(
+      state["params"]["dgm"]["head"]["kernel"], 0.01)
+  batch = _batches(task, c.dgm_pretrain_steps, 1)[0]
+  after, metrics = jax.jit(task.train_step)(state, task.frozen(), batch, jax.random.key(2))
+  assert float(metrics["stage"]) == 2
+  return jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), after["params"],
+                      state["params"])
+
+
+def _assert_moves(got, want, scale=1.0):
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(b, scale * a, rtol=1e-4, atol=1e-7)  # params are float32
+
+
+def test_the_dgms_stage_two_step_scale_and_its_field_of_the_stored_pair(tiny):
+  """From the same state, batch and key, with no geometric augmentation (nothing resampled, so
+  the DGM sees the same pair whether augment.dgm_on_stored_frames computes its field on the
+  stored pair or inside the model): optimizer.dgm_stage2_lr_scale 0.1 moves the DGM a tenth as
+  far as 1 does and every other parameter as far. With augmentation, the stored-pair field
+  still trains the DGM."""
+  config, data = tiny
+  still = {"augment.max_rotation_deg": 0.0, "augment.max_scale": 0.0, "augment.max_shift": 0.0,
+           "augment.flip_prob": 0.0}
+  full = _stage_two_move(config, data, still)
+  scaled = _stage_two_move(config, data, dict(still, **{"optimizer.dgm_stage2_lr_scale": 0.1,
+                                                         "augment.dgm_on_stored_frames": True}))
+  assert np.abs(full["dgm"]["head"]["kernel"]).max() > 0
+  _assert_moves(scaled["dgm"], full["dgm"], 0.1)
+  _assert_moves({k: v for k, v in scaled.items() if k != "dgm"},
+                {k: v for k, v in full.items() if k != "dgm"})
+  moving = _stage_two_move(config, data, {"augment.dgm_on_stored_frames": True})
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(moving))
+  assert all(np.abs(x).max() > 0 for x in jax.tree.leaves(moving["dgm"]))
 
 
 def test_zero_displacement_control_has_no_dgm_and_a_noop_stage_one(tiny):

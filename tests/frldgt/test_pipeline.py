@@ -230,3 +230,35 @@ def test_augment_batch_on_uint8_frames():
   onset, apex, flipped = jax.jit(P.augment_batch)(frames, jax.random.key(3))
   assert onset.shape == apex.shape == (5, S, S, 1) and flipped.shape == (5,)
   assert float(onset.min()) >= 0.0 and float(onset.max()) <= 1.0
+
+
+def test_a_field_of_the_stored_pair_moves_with_the_frames():
+  """augment_clip's field_fn sees the jittered *stored* pair (not the resampled one) and its
+  field is moved as a flow: mirrored with dx negated, and placed before a given flow."""
+  rng = np.random.default_rng(0)
+  frames = jnp.asarray(rng.random((T, S, S, 1)), jnp.float32)
+  seen = []
+  def field_fn(onset, apex):
+    seen.append(onset.shape)
+    return jnp.concatenate([onset - apex, onset + apex], axis=-1)   # [S, S, 2]
+  flow = jnp.asarray(rng.normal(size=(S, S, 2)), jnp.float32)
+  key = jax.random.key(5)
+  mirror = dict(max_rotation_deg=0.0, max_scale=0.0, max_shift=0.0, flip_prob=1.0)
+  onset, apex, flipped, fields = P.augment_clip(frames, key, flow=flow, field_fn=field_fn,
+                                                **mirror)
+  assert bool(flipped) and fields.shape == (S, S, 4) and seen == [(S, S, 1)]
+  # The stored pair behind the mirrored output, and its field mirrored with dx negated.
+  stored_onset, stored_apex = onset[:, ::-1], apex[:, ::-1]
+  assert any(np.allclose(stored_onset, frames[i]) for i in range(T))
+  expected = np.asarray(field_fn(stored_onset, stored_apex))[:, ::-1] * np.array([-1.0, 1.0])
+  np.testing.assert_allclose(fields[..., :2], expected, atol=1e-6)
+  np.testing.assert_allclose(fields[..., 2:], np.asarray(flow)[:, ::-1] * np.array([-1.0, 1.0]),
+                             atol=1e-6)
+  # Rotated frames: the field is still the stored pair's, resampled like the given flow.
+  turn = dict(max_rotation_deg=5.0, max_scale=0.05, max_shift=0.03, flip_prob=0.0)
+  constant = lambda o, a: jnp.broadcast_to(jnp.mean(a - o) + jnp.array([1.0, 0.0]), (S, S, 2))
+  *_, moved = P.augment_clip(frames, key, field_fn=constant, **turn)
+  *_, reference = P.augment_clip(frames, key, flow=constant(*P.jitter_pair(
+      frames, jax.random.split(key)[0])), **turn)
+  np.testing.assert_allclose(moved, reference, atol=1e-6)
+  assert not np.allclose(moved, constant(*P.jitter_pair(frames, jax.random.split(key)[0])))
