@@ -18,8 +18,8 @@ model's step size on the resampled frames, as the paper states it; for the gener
 the stage 1 this project used before docs/frldgt.md "Does the DGM learn the motion?": 300 steps
 at 2e-3, no smoothness), 'per_fold' / 'stacked' (the sweep mode),
 'bf16' (bfloat16 compute); the motion the transformers see (model.motion, frldgt_jax/motion.py):
-'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (the smaller budget per fold of the tables in
-docs/frldgt_own_clips.md); for the generated corpus, its nuisances (data.corpus): 'clean' (all
+'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (200 stage-2 steps per fold, the
+budget of the seed tables in docs/frldgt.md and docs/frldgt_own_clips.md); for the generated corpus, its nuisances (data.corpus): 'clean' (all
 off) or 'only_<nuisance>' (that one alone, stronger than the default: STRONGER). The other
 FRL-DGT configs start from this one.
 """

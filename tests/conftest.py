@@ -1,7 +1,9 @@
 """Test-wide setup: 8 fake CPU devices so multi-device code is exercised on any machine."""
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from tests.xla import xla_flags
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keep TensorFlow (tf.data) off any accelerator and from grabbing every core.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

@@ -7,6 +7,7 @@ test takes its TensorFlow-less path while the rest of the environment stays the 
 import os
 import pathlib
 import sys
+from tests.xla import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCKED = ("tensorflow", "tensorflow_datasets")
@@ -23,4 +24,4 @@ def blocked_env(tmp_path: pathlib.Path, **extra: str) -> dict:
         f"none)\", name={name!r})\n")
   return dict(os.environ, PYTHONPATH=f"{block}{os.pathsep}{ROOT}",
               PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-              XLA_FLAGS="--xla_force_host_platform_device_count=1", **extra)
+              XLA_FLAGS=xla_flags(1), **extra)

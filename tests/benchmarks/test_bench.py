@@ -17,6 +17,7 @@ from jax import lax
 
 from launch.benchmarks import compile_events, flops, harness, peak, report, task_step
 from launch.benchmarks.suites import SuiteOptions, frldgt, sat3d
+from tests.xla import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOY = "tests/trainer/driver_task.py"
@@ -305,7 +306,7 @@ def test_eg3d_suite_reduced_case():
 def test_bench_cli_end_to_end(tmp_path):
   out = tmp_path / "b.json"
   env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags(1))
   proc = subprocess.run(
       [sys.executable, str(ROOT / "launch" / "bench.py"), "--quick", "--suite=sat3d,frldgt",
        f"--out={out}", f"--sat3d_config={TOY}", "--frldgt_config=configs/absent.py:tiny",

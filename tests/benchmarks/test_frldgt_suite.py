@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from launch.benchmarks import report
+from tests.xla import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEP_CASES = {f"train step, stage {stage}, {way}"
@@ -37,7 +38,7 @@ def _run_suite(env: dict, synthetic_root: pathlib.Path) -> dict:
       "print(json.dumps({'suite': suite,\n"
       "                  'imported': sorted({m.partition('.')[0] for m in sys.modules}\n"
       "                                     & {'tensorflow', 'tensorflow_datasets'})}))\n")
-  env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(env, XLA_FLAGS=xla_flags(1))
   # Most of pytest-timeout's 900 s: the whole test is this run (on a busy 2-core machine too).
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=850)

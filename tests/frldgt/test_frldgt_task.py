@@ -21,6 +21,7 @@ from frldgt_jax import losses, loso_data
 from frldgt_jax import results as results_lib
 from launch.tasks import frldgt as task_lib
 from launch.trainer import InputSpec, from_file
+from tests.xla import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ["frldgt_composite", "frldgt_casme2", "frldgt_samm", "frldgt_smic",
@@ -116,7 +117,7 @@ def test_a_retired_alignment_is_refused_for_a_new_run_naming_its_replacement(tmp
   config.data.alignment = "haar"
   with pytest.raises(InputError, match="must be one of landmarks68, landmarks, cropped"):
     loso_data.validate_config(config)
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
   workdir = tmp_path / "run"
   proc = subprocess.run([sys.executable, str(REPO / "launch" / "train.py"),
                          "--config=configs/frldgt_composite.py:synthetic_tiny",

@@ -25,6 +25,7 @@ from frldgt_jax import results as results_lib
 from launch.tasks import frldgt as task_lib
 from launch.tasks import loso
 from launch.trainer import from_file
+from tests.xla import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FOLDS = "0,1"
@@ -272,7 +273,7 @@ def test_readme_scores_a_clip_with_a_trained_fold(per_fold, data, tmp_path):
   Image.fromarray(frames[-1, :, :, 0]).save(tmp_path / "apex.png")
   out = tmp_path / "probabilities.npy"
   env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags(1))
   done = subprocess.run([sys.executable, "-c", _README_RUNNER, str(out)], cwd=tmp_path, env=env,
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -335,7 +336,7 @@ def test_a_fold_saved_with_a_retired_alignment_still_loads_and_predicts(per_fold
 
 
 def _predict(args, tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
   return subprocess.run([sys.executable, str(REPO / "launch" / "predict.py"), *args], cwd=tmp_path,
                         env=env, capture_output=True, text=True, timeout=600)
 

@@ -24,6 +24,7 @@ from launch.trainer import cli
 from launch.trainer import mesh as mesh_lib
 from tests.no_tensorflow import blocked_env
 from tests.trainer import driver_task
+from tests.xla import xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = "tests/trainer/driver_task.py"
@@ -34,7 +35,7 @@ TIMEOUT = 600
 
 def _env(devices: int = 8) -> dict:
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["XLA_FLAGS"] = xla_flags(devices)
   env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
   env["TF_CPP_MIN_LOG_LEVEL"] = "2"
   return env
