@@ -18,10 +18,10 @@ model's step size on the resampled frames, as the paper states it; for the gener
 the stage 1 this project used before docs/frldgt.md "Does the DGM learn the motion?": 300 steps
 at 2e-3, no smoothness), 'per_fold' / 'stacked' (the sweep mode),
 'bf16' (bfloat16 compute); the motion the transformers see (model.motion, frldgt_jax/motion.py):
-'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (200 stage-2 steps per fold, the
-budget of the seed tables in docs/frldgt.md and docs/frldgt_own_clips.md); for the generated corpus, its nuisances (data.corpus): 'clean' (all
-off) or 'only_<nuisance>' (that one alone, stronger than the default: STRONGER). The other
-FRL-DGT configs start from this one.
+'tvl1', 'dgm+tvl1', 'nomotion'; 'reduced' (200 stage-2 steps per fold, the budget of the seed
+tables in docs/frldgt.md and docs/frldgt_own_clips.md); for the generated corpus, its nuisances
+(data.corpus): 'clean' (all off) or 'only_<nuisance>' (that one alone, stronger than the
+default: STRONGER). The other FRL-DGT configs start from this one.
 """
 import ml_collections
 
@@ -42,8 +42,8 @@ STRONGER = {
 }
 NUISANCE_SWITCHES = ("head_translation", "head_rotation", "illumination", "sensor_noise", "jpeg",
                      "blinks")
-MODIFIERS = ("shuffled", "zero", "paper", "per_fold", "stacked", "bf16", "tvl1", "dgm+tvl1", "nomotion",
-             "reduced", "clean") + tuple(f"only_{name}" for name in STRONGER)
+MODIFIERS = ("shuffled", "zero", "paper", "per_fold", "stacked", "bf16", "tvl1", "dgm+tvl1",
+             "nomotion", "reduced", "clean") + tuple(f"only_{name}" for name in STRONGER)
 
 
 def parse_variant(arg: str) -> tuple[str, tuple[str, ...]]:
