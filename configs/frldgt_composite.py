@@ -62,6 +62,9 @@ def parse_variant(arg: str) -> tuple[str, tuple[str, ...]]:
 
 def get_config(arg: str = ""):
   base, modifiers = parse_variant(arg)
+  # The generated corpus's DGM recipe (docs/frldgt.md "Does the DGM learn the motion?"), unless
+  # 'paper' asks for the DGM training before it.
+  recipe = base == "synthetic" and "paper" not in modifiers
   c = base_config()
   c.task = "launch.tasks.frldgt"
   c.name = "frldgt_composite"
@@ -200,7 +203,7 @@ def get_config(arg: str = ""):
     c.optimizer.learning_rate = 1e-3
     c.optimizer.warmup_steps = 20
     c.optimizer.dgm_learning_rate = 2e-3
-    if base == "synthetic" and "paper" not in modifiers:
+    if recipe:
       # docs/frldgt.md "Does the DGM learn the motion?": stage 1 reaches its plateau against the
       # true motion (about 0.3 px end-point error in the AU regions) by 400-600 steps at 5e-3,
       # and a little smoothness quiets the field outside them; stage 2 keeps its 400 steps.
@@ -248,7 +251,7 @@ def get_config(arg: str = ""):
     elif modifier == "reduced":
       # The budget of docs/frldgt_own_clips.md's tables: every subject still held out once,
       # fewer steps per fold (200 in stage 2; the generated corpus's stage 1 as above).
-      if base == "synthetic" and "paper" not in modifiers:
+      if recipe:
         c.total_steps = 800
       else:
         c.total_steps = 400

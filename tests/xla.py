@@ -4,7 +4,7 @@ Most of the suite's time is XLA:CPU compiling small programs (tiny models, a few
 `--xla_backend_optimization_level=0` runs LLVM's code generation at -O0: measured on the 2-core
 development machine (docs/architecture.md, "Tests"), tests/frldgt/test_sweep.py with
 tests/sat3d/test_sat3d_task.py took 415 s instead of 555 s, while the execution-bound EG3D parity
-and inversion tests took 350 s instead of 339 s. It changes how fast the generated code runs, not
+and inversion tests took 351 s instead of 339 s. It changes how fast the generated code runs, not
 which operations it runs: every numerical tolerance and bitwise-resume test holds under it.
 """
 OPTIMIZATION = "--xla_backend_optimization_level=0"

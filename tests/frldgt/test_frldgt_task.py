@@ -72,29 +72,25 @@ def test_the_paper_variant_is_one_modifier_away_from_the_recipe():
   fields = ("total_steps", "dgm_pretrain_steps", "optimizer.dgm_learning_rate",
             "optimizer.dgm_stage2_lr_scale", "model.dgm.smooth_weight",
             "augment.dgm_on_stored_frames")
+  def at(flat, path):  # (the dict holding the field, its key)
+    *parents, leaf = path.split(".")
+    for key in parents:
+      flat = flat[key]
+    return flat, leaf
   def values(arg):
     flat = json.loads(_load_config("frldgt_casme2", arg).to_json_best_effort())
-    out = {}
-    for path in fields:
-      node = flat
-      for key in path.split("."):
-        node = node[key]
-      out[path] = node
-    return flat, out
+    return flat, tuple(node[leaf] for node, leaf in (at(flat, path) for path in fields))
   for arg, recipe, paper in (
       ("synthetic,reduced", (800, 600, 5e-3, 0.1, 0.01, True), (400, 200, 2e-3, 1.0, 0.0, False)),
       ("synthetic", (1000, 600, 5e-3, 0.1, 0.01, True), (700, 300, 2e-3, 1.0, 0.0, False)),
       ("", (3000, 500, 1e-3, 0.1, 0.1, True), (3000, 500, 1e-3, 1.0, 0.1, False))):
     ours, got = values(arg)
     theirs, got_paper = values(f"{arg},paper" if arg else "paper")
-    assert tuple(got.values()) == recipe and tuple(got_paper.values()) == paper, arg
+    assert got == recipe and got_paper == paper, arg
     for flat in (ours, theirs):
       flat.pop("variant")
       for path in fields:
-        *parents, leaf = path.split(".")
-        node = flat
-        for key in parents:
-          node = node[key]
+        node, leaf = at(flat, path)
         node.pop(leaf)
     assert ours == theirs, arg
 
