@@ -3,13 +3,16 @@
   python launch/invert.py --generator weights/ffhq512-128 --image photo.jpg --out out/inv \
       [--camera label.json] [--w_steps 200] [--wplus_steps 200] [--pti_steps 0] [--clip DIR]
   python launch/invert.py --generator G --image a.jpg --image b.jpg --out out/inv2
+  python launch/invert.py --generator G --encoder ENCODER_WORKDIR --image a.jpg --out out/inv3 \
+      [--wplus_steps 20]
 
 Per photo: the face is cut out with EG3D's own in-the-wild recipe (sat3d_jax/face_crop.py: 5
 landmarks from MTCNN, or from dlib's 68, POS fit to the standard 3D face, 1024 at 300 px per unit,
 centre 700 -> the generator's resolution); the camera is read from --camera (a JSON list of 25
 numbers), or estimated from dlib's 68 landmarks of the crop (sat3d_jax/head_pose.py: head pose ->
 label as EG3D's 3dface2idr_mat.py; --camera_init pose, the default), or searched on a yaw/pitch
-grid around the frontal camera (--camera_init grid); then w and W+ are optimised (pixel L2/L1,
+grid around the frontal camera (--camera_init grid), or predicted by --encoder (docs/encoder.md,
+which also predicts the W+ start); then w and W+ are optimised (pixel L2/L1,
 MS-SSIM, and CLIP image features with --clip), optionally followed by pivotal tuning of the
 generator (--pti_steps). Face detection needs the extra [faces] (dlib, MTCNN); --aligned with
 --camera_init grid (or --camera) does without. Written to --out:
@@ -37,12 +40,14 @@ import time
 from collections.abc import Sequence
 
 import cv2
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
 from launch.common import faces, photo_crop
+from sat3d_jax import encoder as encoder_lib
 from sat3d_jax import eg3d, face_crop, image_file, inversion, latent_file, media
 from sat3d_jax.eg3d import camera as camera_lib
 from sat3d_jax.errors import InputError
@@ -147,6 +152,11 @@ _FPS = flags.DEFINE_integer("fps", 24, "Frames per second of the turntable.", lo
 _FOV = flags.DEFINE_float("fov", camera_lib.DEFAULT_FOV_DEGREES,
                           "Field of view (degrees) of estimated cameras and the turntable.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
+_ENCODER = flags.DEFINE_string(
+    "encoder", None, "An encoder's training workdir (configs/encoder_ffhq.py) or encoder file: "
+    "its W+ code and camera are the result, or the start of the optimisation when --w_steps / "
+    "--wplus_steps are given (with --encoder they default to 0). Without --camera its camera "
+    "is used (and refined in the W phase).")
 
 
 def read_photo(path: pathlib.Path) -> np.ndarray:
@@ -256,8 +266,12 @@ def unique_stems(paths: Sequence[pathlib.Path]) -> list[str]:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]} (give each photo as --image PATH)")
-  if _W_STEPS.value + _WPLUS_STEPS.value == 0:
-    raise app.UsageError("--w_steps + --wplus_steps must be > 0")
+  if _ENCODER.value is not None:  # the encoder alone unless steps are asked for
+    for flag in (_W_STEPS, _WPLUS_STEPS):
+      if not flags.FLAGS[flag.name].present:
+        flags.FLAGS[flag.name].value = 0
+  elif _W_STEPS.value + _WPLUS_STEPS.value == 0:
+    raise app.UsageError("--w_steps + --wplus_steps must be > 0 (or give --encoder)")
   if _LANDMARKS.value is not None and len(_IMAGE.value) != 1:
     raise app.UsageError("--landmarks needs exactly one --image")
   if _LANDMARKS.value is not None and _ALIGNED.value:
@@ -287,11 +301,17 @@ def run() -> None:
   rig = inversion.CameraRig.of(G, _FOV.value)
   print(f"  {size} px, {G.num_ws} ws of {G.w_dim}; camera radius {rig.radius}, pivot "
         f"{list(rig.pivot)}")
+  enc = None
+  if _ENCODER.value is not None:
+    print(f"loading encoder {_ENCODER.value}")
+    enc = encoder_lib.load_encoder(_ENCODER.value)
+    enc.check_generator(G)
+    print(f"  step {enc.step}, trained on {enc.generator}, input {enc.spec.input_size} px")
 
   # Every photo is read and cropped before any long work, so a bad one fails at once.
   stems = unique_stems(images)
   crops, infos = [], []
-  want_pose = cameras is None and _CAMERA_INIT.value == "pose"
+  want_pose = cameras is None and _CAMERA_INIT.value == "pose" and enc is None
   for path in images:
     crop, info = prepare_target(path, size, _ALIGNED.value, _LANDMARKS.value, want_pose)
     crops.append(crop)
@@ -328,10 +348,20 @@ def run() -> None:
     written.append(aligned_png)
     target = jnp.asarray(crop[None].astype(np.float32) / 127.5 - 1.0)
     clip = inversion.clip_target(clip_model[0], clip_model[1], target) if clip_model else None
+    init_ws = init_angles = None
+    if enc is not None:
+      jax.block_until_ready(enc(target))  # compiled before the clock starts
+      tick = time.perf_counter()
+      init_ws, init_angles = jax.block_until_ready(enc(target))
+      infos[i]["encoder_seconds"] = round(time.perf_counter() - tick, 4)
+      init_angles = tuple(float(a) for a in np.asarray(init_angles)[0])
+      print(f"  encoder: {infos[i]['encoder_seconds'] * 1000:.1f} ms")
     result = inversion.invert(G, target, camera=None if cameras is None else cameras[i],
-                              config=config, clip=clip, rig=rig, progress=progress)
+                              config=config, clip=clip, rig=rig, progress=progress,
+                              init_ws=init_ws, init_angles=init_angles)
     cam = ("head pose" if want_pose else "given" if result.angles is None else
-           f"grid yaw {result.angles[0]:+.3f}, pitch {result.angles[1]:+.3f} rad")
+           f"{'encoder' if enc else 'grid'} yaw {result.angles[0]:+.3f}, "
+           f"pitch {result.angles[1]:+.3f} rad")
     print(f"  camera {cam}; PSNR {result.psnr:.2f} dB")
     targets.append(target)
     clips.append(clip)
@@ -358,6 +388,7 @@ def run() -> None:
   written.append(latent)
 
   summary = {"generator": _GENERATOR.value, "latent_file": str(latent.absolute()),
+             "encoder": None if enc is None else {"path": _ENCODER.value, "step": enc.step},
              "tuned_generator": None if tuned_dir is None else str(tuned_dir),
              "config": json.loads(json.dumps(dataclasses.asdict(config))), "images": []}
   for i, (path, stem, result) in enumerate(zip(images, stems, results)):
@@ -386,7 +417,7 @@ def run() -> None:
     summary["images"].append({
         "image": str(path), "row": i, **infos[i],
         "camera": ("head_pose" if want_pose else "given" if result.angles is None
-                   else "grid"),
+                   else "encoder" if enc else "grid"),
         "yaw_pitch_offsets": result.angles, "c": c[i].round(6).tolist(),
         "psnr_db": round(result.psnr, 3),
         "psnr_db_after_tuning": None if psnr_tuned is None else round(psnr_tuned, 3),

@@ -3,6 +3,7 @@ r"""SAT3D Studio: attribute transfer in 3D, in the browser (Gradio).
   python launch/studio.py --workdir workdirs/sat3d_ffhq_tiny      # the tiny main job's run
   python launch/studio.py --mask mask.npz [--generator weights/eg3d/ffhq512-128]
   python launch/studio.py --generator preset:ffhq512              # generation / orbit viewer
+  python launch/studio.py --workdir RUN --encoder ENCODER_WORKDIR  # photos by the encoder
 
 Opens http://127.0.0.1:7860 (--host / --port to change; --share asks Gradio for a public link,
 off by default). Pick a source and a reference (a seed, a latent or style .npz, or a photo,
@@ -49,6 +50,10 @@ _W_STEPS = flags.DEFINE_integer("w_steps", 100, "Default W steps of a photo's in
                                 lower_bound=0)
 _WPLUS_STEPS = flags.DEFINE_integer("wplus_steps", 100,
                                     "Default W+ steps of a photo's inversion.", lower_bound=0)
+_ENCODER = flags.DEFINE_string(
+    "encoder", None, "An inversion encoder (training workdir of configs/encoder_ffhq.py or "
+    "encoder file) for photos: its prediction is the result, or the start of the steps when "
+    "--w_steps / --wplus_steps are given (with --encoder they default to 0).")
 _MODCONV = flags.DEFINE_enum("modconv", "nonfused", ["nonfused", "fused"],
                              "Modulated convolution implementation (--generator alone).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
@@ -92,7 +97,20 @@ def main(argv) -> None:
   print(f"  generator {editor.mask.generator} ({gen.img_resolution} px, {editor.fingerprint})"
         + (f"; mask of step {editor.mask.step}, attributes {', '.join(editor.attributes)}"
            if editor.attributes else "; no mask: generation and orbit viewer"))
-  studio = engine.Studio(editor, _OUT.value, _FRAMES.value, _FPS.value, _SHAPE_RES.value)
+  encoder = None
+  if _ENCODER.value:
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    from sat3d_jax import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
+    encoder = encoder_lib.load_encoder(_ENCODER.value)
+    encoder.check_generator(gen)
+    encoder(np.zeros((1, gen.img_resolution, gen.img_resolution, 3), np.float32))  # compile
+    print(f"  encoder {_ENCODER.value} (step {encoder.step}) inverts photos")
+    for flag in (_W_STEPS, _WPLUS_STEPS):
+      if not flags.FLAGS[flag.name].present:
+        flags.FLAGS[flag.name].value = 0
+  studio = engine.Studio(editor, _OUT.value, _FRAMES.value, _FPS.value, _SHAPE_RES.value,
+                         encoder=encoder)
   print("warm-up: compiling the mapping, edit, tri-plane, render, turntable and shape programs")
   seconds = studio.warm_up()
   print(f"warm-up: done in {seconds:.1f} s (a click runs compiled programs only)")

@@ -346,8 +346,6 @@ class InversionConfig:
     for name in ("w_steps", "wplus_steps", "pti_steps", "wplus_warmup_steps"):
       if getattr(self, name) < 0:
         raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-    if self.w_steps + self.wplus_steps == 0:
-      raise InputError("w_steps + wplus_steps must be > 0")
     if not self.camera_yaws or not self.camera_pitches:
       raise InputError("the camera grid needs at least one yaw and one pitch")
 
@@ -477,11 +475,16 @@ def _adam_step(opt: optax.GradientTransformation):
 
 def invert(generator: Generator, target: jax.Array, *, camera: Optional[np.ndarray] = None,
            config: InversionConfig = InversionConfig(), clip: Optional[ClipTarget] = None,
-           rig: Optional[CameraRig] = None, progress: bool = True) -> InversionResult:
+           rig: Optional[CameraRig] = None, progress: bool = True,
+           init_ws: Optional[np.ndarray] = None,
+           init_angles: Optional[tuple[float, float]] = None) -> InversionResult:
   """Inverts one image target [1, H, W, 3] (float, [-1, 1], H = W = img_resolution) into W+.
 
   camera: the image's 25-value label ([25] or [1, 25]); None estimates (yaw, pitch) around the
   frontal camera (grid, then refined jointly with w in the W phase).
+  init_ws: a start [1, num_ws, w_dim] (an encoder's prediction) instead of config.w_init: the
+  W phase then moves every layer by one shared offset, W+ each layer; with no steps at all the
+  start is the result. init_angles: the (yaw, pitch) start of the camera instead of the grid.
   """
   target = jnp.asarray(target, jnp.float32)
   res = generator.img_resolution
@@ -492,19 +495,26 @@ def invert(generator: Generator, target: jax.Array, *, camera: Optional[np.ndarr
   clip_params, clip_embeds, clip_spec = _clip_args(clip)
   weights = config.weights.as_array()
   history: list[dict] = []
-  w = initial_w(generator, config.w_init, config.w_init_samples, config.seed, rig)
-  w = w.reshape(1, 1, -1)
   num_ws = generator.num_ws
+  if init_ws is None:
+    if config.w_steps + config.wplus_steps == 0:
+      raise InputError("w_steps + wplus_steps must be > 0 without a start (init_ws)")
+    base = jnp.zeros((1, num_ws, generator.w_dim), jnp.float32)
+    w = initial_w(generator, config.w_init, config.w_init_samples, config.seed, rig)
+  else:
+    base = jnp.asarray(init_ws, jnp.float32).reshape(1, num_ws, generator.w_dim)
+    w = jnp.zeros((generator.w_dim,), jnp.float32)
+  w = w.reshape(1, 1, -1)
 
   def grads(ws, c):
     return _latent_grads(generator.params, ws, c, target, weights, clip_params, clip_embeds,
                          arch=generator.arch, options=generator.options, clip_spec=clip_spec)
 
   if camera is None:
-    angles_start, _ = grid_camera(generator, target, jnp.broadcast_to(w, (1, num_ws, w.shape[-1])),
-                                  config.camera_yaws, config.camera_pitches, config.weights, rig,
-                                  clip, progress)
-    angles = jnp.asarray(angles_start, jnp.float32)
+    if init_angles is None:
+      init_angles, _ = grid_camera(generator, target, base + w, config.camera_yaws,
+                                   config.camera_pitches, config.weights, rig, clip, progress)
+    angles = jnp.asarray(init_angles, jnp.float32)
     cam_opt = optax.adam(config.camera_lr)
     cam_state = cam_opt.init(angles)
     cam_step = _camera_step(rig, cam_opt)
@@ -521,7 +531,7 @@ def invert(generator: Generator, target: jax.Array, *, camera: Optional[np.ndarr
     step = _adam_step(opt)
     with _progress(config.w_steps, "W", progress) as bar:
       for _ in range(config.w_steps):
-        total, parts, g_ws, g_c = grads(jnp.broadcast_to(w, (1, num_ws, w.shape[-1])), c)
+        total, parts, g_ws, g_c = grads(base + w, c)
         entry = _record(history, "w", total, parts)
         w, state = step(w, state, jnp.sum(g_ws, axis=1, keepdims=True))
         if angles is not None:
@@ -529,7 +539,7 @@ def invert(generator: Generator, target: jax.Array, *, camera: Optional[np.ndarr
           c = rig.labels(angles[None])
         bar.update()
         bar.set_postfix(loss=f"{entry['loss']:.4g}", psnr=f"{entry['psnr']:.2f}")
-  ws = jnp.broadcast_to(w, (1, num_ws, w.shape[-1]))
+  ws = base + w
 
   # W+ phase: every layer's w free, the camera fixed.
   if config.wplus_steps:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,10 @@ from sat3d_jax.model import Sat3dModel
 SAT3D_FIELDS = ("generator", "clip", "descriptors", "objective", "views")
 
 
-def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """The resolved config of the run in `workdir` (its config.json), checked to be SAT3D's."""
+def load_config(workdir: str | pathlib.Path, required: Sequence[str] = SAT3D_FIELDS,
+                kind: str = "a SAT3D") -> ml_collections.ConfigDict:
+  """The resolved config of the run in `workdir` (its config.json), checked to have the
+  `required` fields (SAT3D's by default; `kind` names the run in the error)."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{workdir}: no config.json; is this a training workdir "
@@ -38,11 +40,11 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     fields = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise InputError(f"{path}: not valid JSON ({e})") from None
-  missing = [f for f in SAT3D_FIELDS if f not in fields] if isinstance(fields, dict) else \
-      list(SAT3D_FIELDS)
+  missing = [f for f in required if f not in fields] if isinstance(fields, dict) else \
+      list(required)
   if missing:
     task = fields.get("task") if isinstance(fields, dict) else None
-    raise InputError(f"{path}: not a SAT3D run (config.task is {task!r}; no "
+    raise InputError(f"{path}: not {kind} run (config.task is {task!r}; no "
                      f"{', '.join(missing)} field)")
   return ml_collections.ConfigDict(fields)
 
@@ -72,10 +74,10 @@ def _manager(workdir: str | pathlib.Path):
                      "meta": ocp.JsonCheckpointHandler()})
 
 
-def load_mask(workdir: str | pathlib.Path, step: Optional[int] = None
-              ) -> tuple[int, np.ndarray]:
-  """(step, M) with the mask logits M [A + 1, C_editable] of `step` (default: the newest)."""
-
+def restore_state(workdir: str | pathlib.Path, step: Optional[int] = None,
+                  required: Sequence[str] = ("mask",)) -> tuple[int, dict]:
+  """(step, state) of checkpoint `step` (default: the newest), on this process's first device;
+  InputError unless the state has the `required` entries."""
   with _manager(workdir) as manager:
     steps = sorted(manager.all_steps())
     if not steps:
@@ -87,17 +89,25 @@ def load_mask(workdir: str | pathlib.Path, step: Optional[int] = None
       raise InputError(f"{workdir}: no checkpoint for step {step}; saved steps: {steps}")
     # The restore target comes from the checkpoint's own metadata, placed on this process's
     # first device: the run may have been trained on another mesh, and the optimiser state
-    # (restored too, then dropped) needs no structure from us.
+    # (restored too, then dropped by the callers) needs no structure from us.
     metadata = manager.item_metadata(step)["state"]
-    if metadata is None or "mask" not in metadata:
+    absent = [k for k in required if metadata is None or k not in metadata]
+    if absent:
       found = sorted(metadata) if metadata is not None else []
-      raise InputError(f"{workdir}: checkpoint step {step} has no 'mask' in its state "
-                       f"(found {found})")
+      raise InputError(f"{workdir}: checkpoint step {step} has no {', '.join(map(repr, absent))} "
+                       f"in its state (found {found})")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                           dict(metadata))
     state = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target)))["state"]
+  return step, state
+
+
+def load_mask(workdir: str | pathlib.Path, step: Optional[int] = None
+              ) -> tuple[int, np.ndarray]:
+  """(step, M) with the mask logits M [A + 1, C_editable] of `step` (default: the newest)."""
+  step, state = restore_state(workdir, step, ("mask",))
   return step, np.asarray(state["mask"], np.float32)
 
 

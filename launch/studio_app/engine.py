@@ -59,8 +59,10 @@ class Studio:
   """The server-wide part: the editor (generator + mask), settings and the output folder."""
 
   def __init__(self, editor: Editor, out_dir: Optional[str] = None, frames: int = 60,
-               fps: int = 30, shape_resolution: int = 128, log: Callable[[str], None] = print):
+               fps: int = 30, shape_resolution: int = 128, log: Callable[[str], None] = print,
+               encoder=None):
     self.editor = editor
+    self.encoder = encoder  # a sat3d_jax.encoder.TrainedEncoder for photos, or None
     self.frames, self.fps, self.shape_resolution = frames, fps, shape_resolution
     self.out_dir = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="sat3d_studio_"))
     self.out_dir.mkdir(parents=True, exist_ok=True)

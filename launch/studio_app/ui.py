@@ -146,11 +146,14 @@ def build(studio: engine.Studio, max_upload_bytes: int, w_steps: int, wplus_step
         state = current(state)
         image = uploads.read_photo(path, max_upload_bytes)
         progress(0, desc=f"inverting the {role} photo")
-        face, _, psnr = photos.invert_photo(studio.editor, image, uploads.check_size(
-            path, max_upload_bytes, "photo").name, int(w or 0), int(wplus or 0))
+        face, _, psnr, seconds = photos.invert_photo(studio.editor, image, uploads.check_size(
+            path, max_upload_bytes, "photo").name, int(w or 0), int(wplus or 0),
+            studio.encoder)
         state.photos[role] = face
         state.key = None  # the next render is a new edit
-        return state, gr.update(value="photo"), f"{role}: inverted, PSNR {psnr:.1f} dB"
+        how = "encoder" if studio.encoder is not None else "optimisation"
+        return state, gr.update(value="photo"), (
+            f"{role}: inverted ({how}) in {seconds:.2f} s, PSNR {psnr:.1f} dB")
 
       invert.click(_guarded(on_invert, 3), [session, photo_file, w_box, wplus_box],
                    [session, kind, status], **JAX).then(
