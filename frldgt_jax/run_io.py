@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import json
 import pathlib
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
@@ -211,3 +211,51 @@ def load_fold(workdir, step: Optional[int] = None, fold: Optional[int] = None) -
                      f"its config.json builds (image_size {config.model.image_size}, "
                      f"{config.model.num_classes} classes)")
   return TrainedFold(workdir, config, model, params, tuple(config.data.class_names), step)
+
+
+def load_models(workdir, ensemble: bool) -> tuple[list[TrainedFold], str]:
+  """The trained models of a sweep's workdir to predict with, and how to name them: W/final/
+  (one model on every subject), or with `ensemble` every finished fold model (W/fold_XX/ and
+  W/stacked/), whose class probabilities `ensemble_outputs` averages."""
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise InputError(f"{workdir}: no such sweep workdir")
+  if not ensemble:
+    final = workdir / "final"
+    if not (final / "final.json").is_file():
+      raise InputError(f"{workdir}: no final model (W/final/). Train it with python "
+                       "launch/sweep.py --config ... --config.final_model=True --workdir W, or "
+                       "pass --ensemble to use the fold models")
+    return [load_fold(final)], f"final model {final} (trained on every subject)"
+  models = [load_fold(d) for d in sorted(workdir.glob("fold_*"))
+            if (d / "predictions.npz").is_file()]
+  stacked = workdir / "stacked"
+  if (stacked / "predictions.npz").is_file():
+    folds = json.loads((stacked / "folds.json").read_text())
+    models += [load_fold(stacked, fold=k) for k in folds]
+  if not models:
+    raise InputError(f"{workdir}: no finished fold models (W/fold_XX/ or W/stacked/) to "
+                     "ensemble; run the sweep first")
+  return models, f"ensemble of {len(models)} fold models in {workdir} (mean of probabilities)"
+
+
+def ensemble_outputs(models: Sequence[TrainedFold], onset: np.ndarray, apex: np.ndarray,
+                     flow: Optional[np.ndarray] = None, batch_size: int = 32,
+                     progress: Callable = lambda batches: batches
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """(class probabilities [N, C], displacement [N, S, S, 2]) of aligned uint8 onset and apex
+  frames [N, S, S], averaged over `models`, `batch_size` clips per call; `progress` wraps the
+  batches (e.g. tqdm)."""
+  size, n = models[0].image_size, len(onset)
+  probabilities = np.zeros((n, len(models[0].class_names)))
+  displacement = np.zeros((n, size, size, 2), np.float32)
+  for begin in progress(range(0, n, batch_size)):
+    part = slice(begin, begin + batch_size)
+    a = np.asarray(onset[part])[..., None].astype(np.float32) / 255
+    b = np.asarray(apex[part])[..., None].astype(np.float32) / 255
+    for model in models:
+      logits, field = model.outputs(a, b, None if flow is None else flow[part])
+      e = np.exp(logits - logits.max(-1, keepdims=True))
+      probabilities[part] += e / e.sum(-1, keepdims=True) / len(models)
+      displacement[part] += field / len(models)
+  return probabilities, displacement

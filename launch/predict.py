@@ -54,29 +54,6 @@ _LANDMARKS = flags.DEFINE_string("landmarks", None, "Landmark CSV of the onset f
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Clips per model call on the accelerator.")
 
 
-def load_models(workdir: pathlib.Path, ensemble: bool) -> tuple[list, str]:
-  """The trained models to predict with and how to name them in the output."""
-  if not workdir.is_dir():
-    raise InputError(f"{workdir}: no such sweep workdir")
-  if not ensemble:
-    final = workdir / "final"
-    if not (final / "final.json").is_file():
-      raise InputError(f"{workdir}: no final model (W/final/). Train it with python "
-                       "launch/sweep.py --config ... --config.final_model=True --workdir W, or "
-                       "pass --ensemble to use the fold models")
-    return [run_io.load_fold(final)], f"final model {final} (trained on every subject)"
-  models = [run_io.load_fold(d) for d in sorted(workdir.glob("fold_*"))
-            if (d / "predictions.npz").is_file()]
-  stacked = workdir / "stacked"
-  if (stacked / "predictions.npz").is_file():
-    folds = json.loads((stacked / "folds.json").read_text())
-    models += [run_io.load_fold(stacked, fold=k) for k in folds]
-  if not models:
-    raise InputError(f"{workdir}: no finished fold models (W/fold_XX/ or W/stacked/) to "
-                     "ensemble; run the sweep first")
-  return models, f"ensemble of {len(models)} fold models in {workdir} (mean of probabilities)"
-
-
 def clip_paths(videos: list[str], frames: list[str]) -> list[pathlib.Path]:
   """Every clip named by --video (files, or folders of video files) and --frames."""
   out = []
@@ -111,7 +88,7 @@ def main(argv):
   start = time.time()
   workdir, out = pathlib.Path(_WORKDIR.value), pathlib.Path(_OUT.value)
   paths = clip_paths(_VIDEO.value, _FRAMES.value)
-  models, model_used = load_models(workdir, _ENSEMBLE.value)
+  models, model_used = run_io.load_models(workdir, _ENSEMBLE.value)
   config = models[0].config
   size, class_names = models[0].image_size, models[0].class_names
   need_flow = motion_lib.uses_flow(models[0].motion)
@@ -132,19 +109,11 @@ def main(argv):
         landmarks=marks.get(clip.name), detector=detector, onset=_ONSET.value,
         apex=_APEX.value))
 
-  probabilities = np.zeros((len(prepared), len(class_names)))
-  displacement = np.zeros((len(prepared), size, size, 2), np.float32)
-  batches = range(0, len(prepared), _BATCH.value)
-  for begin in tqdm(batches, desc="predicting", unit="batch"):
-    chunk = prepared[begin:begin + _BATCH.value]
-    onset = np.stack([c.onset_frame for c in chunk])[..., None].astype(np.float32) / 255
-    apex = np.stack([c.apex_frame for c in chunk])[..., None].astype(np.float32) / 255
-    flow = np.stack([c.flow for c in chunk]) if need_flow else None
-    for model in models:
-      logits, field = model.outputs(onset, apex, flow)
-      e = np.exp(logits - logits.max(-1, keepdims=True))
-      probabilities[begin:begin + len(chunk)] += e / e.sum(-1, keepdims=True) / len(models)
-      displacement[begin:begin + len(chunk)] += field / len(models)
+  flow = np.stack([c.flow for c in prepared]) if need_flow else None
+  probabilities, displacement = run_io.ensemble_outputs(
+      models, np.stack([c.onset_frame for c in prepared]),
+      np.stack([c.apex_frame for c in prepared]), flow, _BATCH.value,
+      progress=lambda batches: tqdm(batches, desc="predicting", unit="batch"))
 
   written = []
   field_name = {"dgm": "DGM displacement", "dgm+tvl1": "DGM displacement",

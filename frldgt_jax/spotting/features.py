@@ -140,8 +140,7 @@ def motion_features(frames: np.ndarray, offsets: tuple[int, ...], **kwargs) -> n
 
 
 def motion_signal(features: np.ndarray) -> np.ndarray:
-  """float32 [T]: one curve to draw, the mean over the AU regions of the short-offset features
-  minus the face box's (what moves locally beyond the head's motion)."""
-  r = len(regions.DEFAULT_REGIONS) + 1
-  short = np.asarray(features)[:, :r]
-  return (short[:, :-1].mean(1) - short[:, -1]).astype(np.float32)
+  """float32 [T]: one curve to draw, the largest short-offset feature over the AU regions (how
+  much the most-moving region changes, relative to its own median)."""
+  r = len(regions.DEFAULT_REGIONS)
+  return np.asarray(features)[:, :r].max(1).astype(np.float32)

@@ -15,6 +15,11 @@ n-th frame (n = round(fps / config.data.fps), at least 1: SAMM's 200 fps becomes
 30 fps spotter, as MEAN downsamples SAMM), and the intervals are mapped back to the video's frame
 numbers.
 
+The apex of each spotted interval is re-spotted on the aligned frames as the frame that differs
+most from the interval's onset in the AU areas, head drift registered away (frldgt_jax/apex.py,
+what launch/predict.py uses on a clip), rather than the peak of the windowed motion signal,
+which peaks where the face moves fastest, between onset and apex.
+
 Scoring is one jitted program over a fixed batch of overlapping windows (WINDOW frames, each
 padded by the net's receptive field on both sides, whose outputs are dropped), so a long video
 costs a few calls of one compiled program.
@@ -32,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from frldgt_jax import apex as apex_lib
 from frldgt_jax import run_io
 from frldgt_jax.errors import InputError
 from frldgt_jax.spotting import decode as decode_lib
@@ -124,13 +130,23 @@ class Spotter:
     feats = features_lib.motion_features(frames[positions], offsets_of(self.config))
     probs = score_features(self.model, self.params, feats)
     signal = features_lib.motion_signal(feats)
-    scored = decode_lib.decode(probs, decode_options(self.config), frame_numbers=positions,
-                               apex_signal=signal)
+    scored = [self._with_apex(iv, frames) for iv in decode_lib.decode(
+        probs, decode_options(self.config), frame_numbers=positions, apex_signal=signal)]
     intervals = [dataclasses.replace(
         iv, onset=int(numbers[iv.onset]),
         offset=int(numbers[min(iv.offset + stride - 1, len(numbers) - 1)]),
         apex=int(numbers[iv.apex])) for iv in scored]
     return SpotResult(positions, feats, probs, signal, intervals, stride)
+
+
+  @staticmethod
+  def _with_apex(interval: Interval, frames: np.ndarray) -> Interval:
+    """The interval with its apex re-spotted as the frame that differs most from the onset
+    in the AU areas (frldgt_jax/apex.py), positions into `frames`."""
+    if interval.offset - interval.onset < 2:
+      return interval
+    apex, _ = apex_lib.spot_apex(frames[interval.onset:interval.offset + 1], 0)
+    return dataclasses.replace(interval, apex=interval.onset + apex)
 
 
 def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:

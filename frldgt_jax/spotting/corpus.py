@@ -1,0 +1,90 @@
+"""The long videos a spotting config trains on, as motion features with per-frame labels, and
+its leave-one-subject-out folds.
+
+`load_videos(config)` gives the videos of config.data.dataset: 'toy' draws
+config.data.toy.subjects x videos_per_subject aligned toy videos (frldgt_jax/spotting/toy.py);
+the long-video databases (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 Part A) come from their
+TensorFlow-free reader, frldgt_jax/data/long_videos.py. `prepare(config, videos)` computes every
+video's features once (features.py) and concatenates them, with the labels and the video of each
+frame, into the arrays the train step reads on the device.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+
+from frldgt_jax.errors import InputError
+from frldgt_jax.spotting import features as features_lib
+from frldgt_jax.spotting import toy, training
+from frldgt_jax.spotting.intervals import Interval
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+  """One long video's aligned face frames and its annotation."""
+  subject: str
+  name: str
+  frames: np.ndarray          # uint8 [T, S, S]
+  frame_numbers: np.ndarray   # int64 [T]
+  fps: float
+  intervals: tuple[Interval, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """Every video's features and labels concatenated, and where each video lies."""
+  videos: tuple[Video, ...]
+  features: np.ndarray        # float32 [N, F]
+  labels: np.ndarray          # int32 [N]
+  video: np.ndarray           # int32 [N]: index into `videos`
+  bounds: tuple[tuple[int, int], ...]   # (first, stop) rows of each video
+
+  @property
+  def subjects(self) -> list[str]:
+    """The subjects, sorted: LOSO fold k holds out subjects[k]."""
+    return sorted({v.subject for v in self.videos})
+
+  def fold_videos(self, fold: int) -> tuple[list[int], list[int]]:
+    """(training videos, held-out videos) of fold `fold`."""
+    held = self.subjects[fold]
+    train = [i for i, v in enumerate(self.videos) if v.subject != held]
+    return train, [i for i, v in enumerate(self.videos) if v.subject == held]
+
+
+def load_videos(config: ml_collections.ConfigDict) -> list[Video]:
+  """The videos of config.data.dataset (module docstring)."""
+  d = config.data
+  if d.dataset == "toy":
+    out = []
+    for s in range(int(d.toy.subjects)):
+      for v in range(int(d.toy.videos_per_subject)):
+        seed = int(config.seed) * 1000 + s * 10 + v
+        video = toy.toy_video(seed, int(d.toy.frames), size=int(d.image_size), fps=float(d.fps),
+                              n_micro=int(d.toy.micro), n_macro=int(d.toy.macro),
+                              subject=f"s{s:02d}")
+        out.append(Video(video.subject, f"s{s:02d}_v{v}", video.frames,
+                         np.arange(len(video.frames)), video.fps, tuple(video.intervals)))
+    return out
+  raise InputError(f"config.data.dataset {d.dataset!r}: only 'toy' is wired in so far; the "
+                   "long-video databases come from frldgt_jax/data/long_videos.py")
+
+
+def prepare(config: ml_collections.ConfigDict, videos: Sequence[Video]) -> Prepared:
+  """Features, labels and video index of every frame (module docstring)."""
+  if not videos:
+    raise InputError(f"config.data.dataset {config.data.dataset!r}: no videos")
+  offsets = tuple(int(k) for k in config.features.offsets)
+  feats, labels, index, bounds, first = [], [], [], [], 0
+  for i, v in enumerate(videos):
+    stride = max(1, int(round(v.fps / float(config.data.fps))))
+    keep = np.arange(0, len(v.frames), stride)
+    feats.append(features_lib.motion_features(v.frames[keep], offsets))
+    labels.append(training.frame_labels(v.frame_numbers[keep], v.intervals))
+    index.append(np.full(len(keep), i, np.int32))
+    bounds.append((first, first + len(keep)))
+    first += len(keep)
+  return Prepared(tuple(videos), np.concatenate(feats), np.concatenate(labels),
+                  np.concatenate(index), tuple(bounds))
