@@ -81,7 +81,7 @@ def test_main_py_output_matches_to_its_four_digits():
 def test_protocol_mode_counts_what_the_reference_skips():
   """Without the quirks, a subject with no prediction (s16) adds its 2 annotations as false
   negatives and a prediction on a video without annotation (s19/0101) is a false positive."""
-  truths, preds = _fixture()["casme_sq"]
+  truths, preds = _fixture()["casme2_lv"]
   quirks = metrics.spotting(truths, preds, reference_quirks=True)
   strict = metrics.spotting(truths, preds)
   assert strict.per_kind["micro"] == quirks.per_kind["micro"] + metrics.Counts(0, 1, 1)
