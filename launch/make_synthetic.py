@@ -4,10 +4,14 @@ r"""Writes a generated micro-expression corpus in the CASME II / SAMM / SMIC-HS 
   python launch/make_synthetic.py --out out/me_corpus --subjects 2 --clips_per_subject 4 --seed 3
   python launch/make_synthetic.py --out out/me_hard --nohead_rotation --noillumination \
       --nosensor_noise --nojpeg --noblinks --head_translation_px 2.5   # drift alone, stronger
+  python launch/make_synthetic.py --long --out out/long_corpus   # long videos (spotting)
 
 Defaults: 4 subjects per database x 6 composite clips (72 clips, about 41 negative /
 18 positive / 13 surprise like the MEGC2019 composite's 250/109/83) plus 6 clips outside the
-composite. What is written and why: frldgt_jax/data/synthetic.py.
+composite. What is written and why: frldgt_jax/data/synthetic.py. With --long: the long-video
+corpus in the CAS(ME)^2 / SAMM Long Videos / CAS(ME)^3 Part A layouts instead
+(frldgt_jax/data/synthetic_long.py, docs/spotting_data.md); --subjects, --seed and --overwrite
+apply to it too.
 """
 from launch.common import cli  # first: it quiets TensorFlow's start-up logging
 
@@ -16,7 +20,7 @@ import os
 
 from absl import app, flags
 
-from frldgt_jax.data import synthetic
+from frldgt_jax.data import synthetic, synthetic_long
 
 _OUT = flags.DEFINE_string("out", None, "Corpus root directory (created; must be empty).")
 _SUBJECTS = flags.DEFINE_integer("subjects", 4, "Subjects per database.")
@@ -53,7 +57,29 @@ _AU = flags.DEFINE_float("au_amplitude_px", _DEFAULTS.au_amplitude_px,
                          "face (the default is 3 px of a 128-px aligned crop).")
 _CROPPED = flags.DEFINE_bool("cropped", True, "Also write the registered face-crop sets.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a corpus generated earlier in --out.")
+_LONG = flags.DEFINE_bool("long", False, "Write the long-video (spotting) corpus instead.")
+_VIDEOS = flags.DEFINE_integer("videos_per_subject", 2, "--long: videos per subject.")
+_LONG_SECONDS = flags.DEFINE_float("long_seconds", 30.0,
+                                   "--long: length of a CAS(ME)^2 / CAS(ME)^3 video (30 fps).")
+_SAMM_SECONDS = flags.DEFINE_float("samm_seconds", 4.0,
+                                   "--long: length of a SAMM Long Videos video (200 fps).")
 flags.mark_flag_as_required("out")
+
+
+def _main_long():
+  import tqdm  # pylint: disable=g-import-not-at-top
+  config = synthetic_long.LongCorpusConfig(
+      subjects=_SUBJECTS.value, videos_per_subject=_VIDEOS.value, seed=_SEED.value,
+      seconds=(("casme2_lv", _LONG_SECONDS.value), ("samm_lv", _SAMM_SECONDS.value),
+               ("casme3_a", _LONG_SECONDS.value)))
+  total = 3 * config.subjects * config.videos_per_subject
+  print(f"Generating the long-video corpus in {_OUT.value}: {config.subjects} subject(s) x "
+        f"{config.videos_per_subject} video(s) per database, seed {config.seed}")
+  with tqdm.tqdm(total=total, unit="video") as bar:
+    synthetic_long.generate_long_corpus(_OUT.value, config, overwrite=_OVERWRITE.value,
+                                        progress=bar.update)
+  print(f"Corpus: {os.path.abspath(_OUT.value)}")
+  print(f"  truth: {os.path.join(os.path.abspath(_OUT.value), 'truth.json')}")
 
 
 def main(argv):
@@ -61,6 +87,9 @@ def main(argv):
   import cv2  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
   cv2.setNumThreads(1)  # small images: threads cost more than they give on shared machines
+  if _LONG.value:
+    _main_long()
+    return
   try:
     config = synthetic.CorpusConfig(
         subjects=_SUBJECTS.value, clips_per_subject=_CLIPS.value, seed=_SEED.value,

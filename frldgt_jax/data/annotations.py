@@ -239,8 +239,12 @@ def _zip_member_problem(info, archive_size: int) -> str | None:
   return None
 
 
-def _read_xlsx_rows(path: pathlib.Path) -> list[tuple[int, tuple[Any, ...]]]:
-  """(1-based row number, cell values) for every row of the first sheet."""
+def _read_xlsx_rows(path: pathlib.Path, sheet: int | str = 0
+                    ) -> list[tuple[int, tuple[Any, ...]]]:
+  """(1-based row number, cell values) for every row of one sheet (default the first).
+
+  `sheet` is the sheet's position or its name.
+  """
   import xml.etree.ElementTree  # pylint: disable=g-import-not-at-top
   import zipfile  # pylint: disable=g-import-not-at-top
   import zlib  # pylint: disable=g-import-not-at-top
@@ -263,10 +267,12 @@ def _read_xlsx_rows(path: pathlib.Path) -> list[tuple[int, tuple[Any, ...]]]:
                                        f"{problem}", str(path))])
     workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
-      if not workbook.worksheets:
-        raise DataError([DataProblem(MALFORMED_ROW, "workbook has no sheet", str(path))])
-      sheet = workbook.worksheets[0]
-      return [(i, tuple(row)) for i, row in enumerate(sheet.iter_rows(values_only=True),
+      names = workbook.sheetnames
+      if not (sheet in names if isinstance(sheet, str) else 0 <= sheet < len(names)):
+        raise DataError([DataProblem(MALFORMED_ROW, f"workbook has no sheet {sheet!r} (sheets: "
+                                     f"{names})", str(path))])
+      rows = workbook[sheet] if isinstance(sheet, str) else workbook.worksheets[sheet]
+      return [(i, tuple(row)) for i, row in enumerate(rows.iter_rows(values_only=True),
                                                        start=1)]
     finally:
       workbook.close()

@@ -389,7 +389,19 @@ def _background(rng, size, colour: bool) -> np.ndarray:
   return np.clip(bg, 0, 1).astype(np.float32)
 
 
-class _Subject:
+def place_face(canvas: np.ndarray, units_to_raw: np.ndarray, background: np.ndarray
+               ) -> np.ndarray:
+  """A BGRA face canvas placed by `units_to_raw` over `background` (uint8 BGR or gray)."""
+  matrix = _compose(units_to_raw, _canvas_to_units_matrix())
+  size = (background.shape[1], background.shape[0])
+  raw = cv2.warpAffine(canvas, matrix, size, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+  weight = raw[:, :, 3].astype(np.float32) * np.float32(1 / 255)
+  face = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR if background.ndim == 3 else cv2.COLOR_BGRA2GRAY)
+  return cv2.blendLinear(face, background, weight, 1 - weight)
+
+
+class Subject:
   """A subject's identity, drawing, and its uint8 BGRA canvases per eyelid closure."""
 
   def __init__(self, identity: faces.Identity):
@@ -410,7 +422,7 @@ class _Subject:
 class _Renderer:
   """Renders the frames of one clip into the raw frame (and the registered crop)."""
 
-  def __init__(self, plan: ClipPlan, subject: _Subject, config: CorpusConfig, noise_bank):
+  def __init__(self, plan: ClipPlan, subject: Subject, config: CorpusConfig, noise_bank):
     self.plan, self.subject, self.config = plan, subject, config
     self.noise_bank = noise_bank
     rng = np.random.default_rng(plan.rng_key + (1,))
@@ -513,12 +525,7 @@ class _Renderer:
     if scale > 0:
       field = faces.displacement_field(self.components, scale, self.field_box)
       canvas = faces.warp_forward(canvas, field, self.field_box)
-    matrix = _compose(self._frame_matrix(i), _canvas_to_units_matrix())
-    raw = cv2.warpAffine(canvas, matrix, self.size, flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    weight = raw[:, :, 3].astype(np.float32) * np.float32(1 / 255)
-    face = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR if self.colour else cv2.COLOR_BGRA2GRAY)
-    image = cv2.blendLinear(face, self.background, weight, 1 - weight)
+    image = place_face(canvas, self._frame_matrix(i), self.background)
     if self.noise_sigma > 0:
       ox, oy = self.noise_offsets[i]
       h, w = image.shape[:2]
@@ -643,7 +650,7 @@ def true_motion(corpus_dir: str | os.PathLike, size: int, alignment: str = "land
       continue
     subject = (plan.database, plan.subject_dir)
     if subject not in identities:
-      # The identity alone: the drawing (the slow part of _Subject) is not needed.
+      # The identity alone: the drawing (the slow part of Subject) is not needed.
       identity = faces.random_identity(np.random.default_rng(plan.rng_key[:3] + (10**6,)))
       identities[subject] = types.SimpleNamespace(identity=identity)
     renderer = _Renderer(plan, identities[subject], config, None)
@@ -822,14 +829,14 @@ def generate_corpus(out_dir: str | os.PathLike, config: CorpusConfig = CorpusCon
   _prepare_out(out, overwrite)
   start = time.time()
   plans = plan_corpus(config)
-  subjects: dict[tuple[str, str], _Subject] = {}
+  subjects: dict[tuple[str, str], Subject] = {}
   noise_banks = {}
   clips, landmarks = [], {d: {} for d in DATABASES}
   for done, plan in enumerate(plans, start=1):
     key = (plan.database, plan.subject_dir)
     if key not in subjects:
       identity = faces.random_identity(np.random.default_rng(plan.rng_key[:3] + (10**6,)))
-      subjects[key] = _Subject(identity)
+      subjects[key] = Subject(identity)
     if plan.database not in noise_banks:
       w, h = FRAME_SIZE[plan.database]
       bank_rng = np.random.default_rng((config.seed, DATABASES.index(plan.database), 10**6))

@@ -1,13 +1,19 @@
-"""Long videos: face tracks (frldgt_jax/data/tracks.py).
+"""Long videos: face tracks (frldgt_jax/data/tracks.py), the long-video databases' readers and
+loader (long_videos.py) on the generated corpus (synthetic_long.py), whose planted truth they must
+give back exactly.
 
 References: the single-frame similarity of align.py (a track whose frames share one set of
 landmarks must use exactly it) and transforms whose effect is known in closed form (a head shifted
 by a known number of pixels).
 """
+import shutil
+
 import numpy as np
 import pytest
 
-from frldgt_jax.data import align, tracks
+from frldgt_jax.data import align, long_videos, synthetic_long, tracks
+from frldgt_jax.data.annotations import DataError
+from frldgt_jax.spotting.intervals import Interval
 
 SIZE = 64
 FACE = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 90.0]])
@@ -56,3 +62,90 @@ def test_align_video_warps_each_track_and_fills_gaps_without_motion():
       "no face in frames 7-8 (3.00-4.00 s, 2 frames)"]
   none = tracks.align_video(frames[:3], [None] * 3, SIZE)
   assert none.tracks == () and not none.has_face.any() and not none.frames.any()
+
+
+# ----------------------------------------------------------------------------- databases
+
+SECONDS = (("casme2_lv", 6.0), ("samm_lv", 4.0), ("casme3_a", 6.0))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  out = tmp_path_factory.mktemp("long")
+  synthetic_long.generate_long_corpus(out, synthetic_long.LongCorpusConfig(
+      subjects=2, videos_per_subject=1, seconds=SECONDS))
+  return out
+
+
+def test_readers_recover_the_planted_intervals_and_report_the_errata(corpus):
+  truth = synthetic_long.read_truth(corpus)
+  expected = {"casme2_lv": long_videos.DUPLICATE_ROW, "samm_lv": long_videos.RULE_ONSET_MISSING,
+              "casme3_a": long_videos.MISSING_VIDEO}
+  for database in long_videos.NAMES:
+    videos, problems = long_videos.read_database(database, corpus / database)
+    assert {(v.subject, v.video): v.intervals for v in videos} == truth[database]
+    assert [p.kind for p in problems] == [expected[database]], problems
+    assert all(v.fps == long_videos.FPS[database] for v in videos)
+    assert {i.kind for v in videos for i in v.intervals} == {"micro", "macro"}
+    for v in videos:
+      for i in v.intervals:  # micro <= 0.5 s, macro 0.5-4 s (both ends counted)
+        assert i.length <= 0.5 * v.fps if i.kind == "micro" else 0.5 * v.fps < i.length <= 4 * v.fps
+  casme2 = long_videos.read_database("casme2_lv", corpus / "casme2_lv")[0]
+  assert casme2[0].subject == "s15" and casme2[0].video == "15_0101"
+  labels = {i.label for v in casme2 for i in v.intervals}
+  assert labels <= {-1, 0, 1, 2} and len(labels) > 1
+
+
+def test_errata_rules_on_a_hand_written_sheet(tmp_path, corpus):
+  import openpyxl
+  manual = tmp_path / "samm_lv"
+  shutil.copytree(corpus / "samm_lv" / long_videos.SAMM_FRAMES, manual / long_videos.SAMM_FRAMES)
+  book = openpyxl.Workbook()
+  rows = [("Subject", "Filename", "Onset", "Apex", "Offset", "Type"),
+          ("006", "006_1_1", 10, 20, 0, "Micro - 1/2"),     # offset 0: apex is the offset
+          ("006", "006_1_2", 50, 90, 60, "Macro"),          # apex outside: forgotten
+          ("006", "006_1_3", 80, 85, 70, "Macro"),          # offset before onset: dropped
+          ("006", "006_1_4", 55, None, 58, "Macro"),        # overlaps 50-60: kept, reported
+          ("006", "006_1_5", 700, 710, 900, "Macro"),       # past the last frame (800)
+          ("007", "007_9_1", 10, 11, 12, "Micro - 1/2")]    # no such video
+  for row in rows:
+    book.active.append(row)
+  book.save(manual / long_videos.SAMM_FILE)
+  videos, problems = long_videos.read_database("samm_lv", manual)
+  assert [p.kind for p in problems] == [
+      long_videos.RULE_OFFSET_MISSING, long_videos.RULE_APEX_OUTSIDE,
+      long_videos.RULE_OFFSET_BEFORE_ONSET, long_videos.OVERLAP, long_videos.BEYOND_LAST_FRAME,
+      long_videos.MISSING_VIDEO]
+  assert [p.row for p in problems] == [2, 3, 4, 5, 6, 7]
+  assert videos[0].intervals == (Interval(10, 20, "micro", 20), Interval(50, 60, "macro"),
+                                 Interval(55, 58, "macro"))
+
+
+def test_a_sheet_missing_a_column_is_one_clear_line(tmp_path, corpus):
+  import openpyxl
+  manual = tmp_path / "casme3_a"
+  shutil.copytree(corpus / "casme3_a", manual)
+  path = manual / long_videos.CASME3_MACRO_FILE
+  book = openpyxl.load_workbook(path)
+  book["Sheet1"].delete_cols(4)  # apex
+  book.save(path)
+  with pytest.raises(DataError) as e:
+    long_videos.read_database("casme3_a", manual)
+  assert "header has no column(s) ['apex']" in str(e.value)
+  assert str(path) in str(e.value) and len(e.value.problems) == 1
+
+
+def test_load_videos_gives_aligned_frames_and_a_track_per_head_position(corpus):
+  loaded = long_videos.load_videos("casme2_lv", corpus / "casme2_lv", resolution=64)
+  truth = synthetic_long.read_truth(corpus)["casme2_lv"]
+  assert len(loaded) == 2
+  for v in loaded:
+    assert v.frames.shape == (180, 64, 64) and v.frames.dtype == np.uint8
+    assert v.frame_numbers.tolist() == list(range(1, 181))
+    assert v.intervals == truth[(v.subject, v.video)]
+    assert len(v.tracks) == 2 and v.gaps == ()  # the generated head moves once
+  # Aligned: the face stays put within a track (mean frame difference small) although the raw
+  # frame moves by a tenth of the face at the head move.
+  v = loaded[0]
+  within = np.abs(np.diff(v.frames[:v.tracks[0].stop].astype(np.float32), axis=0)).mean()
+  assert within < 3.0
