@@ -47,7 +47,7 @@ def read_video(path: str | os.PathLike) -> Clip:
   try:
     reader = imageio.get_reader(os.fspath(path), format="ffmpeg")
   except _FFMPEG_ERRORS as e:
-    raise InputError(f"{path}: not a video ffmpeg can read ({e})") from None
+    raise InputError(f"{path}: not a video ffmpeg can read ({_reason(e)})") from None
   frames, held = [], 0
   try:
     fps = reader.get_meta_data().get("fps")
@@ -60,13 +60,22 @@ def read_video(path: str | os.PathLike) -> Clip:
                          f"{len(frames)} frame(s); cut the clip to the expression first")
   except _FFMPEG_ERRORS as e:  # a truncated or corrupt stream
     raise InputError(f"{path}: the video cannot be decoded after {len(frames)} frame(s) "
-                     f"({e})") from None
+                     f"({_reason(e)})") from None
   finally:
     reader.close()
   if not frames:
     raise InputError(f"{path}: the video holds no frame")
   return Clip(path.stem, str(path), np.stack(frames).astype(np.uint8),
               np.arange(len(frames), dtype=np.int64), float(fps) if fps else None)
+
+
+def _reason(error: Exception) -> str:
+  """An ffmpeg error on one line: its first line and, when ffmpeg's log follows, the log's last
+  line (the log's banner and build configuration are left out)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  if len(lines) <= 1:
+    return lines[0] if lines else type(error).__name__
+  return f"{lines[0]}; ffmpeg: {lines[-1]}"
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
