@@ -194,12 +194,18 @@ def spot(frames: np.ndarray, params: dict[str, KindParams], kinds: Sequence[str]
 def spot_videos(videos: Iterable, params: dict[str, KindParams], kinds: Sequence[str] = KINDS,
                 progress: bool = True) -> dict[tuple[str, str], list[Interval]]:
   """MDMD over a dataset: {(subject, name): intervals} of videos with `subject`, `name`,
-  `frames` and `frame_numbers` (frldgt_jax/spotting/corpus.py's Video), with a progress bar."""
+  `frames` and `frame_numbers` (frldgt_jax/spotting/corpus.py's Video); a progress bar over
+  the frames whose feature is computed, with ETA."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   videos = list(videos)
+  total = 0
+  for video in videos:
+    for kind in kinds:
+      k = auto_k(len(video.frames), params[kind].k)
+      total += max(0, len(video.frames) - 4 * k)
   out = {}
-  with tqdm(total=len(videos), desc="MDMD", unit="video", disable=not progress) as bar:
+  with tqdm(total=total, desc="MDMD", unit="frame", disable=not progress) as bar:
     for video in videos:
-      out[(video.subject, video.name)] = spot(video.frames, params, kinds, video.frame_numbers)
-      bar.update()
+      out[(video.subject, video.name)] = spot(video.frames, params, kinds, video.frame_numbers,
+                                              progress=lambda done, _: bar.update(1))
   return out

@@ -2,6 +2,7 @@
 plain loop transcription of MDMD.m, cmd.m's contrast and thresholding on a hand-made signal, and
 the whole method finding a planted motion burst in a small synthetic sequence with TV-L1."""
 import math
+import types
 
 import cv2
 import numpy as np
@@ -96,12 +97,13 @@ def _burst_video(frames=64, burst=(24, 31), size=48, seed=0):
 
 
 def test_mdmd_finds_a_planted_burst():
-  """TV-L1 MDMD with k = 5 spots the planted 8-frame movement at IoU >= 0.5 and puts its
+  """TV-L1 MDMD (over a one-video dataset) with k = 5 spots the planted 8-frame movement at IoU >= 0.5 and puts its
   largest contrast inside it; the still stretches far from it stay quiet."""
-  video = _burst_video()
-  numbers = np.arange(len(video)) + 1
-  found = mdmd.spot(video, {"micro": mdmd.KindParams(5, 4, 12)}, kinds=("micro",),
-                    frame_numbers=numbers)
+  frames = _burst_video()
+  video = types.SimpleNamespace(subject="s1", name="v1", frames=frames,
+                                frame_numbers=np.arange(len(frames)) + 1)
+  found = mdmd.spot_videos([video], {"micro": mdmd.KindParams(5, 4, 12)}, kinds=("micro",),
+                           progress=False)[("s1", "v1")]
   truth = Interval(25, 32, "micro")
   best = max(found, key=lambda iv: metrics.iou(iv, truth))
   assert metrics.iou(best, truth) >= 0.5 and 25 <= best.apex <= 32
