@@ -159,6 +159,11 @@ EXPERIMENT_FIELDS = {
         "model.local_depth", "model.global_depth", "model.full_depth", "model.dgm.widths",
         "data.resolution", "data.frames",
     ),
+    "spotting": (
+        "optimizer.learning_rate", "optimizer.warmup_steps", "optimizer.weight_decay",
+        "batch_size", "window", "total_steps", "features.offsets", "model.width",
+        "model.kernel", "model.dilations", "data.image_size", "data.fps", "decode.threshold",
+    ),
 }
 CONFIG_FILES = sorted((ROOT / "configs").glob("*.py"))
 
