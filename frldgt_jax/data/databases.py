@@ -160,3 +160,66 @@ def get(name: str) -> Database:
 def label_name(label: int) -> str:
   """'negative' | 'positive' | 'surprise' for 0/1/2; 'none' for -1 (outside the composite)."""
   return CLASS_NAMES[label] if 0 <= label < len(CLASS_NAMES) else "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class LongVideoDatabase:
+  """One long-video (spotting) database: its names, frame rate and files as they ship.
+
+  Its reader and errata rules are frldgt_jax/data/long_videos.py's (`read_database`), its TFDS
+  builder long_builders.py's; layouts and sources: docs/spotting_data.md.
+
+  Attributes:
+    name: the canonical name ('casme2_lv'), also `prepare_data.py --dataset`'s.
+    title: how people write it ('CAS(ME)^2').
+    fps: frame rate of the recordings.
+    builder: the TFDS builder's registered name; `builder_class` its class name.
+    annotation_files: the annotation spreadsheets' paths under the manual directory.
+    frame_root: the folder under the manual directory holding the frame folders.
+    frame_example: one frame's path under frame_root (for messages and the doc).
+    instructions: what to put in the manual directory.
+  """
+  name: str
+  title: str
+  fps: float
+  builder: str
+  builder_class: str
+  annotation_files: tuple[str, ...]
+  frame_root: str
+  frame_example: str
+  instructions: str
+
+
+CASME2_LV = LongVideoDatabase(
+    name="casme2_lv", title="CAS(ME)^2", fps=30.0, builder="casme2_lv", builder_class="Casme2Lv",
+    annotation_files=("CAS(ME)^2code_final.xlsx",), frame_root="rawpic",
+    frame_example="s15/15_0101disgustingteeth/img1.jpg",
+    instructions="CAS(ME)^2: put `CAS(ME)^2code_final.xlsx` and the frame folder `rawpic/` "
+                 "(s15/15_0101disgustingteeth/img1.jpg) in the manual directory.")
+SAMM_LV = LongVideoDatabase(
+    name="samm_lv", title="SAMM Long Videos", fps=200.0, builder="samm_lv",
+    builder_class="SammLv", annotation_files=("SAMM_LongVideos_V2_Release.xlsx",),
+    frame_root="SAMM_longvideos", frame_example="006_1/006_1_0001.jpg",
+    instructions="SAMM Long Videos: put `SAMM_LongVideos_V2_Release.xlsx` and the frame folder "
+                 "`SAMM_longvideos/` (006_1/006_1_0001.jpg) in the manual directory; for the "
+                 "micro-expressions' emotions, SAMM's `SAMM_Micro_FACS_Codes_v2.xlsx` beside them.")
+CASME3_A = LongVideoDatabase(
+    name="casme3_a", title="CAS(ME)^3 Part A", fps=30.0, builder="casme3_a",
+    builder_class="Casme3A",
+    annotation_files=("annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+                      "annotation/cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx"),
+    frame_root="part_A/data", frame_example="spNO.1/a/color/1.jpg",
+    instructions="CAS(ME)^3 Part A: put `annotation/` (the ME and MaE label spreadsheets) and "
+                 "the frames as `part_A/data/spNO.1/a/color/1.jpg` in the manual directory.")
+
+LONG_VIDEO = (CASME2_LV, SAMM_LV, CASME3_A)
+LONG_VIDEO_NAMES = tuple(db.name for db in LONG_VIDEO)
+_LONG_BY_NAME = {db.name: db for db in LONG_VIDEO}
+
+
+def get_long_video(name: str) -> LongVideoDatabase:
+  """The entry of long-video database `name`; ValueError naming the known ones otherwise."""
+  try:
+    return _LONG_BY_NAME[name]
+  except KeyError:
+    raise ValueError(f"unknown long-video database {name!r}; known: {LONG_VIDEO_NAMES}") from None

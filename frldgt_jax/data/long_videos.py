@@ -1,6 +1,7 @@
 """Long-video spotting databases as they ship: CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 Part A.
 
-Layouts, with where each fact comes from: docs/spotting_data.md. In a manual directory:
+Layouts, with where each fact comes from: docs/spotting_data.md; names, frame rates and files are
+the databases' `LongVideoDatabase` entries (databases.py). In a manual directory:
 
   casme2_lv  CAS(ME)^2code_final.xlsx   sheet 1: no header; participant, video name_expression
                                         ('disgust1_1'), onset, apex, offset, AUs, emotion, type
@@ -57,21 +58,21 @@ import cv2
 import numpy as np
 
 from frldgt_jax.data import align as align_lib
+from frldgt_jax.data import databases
 from frldgt_jax.data import tracks as tracks_lib
 from frldgt_jax.data.annotations import (DataError, DataProblem, _frame_number, _read_xlsx_rows,
                                          _text)
 from frldgt_jax.errors import InputError
 from frldgt_jax.spotting.intervals import Interval
 
-NAMES = ("casme2_lv", "samm_lv", "casme3_a")
-FPS = {"casme2_lv": 30.0, "samm_lv": 200.0, "casme3_a": 30.0}
-CASME2_FILE = "CAS(ME)^2code_final.xlsx"
-CASME2_FRAMES = "rawpic"
-SAMM_FILE = "SAMM_LongVideos_V2_Release.xlsx"
-SAMM_FRAMES = "SAMM_longvideos"
-CASME3_MICRO_FILE = "annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
-CASME3_MACRO_FILE = "annotation/cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx"
-CASME3_FRAMES = "part_A/data"
+NAMES = databases.LONG_VIDEO_NAMES
+FPS = {db.name: db.fps for db in databases.LONG_VIDEO}
+CASME2_FILE, = databases.CASME2_LV.annotation_files
+CASME2_FRAMES = databases.CASME2_LV.frame_root
+SAMM_FILE, = databases.SAMM_LV.annotation_files
+SAMM_FRAMES = databases.SAMM_LV.frame_root
+CASME3_MICRO_FILE, CASME3_MACRO_FILE = databases.CASME3_A.annotation_files
+CASME3_FRAMES = databases.CASME3_A.frame_root
 LANDMARKS_FILE = "landmarks_long.csv"
 LANDMARK_COLUMNS = ("subject", "video", "frame") + align_lib.LANDMARK_CSV_COLUMNS[2:]
 
