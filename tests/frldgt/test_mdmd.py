@@ -97,8 +97,9 @@ def _burst_video(frames=64, burst=(24, 31), size=48, seed=0):
 
 
 def test_mdmd_finds_a_planted_burst():
-  """TV-L1 MDMD (over a one-video dataset) with k = 5 spots the planted 8-frame movement at IoU >= 0.5 and puts its
-  largest contrast inside it; the still stretches far from it stay quiet."""
+  """TV-L1 MDMD (over a one-video dataset) with k = 5 spots the planted 8-frame movement at
+  IoU >= 0.5 and puts its largest contrast inside it; the still stretches far from it stay
+  quiet."""
   frames = _burst_video()
   video = types.SimpleNamespace(subject="s1", name="v1", frames=frames,
                                 frame_numbers=np.arange(len(frames)) + 1)
