@@ -1,23 +1,28 @@
 """Spotting micro- and macro-expressions in long videos: CAS(ME)^2 long videos, LOSO.
 
-  python launch/train.py --config configs/spotting_casme2_lv.py:tiny --workdir W   # toy videos
-  python launch/train.py --config configs/spotting_casme2_lv.py --workdir W        # prepared data
-  python launch/spot.py --spotter W --recogniser R --video LONG.mp4 --out DIR
+  python launch/spot_sweep.py --config configs/spotting_casme2_lv.py:synthetic --workdir W
+  python launch/spot_sweep.py --config configs/spotting_casme2_lv.py --workdir W   # CAS(ME)^2
+  python launch/train.py --config configs/spotting_casme2_lv.py --config.final_model=True \
+      --workdir W1                                        # the spotter launch/spot.py takes
+  python launch/spot.py --spotter W1 --recogniser R --video LONG.mp4 --out DIR
 
 The task (launch/tasks/spotting.py) trains every LOSO fold of config.data.dataset in one driver
 run (the fold is the driver's model axis), each with the same fixed budget and nothing selected
-on the held-out subject; with config.final_model=True it trains one model on every video
-instead (what launch/spot.py uses). docs/spotting.md has the design and the measured choices.
+on the held-out subject (launch/spot_sweep.py spots and scores the held-out subjects); with
+config.final_model=True it trains one model on every video instead (what launch/spot.py uses).
+docs/spotting.md has the design and the measured choices.
 
-Variants: '' (CAS(ME)^2 at 30 fps), 'tiny' (toy aligned videos of frldgt_jax/spotting/toy.py, a
-minute on 2 CPU cores: the committed tests/fixtures/spotter_tiny). Other datasets:
-configs/spotting_samm_lv.py, configs/spotting_casme3a.py.
+Variants: '' (CAS(ME)^2 as it ships, in data/casme2_lv), 'synthetic' (the generated corpus of
+python launch/make_synthetic.py --long --out out/long_corpus), 'tiny' (toy aligned videos of
+frldgt_jax/spotting/toy.py, a minute and a half on 2 CPU cores: the committed
+tests/fixtures/spotter_tiny). Other datasets: configs/spotting_samm_lv.py,
+configs/spotting_casme3a.py.
 """
 import ml_collections
 
 from launch.trainer import base_config
 
-VARIANTS = ("", "tiny")
+VARIANTS = ("", "synthetic", "tiny")
 
 
 def get_config(arg: str = ""):
@@ -36,8 +41,8 @@ def get_config(arg: str = ""):
   c.final_model = False              # True: one model on every video (no folds)
 
   c.data = ml_collections.ConfigDict()
-  c.data.dataset = "casme2_lv"       # 'casme2_lv', 'samm_lv', 'casme3a' or 'toy'
-  c.data.root = "data/casme2_lv"     # the dataset's layout as it ships (frldgt_jax/data)
+  c.data.dataset = "casme2_lv"       # 'casme2_lv', 'samm_lv', 'casme3_a' or 'toy'
+  c.data.root = "data/casme2_lv"     # the dataset as it ships (frldgt_jax/data/long_videos.py)
   c.data.image_size = 64             # aligned face crops the features are computed on
   c.data.fps = 30.0                  # the rate features and decoding count frames at
   c.data.toy = ml_collections.ConfigDict()
@@ -71,6 +76,10 @@ def get_config(arg: str = ""):
   c.decode.min_length_micro = 3
   c.decode.min_length_macro = 8
 
+  if arg == "synthetic":
+    c.name = "spotting_casme2_lv_synthetic"
+    c.data.root = "out/long_corpus/casme2_lv"
+    c.total_steps = 1500
   if arg == "tiny":
     c.name = "spotting_tiny"
     c.data.dataset = "toy"

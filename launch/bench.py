@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags, logging
 
-SUITES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory", "encoder")
+SUITES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory", "encoder", "spotting")
 
 _SUITE = flags.DEFINE_list("suite", list(SUITES[:4]), f"Suites to run, of {', '.join(SUITES)} "
                            "(with --in_order: in this order).")

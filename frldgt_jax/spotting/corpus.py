@@ -3,10 +3,13 @@ its leave-one-subject-out folds.
 
 `load_videos(config)` gives the videos of config.data.dataset: 'toy' draws
 config.data.toy.subjects x videos_per_subject aligned toy videos (frldgt_jax/spotting/toy.py);
-the long-video databases (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 Part A) come from their
-TensorFlow-free reader, frldgt_jax/data/long_videos.py. `prepare(config, videos)` computes every
-video's features once (features.py) and concatenates them, with the labels and the video of each
-frame, into the arrays the train step reads on the device.
+the long-video databases ('casme2_lv', 'samm_lv', 'casme3_a': the layouts as they ship, or the
+generated corpus of launch/make_synthetic.py --long, in config.data.root) come from their
+TensorFlow-free reader, frldgt_jax/data/long_videos.py, aligned track by track, every n-th frame
+kept where the database's rate is n times config.data.fps (SAMM-LV's 200 fps -> 33 fps).
+`prepare(config, videos)` computes every video's features once (features.py) and concatenates
+them, with the labels and the video of each frame, into the arrays the train step reads on the
+device.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ class Video:
   name: str
   frames: np.ndarray          # uint8 [T, S, S]
   frame_numbers: np.ndarray   # int64 [T]
-  fps: float
+  fps: float                  # of `frames` (after any subsampling)
   intervals: tuple[Interval, ...]
+  tracks: tuple[tuple[int, int], ...] = ()   # (start, stop) positions of each face track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +70,17 @@ def load_videos(config: ml_collections.ConfigDict) -> list[Video]:
                               n_micro=int(d.toy.micro), n_macro=int(d.toy.macro),
                               subject=f"s{s:02d}")
         out.append(Video(video.subject, f"s{s:02d}_v{v}", video.frames,
-                         np.arange(len(video.frames)), video.fps, tuple(video.intervals)))
+                         np.arange(len(video.frames)), video.fps, tuple(video.intervals),
+                         ((0, len(video.frames)),)))
     return out
-  raise InputError(f"config.data.dataset {d.dataset!r}: only 'toy' is wired in so far; the "
-                   "long-video databases come from frldgt_jax/data/long_videos.py")
+  from frldgt_jax.data import long_videos  # pylint: disable=g-import-not-at-top
+  if d.dataset not in long_videos.NAMES:
+    raise InputError(f"config.data.dataset must be 'toy' or one of {list(long_videos.NAMES)}, "
+                     f"got {d.dataset!r}")
+  stride = max(1, int(round(long_videos.FPS[d.dataset] / float(d.fps))))
+  loaded = long_videos.load_videos(d.dataset, d.root, int(d.image_size), every=stride)
+  return [Video(v.subject, v.video, v.frames, v.frame_numbers, v.fps / stride, v.intervals,
+                tuple((t.start, t.stop) for t in v.tracks)) for v in loaded]
 
 
 def prepare(config: ml_collections.ConfigDict, videos: Sequence[Video]) -> Prepared:
@@ -79,12 +90,10 @@ def prepare(config: ml_collections.ConfigDict, videos: Sequence[Video]) -> Prepa
   offsets = tuple(int(k) for k in config.features.offsets)
   feats, labels, index, bounds, first = [], [], [], [], 0
   for i, v in enumerate(videos):
-    stride = max(1, int(round(v.fps / float(config.data.fps))))
-    keep = np.arange(0, len(v.frames), stride)
-    feats.append(features_lib.motion_features(v.frames[keep], offsets))
-    labels.append(training.frame_labels(v.frame_numbers[keep], v.intervals))
-    index.append(np.full(len(keep), i, np.int32))
-    bounds.append((first, first + len(keep)))
-    first += len(keep)
+    feats.append(features_lib.motion_features(v.frames, offsets))
+    labels.append(training.frame_labels(v.frame_numbers, v.intervals))
+    index.append(np.full(len(v.frames), i, np.int32))
+    bounds.append((first, first + len(v.frames)))
+    first += len(v.frames)
   return Prepared(tuple(videos), np.concatenate(feats), np.concatenate(labels),
                   np.concatenate(index), tuple(bounds))

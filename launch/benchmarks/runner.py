@@ -16,11 +16,12 @@ from launch.benchmarks.suites import SuiteOptions
 
 # 'sat3d_memory': XLA's memory analysis of the FFHQ-512 SAT3D step under every remat policy
 # (compiled, never run).
-SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory", "encoder")
+SUITE_NAMES = ("eg3d", "sat3d", "frldgt", "studio", "sat3d_memory", "encoder", "spotting")
 # Suites are started longest compilation first (SAT3D's one large step, FRL-DGT's inits and
 # steps, then EG3D's eight medium programs), so that no long compilation is left alone at the
 # end while the other cores idle.
-_START_ORDER = ("sat3d", "encoder", "frldgt", "eg3d", "studio", "sat3d_memory")
+_START_ORDER = ("sat3d", "encoder", "frldgt", "eg3d", "studio", "sat3d_memory",
+                "spotting")
 
 
 def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_config,
@@ -50,6 +51,9 @@ def _suite_start(name: str, eg3d_preset, eg3d_batches, sat3d_config, frldgt_conf
   if name == "encoder":
     from launch.benchmarks.suites import encoder  # pylint: disable=g-import-not-at-top
     return encoder.start
+  if name == "spotting":
+    from launch.benchmarks.suites import spotting  # pylint: disable=g-import-not-at-top
+    return spotting.start
   raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITE_NAMES)}")
 
 
