@@ -57,7 +57,7 @@ class KindParams:
 DATASET_PARAMS = {
     "casme2_lv": {"micro": KindParams(12, 7, 16), "macro": KindParams(39, 17)},
     "samm_lv": {"micro": KindParams(80, 47, 105), "macro": KindParams(260, 106)},
-    "casme3a": {"micro": KindParams(12, 7, 16), "macro": KindParams(39, 17)},   # our choice
+    "casme3_a": {"micro": KindParams(12, 7, 16), "macro": KindParams(39, 17)},   # our choice
 }
 
 
