@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from frldgt_jax.data import databases
 from frldgt_jax.errors import InputError
 from frldgt_jax.spotting import mdmd, metrics
 from frldgt_jax.spotting.intervals import Interval
@@ -72,6 +73,10 @@ def test_parameters():
   assert mdmd.params_for_fps(200)["micro"].k == mdmd.dataset_params("samm_lv")["micro"].k
   assert mdmd.params_for_fps(200)["macro"].k == mdmd.dataset_params("samm_lv")["macro"].k
   assert mdmd.params_for_fps(30) == mdmd.dataset_params("casme2_lv")
+  assert set(mdmd.DATASET_PARAMS) == set(databases.LONG_VIDEO_NAMES)
+  for name in databases.LONG_VIDEO_NAMES:     # the frame rate the parameters were made for
+    assert mdmd.params_for_fps(databases.get_long_video(name).fps)["micro"].k == \
+        mdmd.dataset_params(name)["micro"].k
   with pytest.raises(InputError, match="no parameters for dataset 'smic'"):
     mdmd.dataset_params("smic")
   with pytest.raises(InputError, match="at least 6 frames"):
