@@ -1,6 +1,7 @@
 """The bindings of each paper to the generic driver: its Task, input wiring and orchestration.
 
-`config.task` names one of these modules (`launch.tasks.sat3d`, `launch.tasks.frldgt`); each
+`config.task` names one of these modules (`launch.tasks.sat3d`, `launch.tasks.frldgt`,
+`launch.tasks.encoder` for SAT3D's inversion encoder); each
 defines `make_task(config) -> launch.trainer.Task`. `loso.py` runs FRL-DGT's
 leave-one-subject-out sweep on top of the driver.
 """
