@@ -43,10 +43,12 @@ def held_out(generator: Generator, count: int, seed: int = 12345, yaw_std: float
              yaw_limit: float = 0.8, pitch_std: float = 0.1, pitch_limit: float = 0.35,
              truncation_psi: float = 1.0) -> HeldOut:
   """`count` samples drawn as the encoder's training draws them, from their own seed."""
-  rng = np.random.default_rng(seed)
-  z = rng.standard_normal((count, generator.z_dim)).astype(np.float32)
-  yaw = np.clip(yaw_std * rng.standard_normal(count), -yaw_limit, yaw_limit)
-  pitch = np.clip(pitch_std * rng.standard_normal(count), -pitch_limit, pitch_limit)
+  # z and the views from streams of their own, so the first k of `count` samples are the
+  # samples of count = k.
+  z = np.random.default_rng(seed).standard_normal((count, generator.z_dim)).astype(np.float32)
+  views = np.random.default_rng(seed + 1).standard_normal((count, 2))
+  yaw = np.clip(yaw_std * views[:, 0], -yaw_limit, yaw_limit)
+  pitch = np.clip(pitch_std * views[:, 1], -pitch_limit, pitch_limit)
   views = np.stack([yaw, pitch], -1).astype(np.float32)
   rig = inversion.CameraRig.of(generator)
   frontal = jnp.broadcast_to(rig.labels(jnp.zeros(2)), (count, 25))
@@ -67,10 +69,20 @@ def _scores(generator, ws, c, target, true_ws, stats) -> dict[str, float]:
 
 
 def compare(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: HeldOut,
+            **kwargs) -> dict[str, dict[str, float]]:
+  """{row: {metric: mean over the samples}} of `compare_samples` (same arguments)."""
+  return {row: {m: float(np.mean([e[m] for e in entries])) for m in METRICS}
+          for row, entries in compare_samples(generator, encoder, samples, **kwargs).items()}
+
+
+def compare_samples(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: HeldOut,
             steps: Sequence[int] = (20, 50, 100), default: bool = True,
+            optimise_steps: Optional[Sequence[int]] = None,
             weights: Optional[inversion.LossWeights] = None,
-            progress: bool = False) -> dict[str, dict[str, float]]:
-  """{row: {metric: mean over the samples}} (see the module docstring)."""
+            progress: bool = False) -> dict[str, list[dict[str, float]]]:
+  """{row: [{metric: value} per sample]} (see the module docstring): encoder + N for N in
+  `steps`, optimise N for N in `optimise_steps` (default: `steps`), and the default 200 + 200
+  optimisation when `default`."""
   rig = inversion.CameraRig.of(generator)
   stats = encoder.stats
   rows: dict[str, list[dict]] = {}
@@ -80,7 +92,8 @@ def compare(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: 
 
   runs: list[tuple[str, Optional[int], Optional[int], bool]] = []  # (row, w, w+, encoder)
   runs += [(f"encoder + {n}", 0, n, True) for n in steps]
-  runs += [(f"optimise {n}", n // 2, n - n // 2, False) for n in steps]
+  runs += [(f"optimise {n}", n // 2, n - n // 2, False)
+           for n in (steps if optimise_steps is None else optimise_steps)]
   if default:
     d = inversion.InversionConfig()
     runs.append((f"optimise {d.w_steps}+{d.wplus_steps}", d.w_steps, d.wplus_steps, False))
@@ -114,8 +127,7 @@ def compare(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: 
       seconds = time.perf_counter() - tick + (enc_seconds if from_encoder else 0.0)
       add(row, _scores(generator, result.ws, result.c, target, true_ws, stats), seconds)
     warmed = True
-  return {row: {m: float(np.mean([e[m] for e in entries])) for m in METRICS}
-          for row, entries in rows.items()}
+  return rows
 
 
 def markdown(table: dict[str, dict[str, float]]) -> str:
