@@ -4,6 +4,13 @@
       --data_dir OUT [--summary_json FILE] [--allow_drops] \\
       [--landmarks CSV[,CSV...] [--detect] | --use_cropped] [--face_models DIR] \\
       [--resolution 128] [--frames 8] [--composite_csv LIST]
+  python launch/prepare_data.py --dataset {casme2_lv,samm_lv,casme3_a} --manual_dir DIR \\
+      --data_dir OUT [--resolution 96] [--every 1] [--face_models DIR] [--summary_json FILE]
+
+Long videos (spotting; frldgt_jax/data/long_builders.py, docs/spotting_data.md): one example per
+annotated video, aligned track by track from per-frame landmarks: DIR/landmarks_long.csv when
+there (the generated corpus writes it), dlib's on every frame otherwise. The errata rules'
+fixes are listed in the summary.
 
 Alignment (one similarity transform per clip, from its onset frame's eyes and mouth):
   default        'landmarks68': dlib's 68 landmarks of every clip's onset frame (extra [faces]),
@@ -32,7 +39,8 @@ from absl import app, flags, logging
 from frldgt_jax.data import databases
 from frldgt_jax.errors import InputError
 
-_DATASET = flags.DEFINE_enum("dataset", None, [*databases.NAMES, "composite"],
+_DATASET = flags.DEFINE_enum("dataset", None, [*databases.NAMES, "composite",
+                                              *databases.LONG_VIDEO_NAMES],
                              "Which dataset to prepare.", required=True)
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the downloaded data.",
                                   required=True)
@@ -55,6 +63,7 @@ _RESOLUTION = flags.DEFINE_integer("resolution", 128, "Side S of the stored squa
                                    lower_bound=8)
 _FRAMES = flags.DEFINE_integer("frames", 8, "Frames T stored per clip, onset..apex.",
                                lower_bound=2)
+_EVERY = flags.DEFINE_integer("every", 1, "Long videos: keep every k-th frame.", lower_bound=1)
 _COMPOSITE_CSV = flags.DEFINE_string("composite_csv", None,
                                      "Composite list (dataset,subject,sample,label); default: "
                                      "the shipped 442-clip MEGC2019 list.")
@@ -97,9 +106,53 @@ def detect_onset_landmarks(builders, given_files: tuple[str, ...]) -> pathlib.Pa
   return path
 
 
+def _write_summary(summary: dict) -> None:
+  if _SUMMARY_JSON.value:
+    path = pathlib.Path(_SUMMARY_JSON.value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1))
+    print(f"summary written to {path}")
+
+
+def prepare_long() -> None:
+  """--dataset casme2_lv | samm_lv | casme3_a (module docstring)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  from frldgt_jax.data import align, long_builders, long_videos  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  resolution = _RESOLUTION.value if _RESOLUTION.present else long_builders.DEFAULT_RESOLUTION
+  detector = None
+  if not (pathlib.Path(_MANUAL_DIR.value) / long_videos.LANDMARKS_FILE).is_file():
+    from launch.common import faces  # pylint: disable=g-import-not-at-top
+    if _FACE_MODELS.value:
+      faces.set_model_dir(_FACE_MODELS.value)
+
+    def detector(image):
+      return align.Landmarks.from_array(faces.detect_landmarks(image).points, source="dlib")
+  print(f"preparing {_DATASET.value} from {_MANUAL_DIR.value}: {resolution}x{resolution}, "
+        f"every {_EVERY.value} frame(s)", flush=True)
+  try:
+    builder, summary = long_builders.build(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
+                                           resolution=resolution, every=_EVERY.value,
+                                           detector=detector)
+  except (ValueError, FileNotFoundError, AssertionError) as e:
+    raise InputError(f"{e}\nno dataset was written (TFDS removes the partial build)") from e
+  print(f"{summary['videos']} video(s), {summary['intervals']} interval(s), "
+        f"{len(summary['fixes'])} errata fixed:")
+  for fix in summary["fixes"]:
+    print(f"  [{fix['kind']}] {fix['reason']}")
+  _write_summary(summary)
+  print(f"dataset: {builder.data_dir}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _DATASET.value in databases.LONG_VIDEO_NAMES:
+    prepare_long()
+    return
   if _LANDMARKS.value and _USE_CROPPED.value:
     raise app.UsageError("--landmarks and --use_cropped are alternatives: give one")
   if _COMPOSITE_CSV.value and _DATASET.value != "composite":
@@ -141,11 +194,7 @@ def main(argv):
     # empty" (with the download instructions).
     raise InputError(f"{e}\nno dataset was written (TFDS removes the partial build)") from e
   print(builders.format_summary(summary))
-  if _SUMMARY_JSON.value:
-    path = pathlib.Path(_SUMMARY_JSON.value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1))
-    print(f"summary written to {path}")
+  _write_summary(summary)
   if written is not None:
     print(f"landmarks: {written}")
   print(f"dataset: {builder.data_dir}")

@@ -60,8 +60,7 @@ import numpy as np
 from frldgt_jax.data import align as align_lib
 from frldgt_jax.data import databases
 from frldgt_jax.data import tracks as tracks_lib
-from frldgt_jax.data.annotations import (DataError, DataProblem, _frame_number, _read_xlsx_rows,
-                                         _text)
+from frldgt_jax.data.annotations import DataProblem, _frame_number, _read_xlsx_rows, _text
 from frldgt_jax.errors import InputError
 from frldgt_jax.spotting.intervals import Interval
 
@@ -101,7 +100,6 @@ BEYOND_LAST_FRAME = "beyond_last_frame"
 OVERLAP = "overlap"
 RULES = (RULE_ONSET_MISSING, RULE_OFFSET_MISSING, RULE_OFFSET_BEFORE_ONSET, RULE_APEX_OUTSIDE,
          DUPLICATE_ROW, MISSING_VIDEO, BEYOND_LAST_FRAME, OVERLAP)
-MALFORMED = "malformed_row"
 
 _DIGITS = re.compile(r"(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
@@ -174,9 +172,8 @@ def _columns(rows, path: pathlib.Path, header_index: int, wanted: Sequence[str])
   names = [_text(c).lower() for c in rows[header_index][1]]
   missing = [w for w in wanted if w not in names]
   if missing:
-    raise DataError([DataProblem(MALFORMED, f"header has no column(s) {missing} (found "
-                                 f"{[n for n in names if n]})", str(path),
-                                 rows[header_index][0])])
+    raise InputError(f"{path}, row {rows[header_index][0]}: header has no column(s) {missing} "
+                     f"(found {[n for n in names if n]})")
   return {w: names.index(w) for w in wanted}
 
 
@@ -184,15 +181,14 @@ def _header_row(rows, path: pathlib.Path, first: str) -> int:
   for i, (_, cells) in enumerate(rows[:40]):
     if cells and _text(cells[0]).lower() == first:
       return i
-  raise DataError([DataProblem(MALFORMED, f"no header row starting with {first!r} in the first "
-                               "40 rows", str(path))])
+  raise InputError(f"{path}: no header row starting with {first!r} in the first 40 rows")
 
 
 def _kind(text: str, path: pathlib.Path, row: int) -> str:
   kind = KIND_WORDS.get(text.strip().lower())
   if kind is None:
-    raise DataError([DataProblem(MALFORMED, f"expression type {text!r} is not one of "
-                                 f"{sorted(KIND_WORDS)}", str(path), row)])
+    raise InputError(f"{path}, row {row}: expression type {text!r} is not one of "
+                     f"{sorted(KIND_WORDS)}")
   return kind
 
 
@@ -204,8 +200,10 @@ def _cell_rows(path: pathlib.Path, rows, start: int, pick) -> list[_Row]:
       continue
     try:
       out.append(_Row(str(path), row, *pick(tuple(cells) + (None,) * 12, row)))
-    except ValueError as e:
-      raise DataError([DataProblem(MALFORMED, str(e), str(path), row)]) from e
+    except InputError:
+      raise
+    except ValueError as e:  # a cell that is not what its column holds
+      raise InputError(f"{path}, row {row}: {e}") from e
   return out
 
 
@@ -216,9 +214,8 @@ def _casme2_rows(manual: pathlib.Path) -> list[_Row]:
   codes = _read_xlsx_rows(path, 0)
   width = max((len([c for c in cells if _text(c)]) for _, cells in codes), default=0)
   if width < len(CASME2_COLUMNS) - 1:  # the self-report column may be empty throughout
-    raise DataError([DataProblem(MALFORMED, f"the code sheet has {width} columns, expected "
-                                 f"{len(CASME2_COLUMNS)} ({', '.join(CASME2_COLUMNS)})",
-                                 str(path))])
+    raise InputError(f"{path}: the code sheet has {width} columns, expected "
+                     f"{len(CASME2_COLUMNS)} ({', '.join(CASME2_COLUMNS)})")
   subjects = {_text(c[2]): (_text(c[0]), _text(c[1])) for _, c in _read_xlsx_rows(path, 1)
               if len(c) >= 3 and _text(c[2])}
   video_codes = {_text(c[1]): _text(c[0]).zfill(4) for _, c in _read_xlsx_rows(path, 2)
@@ -351,7 +348,9 @@ def read_database(database: str, manual_dir: str | os.PathLike,
     samm_emotions: for samm_lv, SAMM's micro FACS code sheet giving the micro-expressions'
       emotions (default: `SAMM_Micro_FACS_Codes_v2.xlsx` in manual_dir when there).
   Raises:
-    DataError: a spreadsheet is missing, unreadable, or lacks a column (one line says which).
+    InputError: a spreadsheet lacks a column or a header, or a cell is not what its column holds
+      (one line naming file and row); annotations.DataError: a spreadsheet or sheet is missing
+      or unreadable.
   """
   manual = pathlib.Path(manual_dir)
   if database not in NAMES:

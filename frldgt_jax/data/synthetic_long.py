@@ -219,7 +219,8 @@ def generate_long_corpus(out_dir: str | os.PathLike,
                  for iv, plan in zip(intervals, video.intervals)]
         if progress:
           progress(1)
-    _write_sheets(openpyxl, database, root, rows, config)
+    first = (videos_truth[0]["subject"], videos_truth[0]["video"])
+    _write_sheets(openpyxl, database, root, rows, first, config)
     with open(root / long_videos.LANDMARKS_FILE, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(long_videos.LANDMARK_COLUMNS)
@@ -230,13 +231,16 @@ def generate_long_corpus(out_dir: str | os.PathLike,
   return truth
 
 
-def _write_sheets(openpyxl, database: str, root: pathlib.Path, rows, config) -> None:
+def _write_sheets(openpyxl, database: str, root: pathlib.Path, rows, first, config) -> None:
+  """The database's spreadsheets: `rows` the planted intervals, `first` the first video's
+  (subject, video), which the planted errata name."""
   book = openpyxl.Workbook()
   if database == "casme2_lv":
     codes = [(s + 1, f"{_CASME2_VIDEOS[v % 2][0]}_{j + 1}", iv.onset, iv.apex, iv.offset, aus,
               iv.emotion, f"{iv.kind}-expression", iv.emotion)
              for j, (s, v, _, _, iv, aus) in enumerate(rows)]
-    codes.append(codes[0])  # erratum: a row given twice
+    codes.append(codes[0] if codes else (1, "disgust1_1", 5, 6, 7, "4", "negative",
+                                         "micro-expression", ""))  # erratum: a row twice
     _sheet(book, "Sheet1", codes, first=True)
     _sheet(book, "naming rule1", [(15 + s, f"s{15 + s}", s + 1) for s in range(config.subjects)])
     _sheet(book, "naming rule2", [(code, name) for name, code, _ in _CASME2_VIDEOS])
@@ -251,7 +255,7 @@ def _write_sheets(openpyxl, database: str, root: pathlib.Path, rows, config) -> 
     body = [(subj, f"{key}_{j + 1}", 1, iv.onset, iv.apex, iv.offset, iv.length,
              "Micro - 1/2" if iv.kind == "micro" else "Macro", aus, None)
             for j, (_, _, subj, key, iv, aus) in enumerate(rows)]
-    subj, key = rows[0][2], rows[0][3]
+    subj, key = first
     body.append((subj, f"{key}_99", 1, 0, 0, 50, 51, "Macro", "12", "onset not coded"))
     _sheet(book, "FACS_Movement_Only", preamble + [header] + body, first=True)
     book.save(root / long_videos.SAMM_FILE)
@@ -259,7 +263,7 @@ def _write_sheets(openpyxl, database: str, root: pathlib.Path, rows, config) -> 
     (root / "annotation").mkdir()
     micro = [(subj, key.split("_")[1], iv.onset, iv.apex, iv.offset, None, None, iv.emotion, aus)
              for _, _, subj, key, iv, aus in rows if iv.kind == "micro"]
-    micro.append((rows[0][2], "m", 10, 12, 15, None, None, "happy", "12"))  # no such video
+    micro.append((first[0], "m", 10, 12, 15, None, None, "happy", "12"))  # no such video
     _sheet(book, "label", [("Subject", "Filename", "Onset", "Apex", "Offset", None, None,
                             "emotion", "AU")] + micro, first=True)
     book.save(root / long_videos.CASME3_MICRO_FILE)

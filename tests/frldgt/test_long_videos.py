@@ -6,16 +6,21 @@ References: the single-frame similarity of align.py (a track whose frames share 
 landmarks must use exactly it) and transforms whose effect is known in closed form (a head shifted
 by a known number of pixels).
 """
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from frldgt_jax.data import align, long_videos, synthetic_long, tracks
-from frldgt_jax.data.annotations import DataError
+from frldgt_jax.errors import InputError
 from frldgt_jax.spotting.intervals import Interval
 
 SIZE = 64
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FACE = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 90.0]])
 
 
@@ -66,7 +71,7 @@ def test_align_video_warps_each_track_and_fills_gaps_without_motion():
 
 # ----------------------------------------------------------------------------- databases
 
-SECONDS = (("casme2_lv", 6.0), ("samm_lv", 4.0), ("casme3_a", 6.0))
+SECONDS = (("casme2_lv", 5.0), ("samm_lv", 4.0), ("casme3_a", 5.0))
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +134,10 @@ def test_a_sheet_missing_a_column_is_one_clear_line(tmp_path, corpus):
   book = openpyxl.load_workbook(path)
   book["Sheet1"].delete_cols(4)  # apex
   book.save(path)
-  with pytest.raises(DataError) as e:
+  with pytest.raises(InputError) as e:
     long_videos.read_database("casme3_a", manual)
-  assert "header has no column(s) ['apex']" in str(e.value)
-  assert str(path) in str(e.value) and len(e.value.problems) == 1
+  assert str(e.value) == (f"{path}, row 1: header has no column(s) ['apex'] (found ['sub', "
+                          "'seq', 'onset', 'offset', 'emotion'])")
 
 
 def test_load_videos_gives_aligned_frames_and_a_track_per_head_position(corpus):
@@ -140,8 +145,8 @@ def test_load_videos_gives_aligned_frames_and_a_track_per_head_position(corpus):
   truth = synthetic_long.read_truth(corpus)["casme2_lv"]
   assert len(loaded) == 2
   for v in loaded:
-    assert v.frames.shape == (180, 64, 64) and v.frames.dtype == np.uint8
-    assert v.frame_numbers.tolist() == list(range(1, 181))
+    assert v.frames.shape == (150, 64, 64) and v.frames.dtype == np.uint8
+    assert v.frame_numbers.tolist() == list(range(1, 151))
     assert v.intervals == truth[(v.subject, v.video)]
     assert len(v.tracks) == 2 and v.gaps == ()  # the generated head moves once
   # Aligned: the face stays put within a track (mean frame difference small) although the raw
@@ -149,3 +154,46 @@ def test_load_videos_gives_aligned_frames_and_a_track_per_head_position(corpus):
   v = loaded[0]
   within = np.abs(np.diff(v.frames[:v.tracks[0].stop].astype(np.float32), axis=0)).mean()
   assert within < 3.0
+
+
+# ----------------------------------------------------------------------------- TFDS builders
+
+def test_the_three_builders_store_what_the_tensorflow_free_loader_gives(corpus, tmp_path):
+  import tensorflow_datasets as tfds
+  from frldgt_jax.data import long_builders
+  for database in long_videos.NAMES:
+    builder, summary = long_builders.build(database, corpus / database, tmp_path, resolution=24,
+                                           every=3)
+    stored = {(e["subject"].decode(), e["video"].decode()): e
+              for e in tfds.as_numpy(builder.as_dataset(split="train"))}
+    loaded = long_videos.load_videos(database, corpus / database, 24, every=3)
+    assert len(stored) == len(loaded) == summary["videos"] == 2
+    assert len(summary["fixes"]) == 1  # the planted erratum, fixed and reported
+    for v in loaded:
+      e = stored[(v.subject, v.video)]
+      np.testing.assert_array_equal(e["frames"], v.frames)
+      np.testing.assert_array_equal(e["frame_numbers"], v.frame_numbers)
+      assert e["fps"] == v.fps
+      assert e["onset"].tolist() == [i.onset for i in v.intervals]
+      assert e["offset"].tolist() == [i.offset for i in v.intervals]
+      assert e["label"].tolist() == [i.label for i in v.intervals]
+      assert e["micro"].tolist() == [int(i.kind == "micro") for i in v.intervals]
+      assert e["track_start"].tolist() == [t.start for t in v.tracks]
+
+
+def test_prepare_data_names_a_missing_column_in_one_line(tmp_path, corpus):
+  import openpyxl
+  manual = tmp_path / "casme2_lv"
+  shutil.copytree(corpus / "casme2_lv", manual)
+  path = manual / long_videos.CASME2_FILE
+  book = openpyxl.load_workbook(path)
+  book.worksheets[0].delete_cols(3, 3)  # onset, apex, offset
+  book.save(path)
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+  done = subprocess.run([sys.executable, str(REPO / "launch" / "prepare_data.py"), "--dataset",
+                         "casme2_lv", "--manual_dir", str(manual), "--data_dir",
+                         str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                        cwd=REPO, timeout=300)
+  assert done.returncode == 2 and "Traceback" not in done.stderr
+  errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "the code sheet has 6 columns, expected 9" in errors[0], done.stderr
