@@ -17,6 +17,7 @@ import pytest
 
 from frldgt_jax.data import align, long_videos, synthetic_long, tracks
 from frldgt_jax.errors import InputError
+from tests import no_tensorflow
 from frldgt_jax.spotting.intervals import Interval
 
 SIZE = 64
@@ -197,3 +198,14 @@ def test_prepare_data_names_a_missing_column_in_one_line(tmp_path, corpus):
   assert done.returncode == 2 and "Traceback" not in done.stderr
   errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "the code sheet has 6 columns, expected 9" in errors[0], done.stderr
+
+
+def test_the_loader_needs_no_tensorflow(corpus, tmp_path):
+  code = ("import sys; from frldgt_jax.data import long_videos as lv; "
+          "v = lv.load_videos('casme3_a', sys.argv[1], 16, every=5); "
+          "assert 'tensorflow' not in sys.modules; print(len(v), v[0].frames.shape)")
+  done = subprocess.run([sys.executable, "-c", code, str(corpus / "casme3_a")],
+                        capture_output=True, text=True, env=no_tensorflow.blocked_env(tmp_path),
+                        cwd=REPO, timeout=120)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.split() == ["2", "(30,", "16,", "16)"]
