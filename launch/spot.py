@@ -42,6 +42,8 @@ from absl import flags
 from frldgt_jax import clip_input, run_io, video
 from frldgt_jax import motion as motion_lib
 from frldgt_jax.data import align as align_lib
+from frldgt_jax.data import clips as clips_lib
+from frldgt_jax.data import long_videos
 from frldgt_jax.data import tracks as tracks_lib
 from frldgt_jax.errors import InputError
 from frldgt_jax.spotting import spotter as spotter_lib
@@ -53,7 +55,8 @@ _RECOGNISER = flags.DEFINE_string("recogniser", None, "An FRL-DGT sweep's workdi
 _ENSEMBLE = flags.DEFINE_bool("ensemble", False, "Recognise with the mean of the fold models' "
                               "probabilities instead of the final model.")
 _VIDEO = flags.DEFINE_string("video", None, "A video file ffmpeg reads.")
-_FRAMES = flags.DEFINE_string("frames", None, "A folder of frames (CAS(ME)^2, SAMM names).")
+_FRAMES = flags.DEFINE_string("frames", None, "A folder of frames, each name ending in its "
+                              "frame number (as the long-video databases ship).")
 _FPS = flags.DEFINE_float("fps", None, "Frame rate of --frames (default: the spotter's).")
 _OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
 _LANDMARKS = flags.DEFINE_string("landmarks", None, "Landmark CSV per frame (sample = frame "
@@ -72,7 +75,19 @@ def read_input() -> video.Clip:
     raise InputError("give exactly one of --video LONG.mp4 and --frames FOLDER")
   if _VIDEO.value:
     return video.read_video(_VIDEO.value)
-  return video.read_frame_folder(_FRAMES.value)
+  folder = pathlib.Path(_FRAMES.value)
+  if not folder.is_dir():
+    raise InputError(f"{folder}: no such frame folder")
+  files = long_videos.frame_files(folder)
+  if len(files) < 2:
+    raise InputError(f"{folder}: fewer than 2 frames whose names end in their number "
+                     "(img1.jpg, 006_1_0001.jpg, 1.jpg, ...)")
+  numbers = sorted(files)
+  frames = [clips_lib.load_gray(files[n]) for n in numbers]
+  if len({f.shape for f in frames}) != 1:
+    raise InputError(f"{folder}: the frames differ in size")
+  return video.Clip(folder.name, str(folder), np.stack(frames), np.asarray(numbers, np.int64),
+                    None)
 
 
 def csv_landmarks(path: str, numbers: np.ndarray) -> list:

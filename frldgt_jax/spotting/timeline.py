@@ -54,7 +54,7 @@ def write_timeline_png(path: str | os.PathLike, fps: float, segments: Sequence[d
     for ax in (top, bottom):
       ax.axvspan(a, b, color="0.8", alpha=0.6, hatch="//", lw=0,
                  label="no face" if k == 0 and ax is top else None)
-  top.set_ylabel("AU-region motion\nbeyond the head's")
+  top.set_ylabel("largest AU-region\nmotion (log, / median)")
   bottom.set_ylabel("probability")
   bottom.set_ylim(0, 1)
   bottom.set_xlabel("time (s)")
