@@ -58,10 +58,10 @@ _AU = flags.DEFINE_float("au_amplitude_px", _DEFAULTS.au_amplitude_px,
 _CROPPED = flags.DEFINE_bool("cropped", True, "Also write the registered face-crop sets.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a corpus generated earlier in --out.")
 _LONG = flags.DEFINE_bool("long", False, "Write the long-video (spotting) corpus instead.")
-_VIDEOS = flags.DEFINE_integer("videos_per_subject", 2, "--long: videos per subject.")
-_LONG_SECONDS = flags.DEFINE_float("long_seconds", 30.0,
+_VIDEOS = flags.DEFINE_integer("videos_per_subject", 1, "--long: videos per subject.")
+_LONG_SECONDS = flags.DEFINE_float("long_seconds", 20.0,
                                    "--long: length of a CAS(ME)^2 / CAS(ME)^3 video (30 fps).")
-_SAMM_SECONDS = flags.DEFINE_float("samm_seconds", 4.0,
+_SAMM_SECONDS = flags.DEFINE_float("samm_seconds", 5.0,
                                    "--long: length of a SAMM Long Videos video (200 fps).")
 flags.mark_flag_as_required("out")
 

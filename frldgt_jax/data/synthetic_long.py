@@ -60,10 +60,10 @@ SAMM_PREAMBLE = 9
 @dataclasses.dataclass(frozen=True)
 class LongCorpusConfig:
   """How much to generate: subjects and videos per database, and each video's length."""
-  subjects: int = 3
-  videos_per_subject: int = 2
-  seconds: tuple[tuple[str, float], ...] = (("casme2_lv", 30.0), ("samm_lv", 4.0),
-                                           ("casme3_a", 30.0))
+  subjects: int = 4
+  videos_per_subject: int = 1
+  seconds: tuple[tuple[str, float], ...] = (("casme2_lv", 20.0), ("samm_lv", 5.0),
+                                           ("casme3_a", 20.0))
   seed: int = 0
 
 
