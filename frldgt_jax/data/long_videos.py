@@ -37,8 +37,8 @@ this order to every row):
 
 Emotion -> the 3 MEGC classes (`Interval.label` 0 negative, 1 positive, 2 surprise; -1 others):
 EMOTION_CLASSES. SAMM-LV's sheet has no emotion: its intervals are 'others' (-1) unless an
-emotion file is given (`samm_emotions`, SAMM's micro FACS codes matched on Filename, as MEAN
-does).
+emotion file is given (`samm_emotions`, SAMM's micro FACS codes; a micro-expression row takes the
+Estimated Emotion of the same Filename, as MEAN merges on Filename and Type).
 
 `load_videos(database, manual_dir, resolution)` reads the frames too, grayscale, aligned track by
 track (tracks.py) from per-frame landmarks (the generated corpus's `landmarks_long.csv`, or a
@@ -257,9 +257,10 @@ def _samm_rows(manual: pathlib.Path, emotions: dict[str, str]) -> list[_Row]:
     parts = filename.split("_")
     if len(parts) < 2:
       raise ValueError(f"Filename {filename!r} is not subject_video[_n]")
+    kind = _kind(_text(cells[col["type"]]), path, row)
     return (parts[0], f"{parts[0]}_{parts[1]}", _number(cells[col["onset"]]),
-            _number(cells[col["apex"]]), _number(cells[col["offset"]]),
-            _kind(_text(cells[col["type"]]), path, row), emotions.get(filename, ""))
+            _number(cells[col["apex"]]), _number(cells[col["offset"]]), kind,
+            emotions.get(filename, "") if kind == "micro" else "")
   return _cell_rows(path, rows, header + 1, pick)
 
 

@@ -117,14 +117,20 @@ def test_errata_rules_on_a_hand_written_sheet(tmp_path, corpus):
   for row in rows:
     book.active.append(row)
   book.save(manual / long_videos.SAMM_FILE)
+  emotions = openpyxl.Workbook()
+  for row in [("free text",), ("Subject", "Filename", "Estimated Emotion"),
+              ("006", "006_1_1", "Anger"), ("006", "006_1_2", "Happiness")]:
+    emotions.active.append(row)
+  emotions.save(manual / "SAMM_Micro_FACS_Codes_v2.xlsx")
   videos, problems = long_videos.read_database("samm_lv", manual)
   assert [p.kind for p in problems] == [
       long_videos.RULE_OFFSET_MISSING, long_videos.RULE_APEX_OUTSIDE,
       long_videos.RULE_OFFSET_BEFORE_ONSET, long_videos.OVERLAP, long_videos.BEYOND_LAST_FRAME,
       long_videos.MISSING_VIDEO]
   assert [p.row for p in problems] == [2, 3, 4, 5, 6, 7]
-  assert videos[0].intervals == (Interval(10, 20, "micro", 20), Interval(50, 60, "macro"),
-                                 Interval(55, 58, "macro"))
+  # The micro row takes SAMM's emotion (negative); macro rows have none ('others').
+  assert videos[0].intervals == (Interval(10, 20, "micro", 20, 0, "Anger"),
+                                 Interval(50, 60, "macro"), Interval(55, 58, "macro"))
 
 
 def test_a_sheet_missing_a_column_is_one_clear_line(tmp_path, corpus):
