@@ -49,7 +49,7 @@ def get_config(arg: str = ""):
   c.loss = ml_collections.ConfigDict(dict(
       truncation_psi=1.0, wplus=1.0, camera=1.0, l2=1.0, l1=0.0, ms_ssim=0.5, clip=0.1))
   c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-3, warmup_steps=500, final_learning_rate_fraction=0.05))
+      name="adam", learning_rate=1e-3, warmup_steps=500, final_learning_rate_fraction=0.05))
 
   # Evaluation: the same loss on a fixed held-out set of samples (eval_seed apart from seed).
   c.eval_every = 2000

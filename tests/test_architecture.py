@@ -137,6 +137,12 @@ def test_every_entry_point_runs_through_the_shared_start():
 
 # Hyperparameters each experiment must show as literal values (dotted config paths).
 EXPERIMENT_FIELDS = {
+    "encoder": (  # SAT3D's inversion encoder (docs/encoder.md)
+        "optimizer.name", "optimizer.learning_rate", "optimizer.warmup_steps",
+        "optimizer.final_learning_rate_fraction", "global_batch_size", "total_steps",
+        "loss.wplus", "loss.camera", "loss.l2", "loss.l1", "loss.ms_ssim", "loss.clip",
+        "loss.truncation_psi", "generator", "encoder.input_size", "encoder.widths",
+        "encoder.blocks", "encoder.hidden"),
     "sat3d": (
         # optimiser, learning rate and schedule
         "optimizer.name", "optimizer.learning_rate", "optimizer.warmup_steps",
