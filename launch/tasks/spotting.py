@@ -16,7 +16,7 @@ fold, step), so batch s depends only on those (the driver's resume contract).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -93,4 +93,4 @@ class SpottingTask(Task):
   """The driver's Task plus its folds, its prepared data and the numpy batch sampler."""
   slots: tuple = ()
   data: Optional[corpus.Prepared] = None
-  batch_for_step: Optional[callable] = None
+  batch_for_step: Optional[Callable[[int], dict]] = None
