@@ -31,18 +31,6 @@ _MIN_TRACK_S = flags.DEFINE_float("min_track_seconds", 0.5, "Shorter face tracks
                                   "spotted.")
 
 
-def spot_held_out(spotter, videos, min_frames: int) -> dict:
-  """{(subject, video): [Interval]} of `videos`, spotted track by track."""
-  out = {}
-  for v in videos:
-    found = []
-    for start, stop in v.tracks or ((0, len(v.frames)),):
-      if stop - start >= min_frames:
-        found += spotter.spot(v.frames[start:stop], v.frame_numbers[start:stop], v.fps).intervals
-    out[(v.subject, v.name)] = found
-  return out
-
-
 def main(argv):
   trainer_cli.start(argv)
   from frldgt_jax.spotting import corpus, metrics, spotter  # pylint: disable=g-import-not-at-top
@@ -61,28 +49,26 @@ def main(argv):
   if result.stopped_by_signal is not None:
     raise SystemExit(128 + result.stopped_by_signal)
   min_frames = max(2, int(round(_MIN_TRACK_S.value * float(config.data.fps))))
-  truths, predictions, per_fold, rows = {}, {}, {}, []
+  truths, predictions, rows = {}, {}, []
   for slot in task.slots:
     if slot.dummy:
       continue
     fold_spotter = spotter.load_spotter(workdir / "stacked", fold=slot.fold)
     held = [data.videos[i] for i in data.fold_videos(slot.fold)[1]]
-    spotted = spot_held_out(fold_spotter, held, min_frames)
-    fold_truth = {(v.subject, v.name): list(v.intervals) for v in held}
-    truths.update(fold_truth)
+    spotted = corpus.spot_by_track(
+        held, lambda v, a, b, sp=fold_spotter: sp.spot(v.frames[a:b], v.frame_numbers[a:b],
+                                                       v.fps).intervals, min_frames)
+    truths.update({(v.subject, v.name): list(v.intervals) for v in held})
     predictions.update(spotted)
-    per_fold[data.subjects[slot.fold]] = metrics.spotting(fold_truth, spotted).as_dict()
     rows += [{"fold": slot.fold, "subject": s, "video": name,
               "intervals": [dataclasses.asdict(iv) for iv in ivs]}
              for (s, name), ivs in spotted.items()]
-  pooled = metrics.spotting(truths, predictions).as_dict()
+  report = metrics.loso_report(truths, predictions)
   (workdir / "predictions.json").write_text(json.dumps(rows, indent=1) + "\n")
   (workdir / "results.json").write_text(json.dumps(
       {"dataset": config.data.dataset, "seed": int(config.seed), "steps": int(result.step),
-       "pooled": pooled, "per_fold": per_fold}, indent=1) + "\n")
-  for kind in ("micro", "macro", "overall"):
-    r = pooled[kind]
-    print(f"{kind}: F1 {r['f1']:.3f} (TP {r['tp']}, FP {r['fp']}, FN {r['fn']})")
+       **report}, indent=1) + "\n")
+  print("\n".join(metrics.summary_lines(report["pooled"])))
   print(f"predictions.json: {workdir / 'predictions.json'}")
   print(f"results.json: {workdir / 'results.json'}")
 

@@ -14,7 +14,7 @@ device.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import ml_collections
 import numpy as np
@@ -97,3 +97,21 @@ def prepare(config: ml_collections.ConfigDict, videos: Sequence[Video]) -> Prepa
     first += len(v.frames)
   return Prepared(tuple(videos), np.concatenate(feats), np.concatenate(labels),
                   np.concatenate(index), tuple(bounds))
+
+
+def spot_by_track(videos: Sequence[Video], spot: Callable[[Video, int, int], list[Interval]],
+                  min_frames: int) -> dict[tuple[str, str], list[Interval]]:
+  """{(subject, name): intervals} of `videos`, spotted face track by face track.
+
+  spot(video, start, stop) spots frames start..stop-1 of a video (positions, not frame
+  numbers); tracks shorter than `min_frames` are not spotted (too short to tell motion from
+  the track's start). A video without tracks is one track.
+  """
+  out = {}
+  for v in videos:
+    found = []
+    for start, stop in v.tracks or ((0, len(v.frames)),):
+      if stop - start >= min_frames:
+        found += spot(v, start, stop)
+    out[(v.subject, v.name)] = found
+  return out

@@ -162,6 +162,23 @@ def spotting(truths: Annotation, predictions: Annotation, threshold: float = 0.5
   return SpottingResult(per_kind, per_video)
 
 
+def loso_report(truths: Annotation, predictions: Annotation) -> dict:
+  """A LOSO run's scores: 'pooled' over every held-out video, and 'per_fold' (each held-out
+  subject's videos), as SpottingResult.as_dict gives them. Keys of both maps: (subject, video)."""
+  subjects = sorted({subject for subject, _ in truths})
+  per_fold = {}
+  for subject in subjects:
+    keep = lambda table, s=subject: {k: v for k, v in table.items() if k[0] == s}
+    per_fold[subject] = spotting(keep(truths), keep(predictions)).as_dict()
+  return {"pooled": spotting(truths, predictions).as_dict(), "per_fold": per_fold}
+
+
+def summary_lines(pooled: dict) -> list[str]:
+  """One line per type and overall: F1 and the counts (of loso_report's 'pooled')."""
+  return [f"{kind}: F1 {r['f1']:.3f} (TP {r['tp']}, FP {r['fp']}, FN {r['fn']})"
+          for kind, r in ((k, pooled[k]) for k in (*KINDS, "overall"))]
+
+
 @dataclasses.dataclass(frozen=True)
 class StrsResult:
   """STRS and its parts: the spotting counts, the analysis counts and scores."""
