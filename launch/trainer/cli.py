@@ -53,10 +53,9 @@ def resolve_workdir() -> pathlib.Path:
   return workdir
 
 
-def start(argv) -> None:
-  """What every training entry point does first: refuse stray arguments, keep absl at WARNING
-  unless --verbosity is given (Orbax logs every file it writes at INFO), start jax.distributed."""
-  from absl import app, logging  # pylint: disable=g-import-not-at-top
+def check_config(argv) -> None:
+  """Refuses stray arguments and a --config file that did not load (app.UsageError)."""
+  from absl import app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:  # config_flags defers a file it could not load until first use
@@ -65,6 +64,13 @@ def start(argv) -> None:
     reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
     raise app.UsageError(f"cannot load the config file "
                          f"{config_flags.get_config_filename(FLAGS['config'])}: {reason}") from e
+
+
+def start(argv) -> None:
+  """What every training entry point does first: refuse stray arguments, keep absl at WARNING
+  unless --verbosity is given (Orbax logs every file it writes at INFO), start jax.distributed."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  check_config(argv)
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   maybe_start_distributed()
