@@ -39,13 +39,13 @@ import time
 import numpy as np
 from absl import flags
 
-from frldgt_jax import clip_input, run_io, video
-from frldgt_jax import motion as motion_lib
+from frldgt_jax import clip_input, video
 from frldgt_jax.data import align as align_lib
 from frldgt_jax.data import clips as clips_lib
 from frldgt_jax.data import long_videos
 from frldgt_jax.data import tracks as tracks_lib
 from frldgt_jax.errors import InputError
+from frldgt_jax.spotting import recognition
 from frldgt_jax.spotting import spotter as spotter_lib
 from frldgt_jax.spotting import timeline
 
@@ -135,25 +135,20 @@ def detected_landmarks(frames: np.ndarray, every: int, progress) -> list:
 
 def recognise(clip: video.Clip, micro: list, landmarks: list, models, progress) -> list[dict]:
   """Class and probabilities of each spotted micro-expression (positions into the clip)."""
-  if not micro:
-    return []
   config = models[0].config
   prepared = []
   for onset, apex, offset in micro:
-    apex = min(max(apex, onset + 1), offset)
     part = video.Clip(f"{clip.name}@{onset}", clip.source, clip.frames[onset:offset + 1],
                       clip.frame_numbers[onset:offset + 1], clip.fps)
     prepared.append(clip_input.prepare_clip(
         part, size=models[0].image_size, alignment=config.data.alignment,
         match_brightness=bool(config.data.match_brightness), need_flow=False,
-        landmarks=landmarks[onset], onset=0, apex=apex - onset))
-  probabilities, _ = run_io.ensemble_outputs(
-      models, np.stack([c.onset_frame for c in prepared]),
-      np.stack([c.apex_frame for c in prepared]), None, _BATCH.value, progress=progress)
-  names = models[0].class_names
-  return [{"class": names[int(np.argmax(p))],
-           "probabilities": {n: round(float(q), 6) for n, q in zip(names, p)}}
-          for p in probabilities]
+        landmarks=landmarks[onset], onset=0,
+        apex=recognition.apex_position(onset, apex, offset) - onset))
+  if not prepared:
+    return []
+  return recognition.classify(models, np.stack([c.onset_frame for c in prepared]),
+                              np.stack([c.apex_frame for c in prepared]), _BATCH.value, progress)
 
 
 def main(argv):
@@ -168,10 +163,7 @@ def main(argv):
   spotter = spotter_lib.load_spotter(_SPOTTER.value)
   models, model_used = [], "none (spotting only)"
   if _RECOGNISER.value:
-    models, model_used = run_io.load_models(_RECOGNISER.value, _ENSEMBLE.value)
-    if motion_lib.uses_flow(models[0].motion):
-      raise InputError(f"{_RECOGNISER.value}: this recogniser reads TV-L1 flow; spot.py takes "
-                       "recognisers with the DGM (model.motion 'dgm' or 'none')")
+    models, model_used = recognition.load_recogniser(_RECOGNISER.value, _ENSEMBLE.value)
   fps = float(clip.fps or _FPS.value or spotter.fps)
   n, numbers = len(clip.frames), clip.frame_numbers
   print(f"{clip.source}: {n} frames at {fps:g} fps ({n / fps:.1f} s); spotter {spotter.workdir} "

@@ -3,8 +3,8 @@ spotted micro-expression classified by an FRL-DGT recogniser; where the face is 
 and goes on; bad input is one line and exit status 2.
 
 The recogniser is an FRL-DGT workdir of the tiny generated-corpus config whose final model holds
-freshly initialised parameters (a driver run whose step changes nothing): what is checked is
-the plumbing from a spotted interval to a class, not the class."""
+freshly initialised parameters (tests/frldgt/tiny_recogniser.py): what is checked is the
+plumbing from a spotted interval to a class, not the class."""
 import csv
 import json
 import os
@@ -12,18 +12,15 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
-from frldgt_jax import model as model_lib
 from frldgt_jax import video
 from frldgt_jax.data import align
 from frldgt_jax.spotting import toy
 from frldgt_jax import run_io
 from frldgt_jax.errors import InputError
-from launch.trainer import from_file
-from launch.trainer.checkpoint import Checkpoints
+from tests.frldgt import tiny_recogniser
 from tests.xla import xla_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -40,20 +37,8 @@ def _spot(args, cwd):
 
 @pytest.fixture(scope="module")
 def recogniser(tmp_path_factory):
-  """A sweep workdir W with W/final/: the tiny FRL-DGT model, initialised, not trained (its
-  config.json and a checkpoint of its params, as the driver writes them)."""
-  workdir = tmp_path_factory.mktemp("recogniser")
-  final = workdir / "final"
-  final.mkdir()
-  config = from_file(str(REPO / "configs" / "frldgt_composite.py"), "synthetic_tiny")
-  (final / "config.json").write_text(config.to_json_best_effort())
-  model = model_lib.build_model(config.model)
-  params = model_lib.init_variables(model, jax.random.PRNGKey(0))["params"]
-  checkpoints = Checkpoints(final / "checkpoints", async_save=False)
-  checkpoints.save(1, {"params": params}, {"input_position": 1})
-  checkpoints.close()
-  (final / "final.json").write_text("{}\n")
-  return workdir
+  """A sweep workdir W with W/final/: the tiny FRL-DGT model, initialised, not trained."""
+  return tiny_recogniser.write_recogniser(tmp_path_factory.mktemp("recogniser"))
 
 
 @pytest.fixture(scope="module")
