@@ -15,7 +15,9 @@ models with --ensemble), which must take frames of that size
 spotting F1 x the analysis F1 over the correctly spotted micro-expressions, the analysis classes
 those of the annotated micro-expressions, as the STRS reference evaluator's default) is written
 to --out (default W/strs.json) with the recogniser, the classes and each video's labelled
-micro-expressions. A database without emotion labels (SAMM-LV) has no STRS.
+micro-expressions; --classes negative,positive,surprise scores the analysis over those classes
+alone (a recogniser of the three composite classes never says 'others'). A database without
+emotion labels (SAMM-LV) has no STRS.
 """
 import json
 import pathlib
@@ -35,6 +37,9 @@ _ENSEMBLE = flags.DEFINE_bool("ensemble", False, "Recognise with the mean of the
                               "probabilities instead of the final model.")
 _OUT = flags.DEFINE_string("out", None, "Output JSON (default: RUN/strs.json).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Micro-expressions per recogniser call.")
+_CLASSES = flags.DEFINE_list("classes", None, "The analysis classes (default: those of the "
+                             "annotated micro-expressions, 'others' included, as the reference "
+                             "evaluator's default); correct spots of another class are left out.")
 
 
 def read_predictions(run: pathlib.Path) -> dict:
@@ -93,11 +98,14 @@ def main(argv):
         {"onset": iv.onset, "apex": iv.apex, "offset": iv.offset, **c}
         for iv, c in zip(spotted, classes)]})
   truths = {key: list(v.intervals) for key, v in videos.items()}
-  classes = sorted({metrics.class_name(iv) for ivs in truths.values() for iv in ivs
-                    if iv.kind == "micro"})
-  if not classes or classes == [metrics.OTHERS]:
+  annotated = sorted({metrics.class_name(iv) for ivs in truths.values() for iv in ivs
+                      if iv.kind == "micro"})
+  if not annotated or annotated == [metrics.OTHERS]:
     raise InputError(f"{config.data.dataset}: the annotated micro-expressions carry no emotion "
                      "class (SAMM-LV has none): STRS does not apply")
+  classes = _CLASSES.value or annotated
+  for name in classes:
+    recognition.megc_label(name)
   score = metrics.strs(truths, labelled, kinds=("micro",), classes=classes)
   out = pathlib.Path(_OUT.value) if _OUT.value else run / "strs.json"
   out.parent.mkdir(parents=True, exist_ok=True)

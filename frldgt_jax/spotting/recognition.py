@@ -64,7 +64,7 @@ def megc_label(class_name: str) -> int:
   if class_name == metrics.OTHERS:
     return -1
   if class_name not in metrics.CLASS_NAMES:
-    raise InputError(f"the recogniser's class {class_name!r} is not a MEGC composite class "
+    raise InputError(f"class {class_name!r} is not a MEGC composite class "
                      f"({', '.join(metrics.CLASS_NAMES)}, {metrics.OTHERS})")
   return metrics.CLASS_NAMES.index(class_name)
 
