@@ -10,5 +10,7 @@ training.py: per-frame labels, window batches and the pure train step.
 corpus.py: the videos a spotting config trains on, as features and labels, and its LOSO folds.
 spotter.py: a trained spotter read back from its workdir; spotting a whole video.
 timeline.py: the timeline picture of a spotted video (launch/spot.py).
+recognition.py: spotted micro-expressions classified by an FRL-DGT recogniser (spot, then
+  recognise: launch/spot.py, launch/spot_strs.py).
 toy.py: aligned-face toy videos with planted expressions (unit tests, the tiny spotter).
 """
