@@ -5,7 +5,8 @@
   python launch/train.py --config configs/encoder_ffhq.py:bench  # random full FFHQ-512, batch 8
 
 The data are the frozen generator's own samples, rendered inside the step from z ~ N(0, I) under
-FFHQ-like views (sat3d_jax/encoder.py); no dataset is needed. Default variant: the converted
+FFHQ-like views (sat3d_jax/encoder.py); no dataset is needed. `--config.data.photos=FOLDER` mixes
+in aligned real photos (sat3d_jax/photo_folder.py). Default variant: the converted
 `weights/eg3d/ffhq512-128` (python launch/convert_eg3d.py --pkl ffhq512-128.pkl --out
 weights/eg3d/ffhq512-128) and, for the CLIP term, `weights/clip-vit-base-patch16`. Variants: ''
 (default), 'tiny' (random micro EG3D, no CLIP, minutes on 2 CPU cores), 'bench' (random full
@@ -42,6 +43,10 @@ def get_config(arg: str = ""):
   # stage per width (GroupNorm), every stage pooled into the heads.
   c.encoder = ml_collections.ConfigDict(dict(
       input_size=256, widths=(64, 128, 256, 256, 512, 512), blocks=2, hidden=512, groups=8))
+
+  # Real photos (optional): a folder of aligned EG3D in-the-wild crops (square, any size) of
+  # which photo_fraction of every batch is drawn; they get the reconstruction terms only.
+  c.data = ml_collections.ConfigDict(dict(photos="", photo_fraction=0.25))
 
   # Samples: z ~ N(0, I) at this truncation, views as SAT3D's FFHQ-like poses (radians).
   c.views = ml_collections.ConfigDict(dict(

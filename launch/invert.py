@@ -39,7 +39,6 @@ import pathlib
 import time
 from collections.abc import Sequence
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,11 +175,7 @@ def prepare_target(path: pathlib.Path, size: int, aligned: bool, landmarks: tupl
   photo = read_photo(path)
   info: dict = {"photo_size": [photo.shape[1], photo.shape[0]]}
   if aligned:
-    h, w = photo.shape[:2]
-    if h != w:
-      raise InputError(f"{path}: --aligned needs a square crop, got {w}x{h}")
-    interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC
-    crop = photo if h == size else cv2.resize(photo, (size, size), interpolation=interp)
+    crop = image_file.aligned_crop(photo, size, f"{path} (--aligned)")
     info["alignment"] = "given (--aligned)"
     pose_image = photo
   else:

@@ -21,6 +21,9 @@ frontal conditioning camera), rendered at a sampled FFHQ-like view; the encoder 
   + the inversion module's reconstruction terms       (L2 / L1 / MS-SSIM / CLIP) of ws_hat
                                                        rendered at the true camera
   + camera * mean((angles_hat - angles)^2)            the camera
+Rows of aligned real photos (sat3d_jax/photo_folder.py) may replace some samples: they have no
+code and no camera, so only the reconstruction terms judge them, rendered at the encoder's own
+camera.
 """
 from __future__ import annotations
 
@@ -141,11 +144,22 @@ class LossConfig:
   truncation_psi: float = 1.0
 
 
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
 def sample_loss(params: PyTree, stats: dict, frozen: dict, z: jax.Array, angles: jax.Array, *,
                 spec: EncoderSpec, generator: Generator, rig: inversion.CameraRig,
-                loss: LossConfig, clip_spec=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                loss: LossConfig, clip_spec=None, photo: Optional[jax.Array] = None,
+                is_photo: Optional[jax.Array] = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(loss, metrics) of a batch of generator samples: z [B, z_dim], views [B, 2] (yaw, pitch
-  offsets). stats: latent_stats; frozen: {'generator': params, 'clip'?: CLIP params}."""
+  offsets). stats: latent_stats; frozen: {'generator': params, 'clip'?: CLIP params}.
+
+  With photos (sat3d_jax/photo_folder.py: photo [B, H, W, 3] uint8, is_photo [B] 1 on its
+  rows), a photo row's target is its photo, rendered back at the encoder's own camera, and only
+  the reconstruction terms judge it: the W+ and camera terms and the unprefixed metrics are the
+  generated rows' means, `photo/*` the photo rows' (`photo/fraction` of the batch).
+  """
   gen = frozen["generator"]
   arch, options = generator.arch, generator.options
   frontal = jnp.broadcast_to(rig.labels(jnp.zeros(2)), (z.shape[0], 25))
@@ -153,22 +167,35 @@ def sample_loss(params: PyTree, stats: dict, frozen: dict, z: jax.Array, angles:
   c = rig.labels(angles)
   target = jax.lax.stop_gradient(
       apply_synthesis(gen, arch, ws, c, options, noise_mode="const")["image"])
+  sampled = jnp.ones(z.shape[0], jnp.float32)
+  if photo is not None:
+    photo_rows = jnp.asarray(is_photo, jnp.float32)
+    sampled = 1.0 - photo_rows
+    real = jnp.asarray(photo, jnp.float32) / 127.5 - 1.0
+    target = jnp.where(photo_rows[:, None, None, None] > 0, real, target)
   ws_hat, angles_hat = encode(spec, params, stats, target)
-  wplus = jnp.mean(jnp.square((ws_hat - ws) / stats["std"]))
-  cam = jnp.mean(jnp.square(angles_hat - angles))
+  wplus = _masked_mean(jnp.mean(jnp.square((ws_hat - ws) / stats["std"]), axis=(1, 2)), sampled)
+  cam = _masked_mean(jnp.mean(jnp.square(angles_hat - angles), axis=1), sampled)
   total = loss.wplus * wplus + loss.camera * cam
   metrics = {"wplus": wplus, "camera": cam}
   if any(getattr(loss.image, t) for t in inversion.LOSS_TERMS):
+    if photo is not None:  # a photo is rendered back at the camera the encoder gives it
+      c = rig.labels(jnp.where(photo_rows[:, None] > 0, angles_hat, angles))
     images = apply_synthesis(gen, arch, ws_hat, c, options, noise_mode="const")["image"]
     embeds = None
     if clip_spec is not None:
       from sat3d_jax import clip_utils  # pylint: disable=g-import-not-at-top
       embeds = jax.lax.stop_gradient(clip_utils.image_embeddings(frozen["clip"], target,
                                                                  clip_spec))
-    recon, parts = inversion.reconstruction_loss(images, target, loss.image.as_array(),
-                                                 frozen.get("clip"), embeds, clip_spec)
-    total = total + recon / z.shape[0]
-    metrics.update(parts)
+    parts = inversion.reconstruction_terms(images, target, frozen.get("clip"), embeds,
+                                           clip_spec)
+    total = total + jnp.mean(inversion.weighted_terms(parts, loss.image.as_array()))
+    parts["psnr"] = inversion.psnr(images, target)
+    metrics.update({k: _masked_mean(v, sampled) for k, v in parts.items()})
+    if photo is not None:
+      metrics.update({f"photo/{k}": _masked_mean(v, photo_rows) for k, v in parts.items()})
+  if photo is not None:
+    metrics["photo/fraction"] = jnp.mean(photo_rows)
   metrics["loss"] = total
   return total, metrics
 

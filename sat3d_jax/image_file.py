@@ -13,6 +13,7 @@ import os
 import pathlib
 import struct
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -23,6 +24,9 @@ MAX_PIXELS = 100_000_000
 # What Pillow's decoders raise on damaged data (truncated streams, broken chunks, bad tables).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError)
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# The EXIF orientation tag; its values 5-8 turn the image by 90 degrees (width and height swap).
+ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -38,14 +42,8 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
   return np.asarray(im.convert("RGB"))
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-  """uint8 RGB [H, W, 3] of an image file, upright by its EXIF orientation.
-
-  Raises:
-    InputError: naming the file and the check that failed (missing, not an image, too many
-      pixels, undecodable data).
-  """
-  path = pathlib.Path(path)
+def _open(path: pathlib.Path) -> Image.Image:
+  """The image opened lazily (its header read), after every check but decoding."""
   try:
     im = Image.open(path)
   except FileNotFoundError as e:
@@ -57,16 +55,52 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     raise InputError(f"{path}: not an image file Pillow can identify") from e
   except OSError as e:
     raise InputError(f"{path}: cannot be read ({e})") from e
-  with im:
+  width, height = im.size
+  if width * height > MAX_PIXELS:
+    im.close()
+    raise InputError(f"{path}: {width}x{height} pixels is more than {MAX_PIXELS} (refused "
+                     "before decoding: a decompression bomb?)")
+  if width < 1 or height < 1:
+    im.close()
+    raise InputError(f"{path}: image is {width}x{height} pixels")
+  return im
+
+
+def upright_size(path: str | os.PathLike) -> tuple[int, int]:
+  """(width, height) of an image file as `read_rgb` returns it (EXIF rotations swap them), from
+  its header: every check of `read_rgb` but decoding the pixels (an InputError naming the file)."""
+  with _open(pathlib.Path(path)) as im:
     width, height = im.size
-    if width * height > MAX_PIXELS:
-      raise InputError(f"{path}: {width}x{height} pixels is more than {MAX_PIXELS} (refused "
-                       "before decoding: a decompression bomb?)")
-    if width < 1 or height < 1:
-      raise InputError(f"{path}: image is {width}x{height} pixels")
+    if im.getexif().get(ORIENTATION_TAG, 1) in _TRANSPOSING_ORIENTATIONS:
+      return height, width
+    return width, height
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+  """uint8 RGB [H, W, 3] of an image file, upright by its EXIF orientation.
+
+  Raises:
+    InputError: naming the file and the check that failed (missing, not an image, too many
+      pixels, undecodable data).
+  """
+  path = pathlib.Path(path)
+  with _open(path) as im:
     try:
       rgb = _to_rgb(ImageOps.exif_transpose(im))
     except _DECODE_ERRORS as e:
       raise InputError(f"{path}: {im.format} pixel data cannot be decoded "
                        f"({type(e).__name__}: {e})") from e
   return rgb
+
+
+def aligned_crop(photo: np.ndarray, size: int, name: str) -> np.ndarray:
+  """uint8 [size, size, 3] of a photo that already is a square face crop (EG3D's in-the-wild
+  crop at any size), resized (area-averaged down, bicubic up); a non-square one is an
+  InputError naming it."""
+  h, w = photo.shape[:2]
+  if h != w:
+    raise InputError(f"{name}: an aligned face crop must be square, got {w}x{h}")
+  if h == size:
+    return photo
+  interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC
+  return cv2.resize(photo, (size, size), interpolation=interp)

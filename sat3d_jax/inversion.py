@@ -186,14 +186,10 @@ class ClipTarget(NamedTuple):
   target_embeds: jax.Array  # [B, D] unit norm
 
 
-def reconstruction_loss(images: jax.Array, target: jax.Array, weights: jax.Array,
-                        clip_params=None, clip_target_embeds=None, clip_spec=None
-                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """(total loss, {term: value}) of images vs target (NHWC, [-1, 1]), summed over the batch.
-
-  weights: [4] for LOSS_TERMS (LossWeights.as_array()). The CLIP term is computed only when
-  clip_spec is given (a static choice); 'psnr' is reported alongside (mean over the batch).
-  """
+def reconstruction_terms(images: jax.Array, target: jax.Array, clip_params=None,
+                         clip_target_embeds=None, clip_spec=None) -> dict[str, jax.Array]:
+  """{term: [B]} of images vs target (NHWC, [-1, 1]), per example, for every LOSS_TERMS name
+  (the CLIP term, computed only when clip_spec is given, is zero without it)."""
   diff = images - target
   parts = {
       "l2": jnp.mean(jnp.square(diff), axis=(1, 2, 3)),
@@ -206,6 +202,23 @@ def reconstruction_loss(images: jax.Array, target: jax.Array, weights: jax.Array
     parts["clip"] = 1.0 - jnp.sum(embeds * clip_target_embeds, axis=-1)
   else:
     parts["clip"] = jnp.zeros_like(parts["l2"])
+  return parts
+
+
+def weighted_terms(parts: dict[str, jax.Array], weights: jax.Array) -> jax.Array:
+  """[B] the weighted sum of the per-example terms of `reconstruction_terms`."""
+  return sum(weights[i] * parts[name] for i, name in enumerate(LOSS_TERMS))
+
+
+def reconstruction_loss(images: jax.Array, target: jax.Array, weights: jax.Array,
+                        clip_params=None, clip_target_embeds=None, clip_spec=None
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(total loss, {term: value}) of images vs target (NHWC, [-1, 1]), summed over the batch.
+
+  weights: [4] for LOSS_TERMS (LossWeights.as_array()). The CLIP term is computed only when
+  clip_spec is given (a static choice); 'psnr' is reported alongside (mean over the batch).
+  """
+  parts = reconstruction_terms(images, target, clip_params, clip_target_embeds, clip_spec)
   total = sum(weights[i] * jnp.sum(parts[name]) for i, name in enumerate(LOSS_TERMS))
   out = {name: jnp.mean(v) for name, v in parts.items()}
   out["psnr"] = jnp.mean(psnr(images, target))

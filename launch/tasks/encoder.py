@@ -3,7 +3,8 @@
 The encoder (sat3d_jax/encoder.py) is trained; EG3D (and CLIP, for the feature term) are frozen:
 loaded by `frozen()`, replicated over the mesh, never donated, never checkpointed. Each step
 maps the batch's z through the frozen mapping, renders them at the batch's views, and fits the
-encoder to the codes, the images and the cameras. The state checkpoints the W statistics
+encoder to the codes, the images and the cameras; rows of real photos (config.data.photos) are
+fitted by their images alone. The state checkpoints the W statistics
 (`stats`) beside the parameters, so a workdir alone is enough to invert with
 (`sat3d_jax.encoder.load_encoder`).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +21,7 @@ import numpy as np
 
 from launch.tasks.sat3d import make_optimizer
 from launch.trainer import ConfigError, InputSpec, Task
-from sat3d_jax import encoder as encoder_lib, inversion, pairs
+from sat3d_jax import encoder as encoder_lib, inversion, pairs, photo_folder
 from sat3d_jax.model import build_generator
 
 SUMMARY_FACES = 4
@@ -55,10 +57,24 @@ def sample_draw(config: ml_collections.ConfigDict, z_dim: int) -> pairs.PairDraw
                         pitch_std=v.pitch_std, pitch_limit=v.pitch_limit)
 
 
+def open_photos(config: ml_collections.ConfigDict, size: int
+                ) -> Optional[photo_folder.PhotoFolder]:
+  """The config's folder of real photos read at `size` px (None without one), checked now: a
+  bad fraction is a ConfigError, a bad folder an InputError."""
+  if not config.data.photos:
+    return None
+  try:
+    photo_folder.photo_rows(config.data.photo_fraction, config.global_batch_size)
+  except ValueError as e:
+    raise ConfigError(f"config.data.photo_fraction: {e}") from None
+  return photo_folder.PhotoFolder(config.data.photos, size)
+
+
 def make_task(config: ml_collections.ConfigDict, generator=None) -> Task:
   """The encoder Task (see launch/trainer/task.py for the contract)."""
   loss_cfg = loss_config(config)
   generator = generator or build_generator(config)
+  photos = open_photos(config, generator.img_resolution)
   rig = inversion.CameraRig.of(generator)
   try:
     spec = encoder_lib.spec_from_config(config.encoder, generator)
@@ -79,7 +95,8 @@ def make_task(config: ml_collections.ConfigDict, generator=None) -> Task:
   def loss_fn(params, stats, frozen, batch):
     return encoder_lib.sample_loss(params, stats, frozen, batch["z_src"],
                                    batch["views"][:, 0], spec=spec, generator=generator,
-                                   rig=rig, loss=loss_cfg, clip_spec=clip_spec)
+                                   rig=rig, loss=loss_cfg, clip_spec=clip_spec,
+                                   photo=batch.get("photo"), is_photo=batch.get("is_photo"))
 
   def train_step(state, frozen, batch, rng):
     del rng
@@ -95,9 +112,15 @@ def make_task(config: ml_collections.ConfigDict, generator=None) -> Task:
     return {**{k: v * n for k, v in metrics.items()}, "count": jnp.asarray(n, jnp.float32)}
 
   def input_pipeline(spec_: InputSpec):
-    return pairs.make_pairs_pipeline(draw, seed=config.seed, start_step=spec_.start_step,
-                                     total_steps=config.total_steps,
-                                     rows=spec_.process_slice(draw.batch_size), backend="numpy")
+    rows = spec_.process_slice(draw.batch_size)
+    samples = pairs.make_pairs_pipeline(draw, seed=config.seed, start_step=spec_.start_step,
+                                        total_steps=config.total_steps, rows=rows,
+                                        backend="numpy")
+    if photos is None:
+      return samples
+    return photo_folder.mix_photos(samples, photos, fraction=config.data.photo_fraction,
+                                   batch_size=draw.batch_size, seed=config.seed,
+                                   start_step=spec_.start_step, rows=rows)
 
   def eval_pipeline(spec_: InputSpec):
     return pairs.make_eval_pipeline(draw, seed=config.eval_seed, num_pairs=config.eval_samples,
@@ -142,4 +165,4 @@ def make_task(config: ml_collections.ConfigDict, generator=None) -> Task:
               global_batch_size=int(config.global_batch_size),
               eval_step=eval_step if evaluates else None,
               eval_pipeline=eval_pipeline if evaluates else None,
-              input_stream="samples/numpy")
+              input_stream="samples+photos/numpy" if photos is not None else "samples/numpy")

@@ -1,7 +1,11 @@
 """The inversion encoder (sat3d_jax/encoder.py): the model, its file, the committed tiny encoder
-against optimisation on held-out samples, and launch/invert.py --encoder."""
+against optimisation on held-out samples, launch/invert.py --encoder, and real photos mixed into
+training (sat3d_jax/photo_folder.py), also where TensorFlow cannot be imported."""
+import functools
 import json
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,9 +15,13 @@ import pytest
 from configs.encoder_ffhq import get_config
 from launch.tasks import encoder as encoder_task
 from launch.trainer import train_and_evaluate
+from PIL import Image
+
 from sat3d_jax import encoder as encoder_lib, encoder_eval, inversion, latent_file, media
+from sat3d_jax import photo_folder
 from sat3d_jax.eg3d.generator import generator_from_spec
 from sat3d_jax.errors import InputError
+from tests.no_tensorflow import blocked_env
 from tests.sat3d.test_inversion import _cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,20 +116,161 @@ def test_invert_cli_rejects_an_encoder_of_another_generator(tmp_path):
   assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_tiny_trains_data_parallel_resumes_and_its_workdir_inverts(tmp_path):
+@pytest.fixture(scope="module")
+def photos(tiny, tmp_path_factory):
+  """A folder of 3 aligned 'photos': held-out samples of the micro generator written as PNG, the
+  last one at 96 px (read back at the generator's 64)."""
+  _, _, samples = tiny
+  folder = tmp_path_factory.mktemp("photos")
+  faces = media.to_uint8(samples.images)
+  for i, face in enumerate(faces):
+    image = Image.fromarray(face)
+    if i == 2:
+      image = image.resize((96, 96), Image.Resampling.BICUBIC)
+    image.save(folder / f"face{i}.png")
+  (folder / "notes.txt").write_text("not a photo: skipped")
+  return folder, faces
+
+
+def test_photo_rows_get_only_the_image_terms_at_the_encoders_camera(tiny, photos):
+  enc, generator, _ = tiny
+  _, faces = photos
+  rig = inversion.CameraRig.of(generator)
+  weights = encoder_lib.LossConfig(image=inversion.LossWeights(1.0, 0.0, 0.5, 0.0))
+  loss_fn = jax.jit(functools.partial(encoder_lib.sample_loss, spec=enc.spec,
+                                      generator=generator, rig=rig, loss=weights))
+  frozen = {"generator": dict(generator.params)}
+  z = jax.random.normal(jax.random.key(3), (2, generator.z_dim))
+  angles = jnp.asarray([[0.2, 0.1], [-0.3, 0.05]])
+  photo = np.zeros((2, 64, 64, 3), np.uint8)
+  photo[1] = faces[0]
+  loss, m = loss_fn(enc.params, enc.stats, frozen, z, angles, photo=photo,
+                    is_photo=np.asarray([0.0, 1.0], np.float32))
+
+  def encoded(target, camera=None):  # (image, ws, angles) of a target encoded and rendered
+    ws_hat, angles_hat = enc(target)
+    c = rig.labels(angles_hat if camera is None else camera)
+    return inversion.render(generator, ws_hat, c), ws_hat, angles_hat
+
+  # The generated row: its code, its camera and its image at the true camera.
+  frontal = rig.labels(jnp.zeros((1, 2)))
+  ws = generator.mapping(z[:1], frontal, 1.0)
+  target = inversion.render(generator, ws, rig.labels(angles[:1]))
+  image, ws_hat, angles_hat = encoded(target, angles[:1])
+  assert float(m["wplus"]) == pytest.approx(
+      float(jnp.mean(jnp.square((ws_hat - ws) / enc.stats["std"]))), rel=1e-4)
+  assert float(m["camera"]) == pytest.approx(
+      float(jnp.mean(jnp.square(angles_hat - angles[:1]))), rel=1e-4, abs=1e-9)
+  assert float(m["l2"]) == pytest.approx(float(jnp.mean(jnp.square(image - target))), rel=1e-4)
+  # The photo row: encoded, rendered at the camera the encoder gives it, against the photo.
+  real = jnp.asarray(faces[:1], jnp.float32) / 127.5 - 1.0
+  image, _, _ = encoded(real)
+  assert float(m["photo/l2"]) == pytest.approx(float(jnp.mean(jnp.square(image - real))),
+                                               rel=1e-4)
+  assert float(m["photo/fraction"]) == 0.5
+  # Half the batch each: the code and camera terms are the generated row's, the image terms
+  # the mean of both rows'.
+  assert float(loss) == pytest.approx(
+      float(m["wplus"] + m["camera"] + (m["l2"] + 0.5 * m["ms_ssim"]) / 2
+            + (m["photo/l2"] + 0.5 * m["photo/ms_ssim"]) / 2), rel=1e-4)
+
+
+def test_photo_folder_mixes_fixed_rows_and_resumes_on_the_same_batches(photos):
+  folder_path, faces = photos
+  folder = photo_folder.PhotoFolder(folder_path, 64)
+  assert [p.name for p in folder.paths] == ["face0.png", "face1.png", "face2.png"]
+  np.testing.assert_array_equal(folder.read(0), faces[0])
+  # The 96 px photo comes back at 64 px, close to the face it was made from.
+  assert np.mean(np.abs(folder.read(2).astype(float) - faces[2])) < 4.0
+
+  def mixed(start, rows=slice(None)):
+    batches = ({"z_src": np.full((8, 2), step, np.float32)[rows]} for step in range(start, 3))
+    return list(photo_folder.mix_photos(batches, folder, fraction=0.25, batch_size=8, seed=5,
+                                        start_step=start, rows=rows))
+
+  run, resumed, half = mixed(0), mixed(1), mixed(0, slice(4, 8))
+  for step, batch in enumerate(run):
+    assert batch["is_photo"].sum() == 2 and batch["photo"].shape == (8, 64, 64, 3)
+    for row in range(8):
+      if batch["is_photo"][row]:
+        assert any(np.array_equal(batch["photo"][row], folder.read(i)) for i in range(3))
+      else:
+        assert not batch["photo"][row].any()
+    for key in batch:
+      if step:
+        np.testing.assert_array_equal(resumed[step - 1][key], batch[key])
+      np.testing.assert_array_equal(half[step][key], batch[key][4:8])
+  assert any(not np.array_equal(run[0][k], run[1][k]) for k in ("is_photo", "photo"))
+
+
+def test_bad_photo_folders_are_one_clear_error(tmp_path):
+  with pytest.raises(InputError, match="does not exist"):
+    photo_folder.PhotoFolder(tmp_path / "missing", 64)
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "readme.txt").write_text("x")
+  with pytest.raises(InputError, match="no photos in the folder"):
+    photo_folder.PhotoFolder(tmp_path / "empty", 64)
+  (tmp_path / "broken").mkdir()
+  (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
+  with pytest.raises(InputError, match="a.png: not an image file"):
+    photo_folder.PhotoFolder(tmp_path / "broken", 64)
+  (tmp_path / "wide").mkdir()
+  Image.new("RGB", (80, 64)).save(tmp_path / "wide" / "w.png")
+  with pytest.raises(InputError, match=r"w.png: an aligned face crop must be square, got 80x64"):
+    photo_folder.PhotoFolder(tmp_path / "wide", 64)
+  for fraction, batch in ((0.0, 8), (1.0, 8), (0.05, 8), (0.95, 8)):
+    with pytest.raises(ValueError, match="photo fraction"):
+      photo_folder.photo_rows(fraction, batch)
+
+
+def test_photos_without_tensorflow_and_the_command_on_a_bad_folder(photos, tmp_path):
+  folder, _ = photos
+  env = blocked_env(tmp_path)
+  # The pipeline the task builds (the generator's samples, photos mixed in) draws its batches.
+  draw = ("import sys; from sat3d_jax import pairs, photo_folder as pf; "
+          "d = pairs.PairDraw(8, 4, 1, (0,), 1, 1, 0., .3, .8, 0., .1, .35); "
+          "s = pairs.make_pairs_pipeline(d, seed=0, start_step=0, total_steps=2, "
+          "backend='numpy'); f = pf.PhotoFolder(sys.argv[1], 64); "
+          "b = list(pf.mix_photos(s, f, fraction=0.25, batch_size=8, seed=0, start_step=0)); "
+          "print(len(b), int(b[1]['is_photo'].sum()), b[1]['photo'].shape, "
+          "'tensorflow' in sys.modules)")
+  proc = subprocess.run([sys.executable, "-c", draw, str(folder)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.split() == ["2", "2", "(8,", "64,", "64,", "3)", "False"]
+  # The training command refuses a folder without photos at start-up: one line, status 2.
+  (tmp_path / "empty").mkdir()
+  proc = subprocess.run([sys.executable, "launch/train.py", "--config",
+                         "configs/encoder_ffhq.py:tiny", "--workdir", str(tmp_path / "run"),
+                         f"--config.data.photos={tmp_path / 'empty'}"], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert len(errors) == 1 and "no photos in the folder" in errors[0], proc.stderr[-3000:]
+
+
+def test_tiny_trains_data_parallel_with_photos_resumes_and_its_workdir_inverts(photos,
+                                                                                tmp_path):
   config = get_config("tiny")
   config.total_steps, config.log_every, config.checkpoint_every = 2, 1, 2
   config.eval_samples, config.eval_every, config.summary_every = 8, 2, 2
   config.stats_samples, config.tensorboard = 256, False
+  config.data.photos = str(photos[0])  # 2 of each batch of 8 (photo_fraction 0.25)
   result = train_and_evaluate(config, tmp_path, task=encoder_task.make_task(config))
   assert result.step == 2 and result.mesh.size == 8
   config.total_steps = 3  # resumes from the checkpoint of step 2
   result = train_and_evaluate(config, tmp_path, task=encoder_task.make_task(config))
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+  steps = [r for r in records if "loss" in r]
+  assert [r["step"] for r in steps] == [1, 2, 3]
+  for r in steps:  # the photo rows count in the loss, by their image terms alone
+    assert r["photo/fraction"] == 0.25 and r["photo/l2"] > 0
+    assert r["loss"] == pytest.approx(
+        r["wplus"] + r["camera"] + 0.75 * (r["l2"] + 0.5 * r["ms_ssim"])
+        + 0.25 * (r["photo/l2"] + 0.5 * r["photo/ms_ssim"]), rel=1e-4)
   evals = [r for r in records if "eval/loss" in r]
   assert evals[0]["step"] == 0 and all(r["eval/count"] == 8 for r in evals)
-  r = evals[0]  # the loss is its terms, weighted as the config says
+  r = evals[0]  # the held-out samples: the loss is its terms, weighted as the config says
   assert r["eval/loss"] == pytest.approx(
       r["eval/wplus"] + r["eval/camera"] + r["eval/l2"] + 0.5 * r["eval/ms_ssim"], rel=1e-4)
   enc = encoder_lib.load_encoder(tmp_path)
