@@ -79,10 +79,12 @@ def compare_samples(generator: Generator, encoder: encoder_lib.TrainedEncoder, s
             steps: Sequence[int] = (20, 50, 100), default: bool = True,
             optimise_steps: Optional[Sequence[int]] = None,
             weights: Optional[inversion.LossWeights] = None,
-            progress: bool = False) -> dict[str, list[dict[str, float]]]:
+            progress: bool = False, encoder_wplus_lr: Optional[float] = None
+            ) -> dict[str, list[dict[str, float]]]:
   """{row: [{metric: value} per sample]} (see the module docstring): encoder + N for N in
   `steps`, optimise N for N in `optimise_steps` (default: `steps`), and the default 200 + 200
-  optimisation when `default`."""
+  optimisation when `default`. encoder_wplus_lr: the W+ learning rate of the encoder + N rows
+  (default: the optimisation's, InversionConfig.wplus_lr)."""
   rig = inversion.CameraRig.of(generator)
   stats = encoder.stats
   rows: dict[str, list[dict]] = {}
@@ -116,6 +118,8 @@ def compare_samples(generator: Generator, encoder: encoder_lib.TrainedEncoder, s
     for row, w_steps, wplus_steps, from_encoder in runs:
       config = inversion.InversionConfig(w_steps=w_steps, wplus_steps=wplus_steps,
                                          weights=weights or inversion.LossWeights())
+      if from_encoder and encoder_wplus_lr is not None:
+        config = dataclasses.replace(config, wplus_lr=encoder_wplus_lr)
       kwargs = dict(init_ws=ws_enc, init_angles=angles) if from_encoder else {}
       if not warmed:  # compile every program of this run before timing it
         inversion.invert(generator, target, config=dataclasses.replace(
