@@ -14,7 +14,7 @@ import pytest
 
 from configs.encoder_ffhq import get_config
 from launch.tasks import encoder as encoder_task
-from launch.trainer import train_and_evaluate
+from launch.trainer import ConfigError, train_and_evaluate
 from PIL import Image
 
 from sat3d_jax import encoder as encoder_lib, encoder_eval, inversion, latent_file, media
@@ -31,17 +31,18 @@ SPEC = encoder_lib.EncoderSpec(input_size=32, widths=(8, 16), blocks=1, hidden=8
 
 
 def test_untrained_encoder_answers_the_mean_at_the_frontal_camera():
-  params = encoder_lib.init_params(SPEC, jax.random.key(0), 48)
+  # Jitted: one program each instead of a compilation per operation.
+  params = jax.jit(encoder_lib.init_params, static_argnums=(0, 2))(SPEC, jax.random.key(0), 48)
   stats = {"mean": jnp.arange(4.0), "std": jnp.ones(4)}
   images = jax.random.uniform(jax.random.key(1), (2, 48, 48, 3), minval=-1, maxval=1)
-  ws, angles = encoder_lib.encode(SPEC, params, stats, images)
+  ws, angles = jax.jit(encoder_lib.encode, static_argnums=0)(SPEC, params, stats, images)
   assert ws.shape == (2, 3, 4) and angles.shape == (2, 2)
   np.testing.assert_array_equal(ws, np.broadcast_to(np.arange(4.0), (2, 3, 4)))
   np.testing.assert_array_equal(angles, 0.0)
 
 
 def test_encoder_file_round_trip_and_bad_file(tmp_path):
-  params = encoder_lib.init_params(SPEC, jax.random.key(0), 32)
+  params = jax.jit(encoder_lib.init_params, static_argnums=(0, 2))(SPEC, jax.random.key(0), 32)
   params = jax.tree.map(lambda x: x + 0.01, params)  # heads no longer zero
   stats = {"mean": jnp.arange(4.0), "std": jnp.full(4, 2.0)}
   enc = encoder_lib.TrainedEncoder(SPEC, params, stats, "preset:micro", 7, "x")
@@ -223,10 +224,10 @@ def test_bad_photo_folders_are_one_clear_error(tmp_path):
       photo_folder.photo_rows(fraction, batch)
 
 
-def test_photos_without_tensorflow_and_the_command_on_a_bad_folder(photos, tmp_path):
+def test_photos_are_drawn_without_tensorflow_and_checked_at_start_up(photos, tmp_path):
   folder, _ = photos
-  env = blocked_env(tmp_path)
-  # The pipeline the task builds (the generator's samples, photos mixed in) draws its batches.
+  # The pipeline the task builds (the generator's samples, photos mixed in), where TensorFlow
+  # cannot be imported.
   draw = ("import sys; from sat3d_jax import pairs, photo_folder as pf; "
           "d = pairs.PairDraw(8, 4, 1, (0,), 1, 1, 0., .3, .8, 0., .1, .35); "
           "s = pairs.make_pairs_pipeline(d, seed=0, start_step=0, total_steps=2, "
@@ -234,19 +235,21 @@ def test_photos_without_tensorflow_and_the_command_on_a_bad_folder(photos, tmp_p
           "b = list(pf.mix_photos(s, f, fraction=0.25, batch_size=8, seed=0, start_step=0)); "
           "print(len(b), int(b[1]['is_photo'].sum()), b[1]['photo'].shape, "
           "'tensorflow' in sys.modules)")
-  proc = subprocess.run([sys.executable, "-c", draw, str(folder)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
+  proc = subprocess.run([sys.executable, "-c", draw, str(folder)], cwd=ROOT,
+                        env=blocked_env(tmp_path), capture_output=True, text=True, timeout=600,
+                        check=False)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.split() == ["2", "2", "(8,", "64,", "64,", "3)", "False"]
-  # The training command refuses a folder without photos at start-up: one line, status 2.
+  # The task checks the folder and the fraction when it is built, before anything compiles
+  # (launch/train.py turns both errors into one line and exit status 2).
+  config = get_config("tiny")
   (tmp_path / "empty").mkdir()
-  proc = subprocess.run([sys.executable, "launch/train.py", "--config",
-                         "configs/encoder_ffhq.py:tiny", "--workdir", str(tmp_path / "run"),
-                         f"--config.data.photos={tmp_path / 'empty'}"], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  assert len(errors) == 1 and "no photos in the folder" in errors[0], proc.stderr[-3000:]
+  config.data.photos = str(tmp_path / "empty")
+  with pytest.raises(InputError, match="no photos in the folder"):
+    encoder_task.make_task(config)
+  config.data.photos, config.data.photo_fraction = str(folder), 0.01
+  with pytest.raises(ConfigError, match="config.data.photo_fraction: a photo fraction of 0.01"):
+    encoder_task.make_task(config)
 
 
 def test_tiny_trains_data_parallel_with_photos_resumes_and_its_workdir_inverts(photos,
@@ -273,6 +276,7 @@ def test_tiny_trains_data_parallel_with_photos_resumes_and_its_workdir_inverts(p
   r = evals[0]  # the held-out samples: the loss is its terms, weighted as the config says
   assert r["eval/loss"] == pytest.approx(
       r["eval/wplus"] + r["eval/camera"] + r["eval/l2"] + 0.5 * r["eval/ms_ssim"], rel=1e-4)
+  assert (tmp_path / "images" / "encoded_00000002.png").exists()  # samples | encoded
   enc = encoder_lib.load_encoder(tmp_path)
   assert enc.step == 3 and enc.generator == "preset:micro"
   meta = json.loads((tmp_path / "task.json").read_text())
