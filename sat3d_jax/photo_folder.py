@@ -22,11 +22,13 @@ import pathlib
 from typing import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from sat3d_jax import image_file
 from sat3d_jax.errors import InputError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+PROGRESS_FROM = 1000  # folders of at least this many photos show the start-up check's progress
 _SALT = 200  # apart from the pairs' training (0..6) and evaluation (100..106) streams
 
 
@@ -48,7 +50,8 @@ class PhotoFolder:
     if not self.paths:
       raise InputError(f"{self.folder}: no photos in the folder (looked for "
                        f"{', '.join(SUFFIXES)})")
-    for path in self.paths:
+    for path in tqdm(self.paths, desc="checking photos", unit="photo",
+                     disable=len(self.paths) < PROGRESS_FROM):
       width, height = image_file.upright_size(path)
       if width != height:
         raise InputError(f"{path}: an aligned face crop must be square, got {width}x{height}")
