@@ -577,13 +577,19 @@ class _SingleDatabaseBuilder(_MicroExpressionBuilder, skip_registration=True):
                          alignment=self.builder_config.alignment, landmarks=landmarks)
 
 
+def registry_builder(base: type, db, module: str, doc: str) -> type:
+  """A TFDS builder class for registry entry `db` (a Database or LongVideoDatabase): class
+  `db.builder_class` of `module`, registered as `db.builder`, on `base`."""
+  return type(db.builder_class, (base,), {
+      "__module__": module, "__qualname__": db.builder_class, "__doc__": doc,
+      "name": db.builder, "_DATABASE": db.name, "MANUAL_DOWNLOAD_INSTRUCTIONS": db.instructions})
+
+
 def _database_builder(db: databases.Database) -> type:
   """The TFDS builder of one database's every clip (registered as `db.builder`)."""
-  return type(db.builder_class, (_SingleDatabaseBuilder,), {
-      "__module__": __name__, "__qualname__": db.builder_class,
-      "__doc__": f"{db.title} micro-expression clips (every clip of its annotation source); "
-                 "features: module doc.",
-      "name": db.builder, "_DATABASE": db.name, "MANUAL_DOWNLOAD_INSTRUCTIONS": db.instructions})
+  return registry_builder(_SingleDatabaseBuilder, db, __name__,
+                          f"{db.title} micro-expression clips (every clip of its annotation "
+                          "source); features: module doc.")
 
 
 # One builder per database of the registry (classes Casme2Me, SammMe, SmicMe, ...).

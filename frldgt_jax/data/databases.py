@@ -149,12 +149,17 @@ NAMES = tuple(db.name for db in ALL)
 _BY_NAME = {db.name: db for db in ALL}
 
 
+def _entry(table: Mapping, name: str, kind: str):
+  """table[name]; ValueError naming the known ones otherwise."""
+  try:
+    return table[name]
+  except KeyError:
+    raise ValueError(f"unknown {kind} database {name!r}; known: {tuple(table)}") from None
+
+
 def get(name: str) -> Database:
   """The entry of database `name`; ValueError naming the known ones otherwise."""
-  try:
-    return _BY_NAME[name]
-  except KeyError:
-    raise ValueError(f"unknown micro-expression database {name!r}; known: {NAMES}") from None
+  return _entry(_BY_NAME, name, "micro-expression")
 
 
 def label_name(label: int) -> str:
@@ -219,7 +224,4 @@ _LONG_BY_NAME = {db.name: db for db in LONG_VIDEO}
 
 def get_long_video(name: str) -> LongVideoDatabase:
   """The entry of long-video database `name`; ValueError naming the known ones otherwise."""
-  try:
-    return _LONG_BY_NAME[name]
-  except KeyError:
-    raise ValueError(f"unknown long-video database {name!r}; known: {LONG_VIDEO_NAMES}") from None
+  return _entry(_LONG_BY_NAME, name, "long-video")

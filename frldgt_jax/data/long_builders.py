@@ -34,10 +34,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
-from frldgt_jax.data import databases, long_videos
+from frldgt_jax.data import builders, databases, long_videos
 from frldgt_jax.errors import InputError
 
-SUMMARY_FILE = "build_summary.json"
+SUMMARY_FILE = builders.SUMMARY_FILE   # the same file the clip builders write
 DEFAULT_RESOLUTION = 96
 _VERSION = tfds.core.Version("1.0.0")
 
@@ -146,11 +146,9 @@ class _LongVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
 
 def _builder(db: databases.LongVideoDatabase) -> type:
-  return type(db.builder_class, (_LongVideoBuilder,), {
-      "__module__": __name__, "__qualname__": db.builder_class,
-      "__doc__": f"{db.title} long videos, one example per annotated video; features: module "
-                 "doc.",
-      "name": db.builder, "_DATABASE": db.name, "MANUAL_DOWNLOAD_INSTRUCTIONS": db.instructions})
+  return builders.registry_builder(_LongVideoBuilder, db, __name__,
+                                   f"{db.title} long videos, one example per annotated video; "
+                                   "features: module doc.")
 
 
 LONG_BUILDERS = {db.name: _builder(db) for db in databases.LONG_VIDEO}
@@ -169,5 +167,4 @@ def build(dataset: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLi
                                    config=long_config(resolution, every), detector=detector)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=os.fspath(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
-  summary = json.loads((pathlib.Path(builder.data_dir) / SUMMARY_FILE).read_text())
-  return builder, summary
+  return builder, builders.read_build_summary(builder.data_dir)
