@@ -207,24 +207,49 @@ def use_persistent_cache(directory: Optional[str] = None) -> Callable[[], None]:
 
   A fresh directory matters: a cache holding programs from earlier runs would turn this run's
   compile times into cache reads.
+
+  Every program is kept, however fast it compiled: jax keeps by default only those that took
+  over a second (jax_persistent_cache_min_compile_time_secs), so on a quick machine a small
+  program compiled up front was compiled again where it was reused. restore() brings that
+  threshold back too.
   """
   # pylint: disable-next=g-import-not-at-top
   from jax.experimental.compilation_cache import compilation_cache
   previous = jax.config.jax_compilation_cache_dir
+  previous_min_s = jax.config.jax_persistent_cache_min_compile_time_secs
   temporary = None
   if directory is None:
     temporary = tempfile.TemporaryDirectory(prefix="bench_xla_cache_")
     directory = temporary.name
   os.makedirs(directory, exist_ok=True)
   compilation_cache.set_cache_dir(os.path.abspath(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   compilation_cache.reset_cache()  # takes effect even after earlier compilations
 
   def restore() -> None:
     jax.config.update("jax_compilation_cache_dir", previous)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous_min_s)
     compilation_cache.reset_cache()
     if temporary is not None:
       temporary.cleanup()
   return restore
+
+
+@contextlib.contextmanager
+def cache_writes_from(seconds: float):
+  """Inside the block, the persistent cache keeps (and jax counts as a cache miss) only the
+  programs that took at least `seconds` to compile; outside, the setting as before.
+
+  The cache is filled with every program (use_persistent_cache); a block whose misses are
+  counted to learn whether it compiled something substantial itself sets jax's default here,
+  so that eager helpers (a broadcast, a conversion: milliseconds each) are not counted.
+  """
+  previous = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", seconds)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
 
 
 # --- Compiling several cases at once ------------------------------------------------------------

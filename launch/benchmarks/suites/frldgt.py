@@ -111,6 +111,11 @@ def _compiled(compilations: list) -> Optional[float]:
   return wall
 
 
+# A program the sweep compiles itself in less than this is not counted as one it should have
+# read from the cache (jax's default threshold for writing the cache): eager helpers only.
+SUBSTANTIAL_COMPILE_S = 1.0
+
+
 def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions) -> dict:
   """Runs the LOSO sweep of `config` stacked and fold by fold; the comparison dict.
 
@@ -124,7 +129,7 @@ def loso_both_ways(config, ref: str, data, compiled: dict, options: SuiteOptions
     workdir = pathlib.Path(workdir)
     for mode in ("per_fold", "stacked"):
       options.log(f"  [frldgt] LOSO sweep, {_WAYS[mode]} ...")
-      with compile_events.record() as rec:
+      with harness.cache_writes_from(SUBSTANTIAL_COMPILE_S), compile_events.record() as rec:
         out[mode] = loso.run_sweep(config, workdir / f"{mode}_mode", mode=mode, data=data,
                                    say=lambda m: options.log(f"    {m}"))
       events[mode] = rec
@@ -288,8 +293,9 @@ def start(options: SuiteOptions, config_ref: Optional[str] = None,
       return lambda: missing
     return lambda: {"status": "error", "reason": message, "cases": []}
   # Both sweeps read the programs compiled here from a persistent cache (module docstring).
-  restore_cache = (harness.use_persistent_cache()
-                   if sweep and not harness.persistent_cache_dir() else None)
+  # The cache already in use, if any (e.g. the tests' session cache), else a fresh one.
+  restore_cache = (harness.use_persistent_cache(harness.persistent_cache_dir())
+                   if sweep else None)
   try:
     built = _build(config, data, source, options, sweep)
   except BaseException:
