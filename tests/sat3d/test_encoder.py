@@ -17,8 +17,10 @@ from launch.tasks import encoder as encoder_task
 from launch.trainer import ConfigError, train_and_evaluate
 from PIL import Image
 
-from sat3d_jax import encoder as encoder_lib, encoder_eval, inversion, latent_file, media
-from sat3d_jax import photo_folder
+from launch.studio_app import photos as studio_photos
+from sat3d_jax import editor as editor_lib, encoder as encoder_lib, encoder_eval, inversion
+from sat3d_jax import latent_file, mask_file, media, photo_folder, style_file
+from sat3d_jax.fingerprint import generator_fingerprint
 from sat3d_jax.eg3d.generator import generator_from_spec
 from sat3d_jax.errors import InputError
 from tests.no_tensorflow import blocked_env
@@ -94,7 +96,14 @@ def test_committed_encoder_beats_the_start_and_nears_the_default_optimisation(ti
   assert table["encoder + 100"]["l2"] < table["encoder"]["l2"] / 4
 
 
-def test_invert_cli_with_encoder_writes_a_latent_file(tiny, tmp_path):
+def _mask(enc, generator) -> mask_file.MaskFile:
+  """A mask file (one attribute, all channels, logits 0) of the encoder's generator."""
+  return mask_file.MaskFile(("beard",), np.zeros((2, generator.num_style_channels), np.float32),
+                            0.5, True, enc.generator, 0, generator_fingerprint(generator), 1.0,
+                            14, 1)
+
+
+def test_invert_cli_with_encoder_writes_a_latent_file_transfer_reads(tiny, tmp_path):
   enc, generator, samples = tiny
   photo = tmp_path / "face.png"
   media.write_png(photo, media.to_uint8(samples.images[0]))
@@ -109,6 +118,37 @@ def test_invert_cli_with_encoder_writes_a_latent_file(tiny, tmp_path):
   # is as the command reported.
   image = inversion.render(generator, latent["ws"], latent["c"])
   assert float(inversion.psnr(image, jnp.asarray(samples.images[:1]))[0]) > 5.0
+  # launch/transfer.py takes that latent file as its source (a mask file of the generator).
+  mask = _mask(enc, generator)
+  mask_file.write_mask_file(tmp_path / "mask.npz", mask)
+  proc = _cli("transfer", "--mask", tmp_path / "mask.npz", "--source", out / "latent.npz",
+              "--reference", 7, "--attributes", "beard", "--views", 2, "--frames", 0,
+              "--out", tmp_path / "transfer")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  styles = style_file.read_style_file(tmp_path / "transfer" / "result_styles.npz")
+  source = editor_lib.Editor(generator, mask, "test").latent_face(latent["ws"], None, "")
+  np.testing.assert_allclose(styles["styles"][0], source.styles[0], rtol=1e-4, atol=1e-5)
+
+
+def test_studio_inverts_a_photo_with_the_encoder_and_times_it(tiny):
+  """The studio's photo button (launch/studio_app/photos.py) with --encoder: the astronaut's
+  face found and cut out, the encoder's code and camera the result (no steps) or the start of
+  the steps, and the inversion's seconds reported."""
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  enc, generator, _ = tiny
+  mask = _mask(enc, generator)
+  editor = editor_lib.Editor(generator, mask, "test")
+  photo = skimage.data.astronaut()
+  face, crop, psnr, seconds = studio_photos.invert_photo(editor, photo, "astronaut.png", 0, 0,
+                                                         enc)
+  assert crop.shape == (64, 64, 3) and seconds > 0 and "(encoder, PSNR" in face.label
+  ws, angles = enc(jnp.asarray(crop[None], jnp.float32) / 127.5 - 1.0)
+  np.testing.assert_allclose(face.styles, editor.latent_face(ws, None, "").styles, rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(face.camera, encoder_lib.camera_labels(
+      inversion.CameraRig.of(generator), angles)[0], atol=1e-6)
+  stepped, _, psnr2, _ = studio_photos.invert_photo(editor, photo, "astronaut.png", 0, 3, enc)
+  assert "(encoder + 3 steps, PSNR" in stepped.label and psnr2 > psnr
 
 
 def test_invert_cli_rejects_an_encoder_of_another_generator(tmp_path):
