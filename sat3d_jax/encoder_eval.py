@@ -76,11 +76,11 @@ def compare(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: 
 
 
 def compare_samples(generator: Generator, encoder: encoder_lib.TrainedEncoder, samples: HeldOut,
-            steps: Sequence[int] = (20, 50, 100), default: bool = True,
-            optimise_steps: Optional[Sequence[int]] = None,
-            weights: Optional[inversion.LossWeights] = None,
-            progress: bool = False, encoder_wplus_lr: Optional[float] = None
-            ) -> dict[str, list[dict[str, float]]]:
+                    steps: Sequence[int] = (20, 50, 100), default: bool = True,
+                    optimise_steps: Optional[Sequence[int]] = None,
+                    weights: Optional[inversion.LossWeights] = None,
+                    progress: bool = False, encoder_wplus_lr: Optional[float] = None
+                    ) -> dict[str, list[dict[str, float]]]:
   """{row: [{metric: value} per sample]} (see the module docstring): encoder + N for N in
   `steps`, optimise N for N in `optimise_steps` (default: `steps`), and the default 200 + 200
   optimisation when `default`. encoder_wplus_lr: the W+ learning rate of the encoder + N rows

@@ -93,13 +93,18 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
   return rgb
 
 
+def check_square(width: int, height: int, name: str) -> None:
+  """An InputError naming `name` unless an aligned face crop's size is square."""
+  if width != height:
+    raise InputError(f"{name}: an aligned face crop must be square, got {width}x{height}")
+
+
 def aligned_crop(photo: np.ndarray, size: int, name: str) -> np.ndarray:
   """uint8 [size, size, 3] of a photo that already is a square face crop (EG3D's in-the-wild
   crop at any size), resized (area-averaged down, bicubic up); a non-square one is an
   InputError naming it."""
   h, w = photo.shape[:2]
-  if h != w:
-    raise InputError(f"{name}: an aligned face crop must be square, got {w}x{h}")
+  check_square(w, h, name)
   if h == size:
     return photo
   interp = cv2.INTER_AREA if h > size else cv2.INTER_CUBIC

@@ -134,11 +134,17 @@ def _raw_tensorflow(tf, index, draw: PairDraw, *, seed: int, salt: int) -> dict:
   return raw
 
 
+def step_rng(seed: int, index: int, salt: int) -> np.random.Generator:
+  """NumPy's Philox keyed by (seed, index, salt): the same numbers whenever it is asked again,
+  so a stream drawn from it resumes at any index."""
+  return np.random.Generator(np.random.Philox(
+      key=np.random.SeedSequence([seed, index, salt]).generate_state(2, np.uint64)))
+
+
 def _raw_numpy(index: int, draw: PairDraw, *, seed: int, salt: int) -> dict:
   """The raw numbers of batch `index` of the stream (seed, salt), from NumPy's Philox."""
   def rng(k):
-    return np.random.Generator(np.random.Philox(
-        key=np.random.SeedSequence([seed, index, salt + k]).generate_state(2, np.uint64)))
+    return step_rng(seed, index, salt + k)
 
   b, raw = draw.batch_size, {}
   if draw.num_latents:

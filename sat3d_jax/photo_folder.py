@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from sat3d_jax import image_file
+from sat3d_jax import image_file, pairs
 from sat3d_jax.errors import InputError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -52,9 +52,7 @@ class PhotoFolder:
                        f"{', '.join(SUFFIXES)})")
     for path in tqdm(self.paths, desc="checking photos", unit="photo",
                      disable=len(self.paths) < PROGRESS_FROM):
-      width, height = image_file.upright_size(path)
-      if width != height:
-        raise InputError(f"{path}: an aligned face crop must be square, got {width}x{height}")
+      image_file.check_square(*image_file.upright_size(path), str(path))
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -84,8 +82,7 @@ def mix_photos(batches: Iterator[dict], folder: PhotoFolder, *, fraction: float,
   with `photo` and `is_photo` added (see the module docstring)."""
   count = photo_rows(fraction, batch_size)
   for step, batch in enumerate(batches, start_step):
-    rng = np.random.Generator(np.random.Philox(
-        key=np.random.SeedSequence([seed, step, _SALT]).generate_state(2, np.uint64)))
+    rng = pairs.step_rng(seed, step, _SALT)
     chosen = rng.permutation(batch_size)[:count]
     which = rng.integers(0, len(folder), batch_size)
     is_photo = np.zeros(batch_size, np.float32)
